@@ -1,0 +1,37 @@
+"""npe2 reader contributions: NIfTI volumes and histology images (PNG/JPEG/TIFF/SVS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..io.histology import is_histology_path, read_histology
+from ..io.nifti import is_nifti_path, read_nifti
+from .layers import LayerDataTuple, histology_layer_data, volume_layer_data
+
+ReaderFunction = Callable[[str | Sequence[str]], list[LayerDataTuple]]
+
+
+def _paths(path: str | Sequence[str]) -> list[str]:
+    return [str(path)] if isinstance(path, (str, bytes)) or not isinstance(path, Sequence) else [str(p) for p in path]
+
+
+def get_nifti_reader(path: str | Sequence[str]) -> ReaderFunction | None:
+    """Return :func:`read_nifti_layers` when every path is a ``.nii``/``.nii.gz`` file."""
+    paths = _paths(path)
+    return read_nifti_layers if paths and all(is_nifti_path(p) for p in paths) else None
+
+
+def read_nifti_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
+    """Each file → one Image or Labels layer (4D files: one Image layer per volume), in RAS display order."""
+    return [volume_layer_data(read_nifti(p)) for p in _paths(path)]
+
+
+def get_histology_reader(path: str | Sequence[str]) -> ReaderFunction | None:
+    """Return :func:`read_histology_layers` when every path is a histology image."""
+    paths = _paths(path)
+    return read_histology_layers if paths and all(is_histology_path(p) for p in paths) else None
+
+
+def read_histology_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
+    """Each file → one RGB Image layer (multiscale for pyramids), scaled in µm when the file says so."""
+    return [histology_layer_data(read_histology(p)) for p in _paths(path)]

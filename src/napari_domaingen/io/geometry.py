@@ -1,0 +1,93 @@
+"""Voxel-to-world geometry shared by every volume layer.
+
+Convention (documented in docs/geometry.md):
+
+* Arrays are in **display order** ``(Z, Y, X)``, obtained from the NIfTI voxel axes ``(i, j, k)`` after
+  nibabel's closest-canonical reorientation (RAS+) and a reversal of the axis order, so that
+  ``Z`` runs inferior→superior, ``Y`` posterior→anterior and ``X`` left→right.
+* World coordinates are scanner **RAS millimetres in the same reversed order** ``(S, A, R)``.
+  ``display_affine`` maps a display index ``(z, y, x, 1)`` to ``(S, A, R, 1)``; it is the NIfTI affine with
+  rows and columns reversed.
+* napari receives it as ``scale`` (voxel spacing, mm), ``translate`` and an extra ``affine`` that holds only
+  the residual rotation/shear (the identity for axis-aligned volumes).
+
+Nothing here imports napari or Qt.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import numpy as np
+
+_REVERSE = np.array([2, 1, 0, 3])
+_AXIS_ALIGNED_TOL = 1e-6
+
+
+class LayerGeometry(TypedDict):
+    """Keyword arguments for a napari layer: ``scale``/``translate`` (3,), ``affine`` (4, 4)."""
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    affine: np.ndarray
+
+
+def ras_to_display_affine(ras_affine: np.ndarray) -> np.ndarray:
+    """Reverse the axis order of a NIfTI affine ``(i, j, k) → (R, A, S)``: ``(z, y, x) → (S, A, R)``."""
+    ras_affine = np.asarray(ras_affine, dtype=float)
+    return ras_affine[np.ix_(_REVERSE, _REVERSE)]
+
+
+def display_to_ras_affine(display_affine: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`ras_to_display_affine` (the reversal is its own inverse)."""
+    return ras_to_display_affine(display_affine)
+
+
+def layer_geometry(display_affine: np.ndarray) -> LayerGeometry:
+    """Split a (4, 4) display affine into napari ``scale`` / ``translate`` / ``affine``.
+
+    ``world = affine_lin @ (translate + scale * index)`` reproduces ``display_affine @ index`` exactly.
+    """
+    display_affine = np.asarray(display_affine, dtype=float)
+    linear = display_affine[:3, :3]
+    offset = display_affine[:3, 3]
+    spacing = np.linalg.norm(linear, axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError(f"degenerate affine (a zero voxel axis): {display_affine.tolist()}")
+    direction = linear / spacing
+    residual = np.eye(4)
+    if np.allclose(direction, np.eye(3), atol=_AXIS_ALIGNED_TOL):
+        translate = offset
+    else:
+        residual[:3, :3] = direction
+        translate = np.linalg.solve(direction, offset)
+    return LayerGeometry(
+        scale=tuple(float(s) for s in spacing),
+        translate=tuple(float(t) for t in translate),
+        affine=residual,
+    )
+
+
+def display_affine_from_layer(
+    scale: np.ndarray, translate: np.ndarray, affine: np.ndarray | None = None
+) -> np.ndarray:
+    """Inverse of :func:`layer_geometry` for layers without rotate/shear: a (4, 4) display affine."""
+    ndim = len(scale)
+    base = np.eye(ndim + 1)
+    base[:ndim, :ndim] = np.diag(np.asarray(scale, dtype=float))
+    base[:ndim, ndim] = np.asarray(translate, dtype=float)
+    extra = np.eye(ndim + 1) if affine is None else np.asarray(affine, dtype=float)
+    return extra @ base
+
+
+def voxel_to_world(display_affine: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """World ``(S, A, R)`` mm of display indices ``(..., 3)``."""
+    index = np.asarray(index, dtype=float)
+    return index @ display_affine[:3, :3].T + display_affine[:3, 3]
+
+
+def same_grid(
+    shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...], affine_b: np.ndarray, atol: float = 1e-4
+) -> bool:
+    """True when two volumes share shape and voxel-to-world affine (to ``atol`` mm)."""
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=atol)

@@ -1,0 +1,260 @@
+"""Read and write NIfTI volumes with exact geometry.
+
+Reading reorients to nibabel's closest canonical orientation (RAS+) and reverses the axes to display order
+``(Z, Y, X)`` (see :mod:`napari_domaingen.io.geometry`). The file's own affine, header and orientation are kept
+in :class:`NiftiSource`, so :func:`write_nifti` puts any array on that grid back into the file's original voxel
+order with the original affine, qform and sform, and the result lines up voxel-for-voxel with the source.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+from .errors import VolumeReadError, VolumeWriteError
+from .geometry import display_to_ras_affine, ras_to_display_affine
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+LABEL_NAME_PATTERN = re.compile(r"(^|[^a-z])(seg|segmentation|label|labels|mask|parc|aseg|annot)([^a-z]|$)", re.I)
+MAX_LABEL_VALUES = 64
+
+_RAS = axcodes2ornt(("R", "A", "S"))
+
+
+@dataclass(frozen=True)
+class NiftiSource:
+    """Geometry of the file a volume came from, enough to write data back onto its grid.
+
+    ``affine`` (4, 4) maps the file's voxel ``(i, j, k)`` to RAS mm; ``shape`` is its spatial shape ``(i, j, k)``.
+    """
+
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    header: nib.Nifti1Header = field(repr=False)
+    path: str | None = None
+
+    @property
+    def axcodes(self) -> tuple[str, str, str]:
+        return nib.aff2axcodes(self.affine)
+
+    @property
+    def canonical_transform(self) -> np.ndarray:
+        """nibabel orientation transform from the file's voxel axes to RAS+ voxel axes."""
+        return ornt_transform(io_orientation(self.affine), _RAS)
+
+    @property
+    def display_shape(self) -> tuple[int, int, int]:
+        """Spatial shape in display order ``(Z, Y, X)``."""
+        ornt = io_orientation(self.affine)
+        canonical = [0, 0, 0]
+        for in_axis, (out_axis, _flip) in enumerate(ornt):
+            canonical[int(out_axis)] = self.shape[in_axis]
+        return tuple(reversed(canonical))  # type: ignore[return-value]
+
+    @property
+    def display_affine(self) -> np.ndarray:
+        """(4, 4): display index ``(z, y, x)`` → world ``(S, A, R)`` mm."""
+        canonical_affine = self.affine @ nib.orientations.inv_ornt_aff(self.canonical_transform, self.shape)
+        return ras_to_display_affine(canonical_affine)
+
+
+@dataclass
+class Volume:
+    """A volume in display order.
+
+    ``data`` is ``(Z, Y, X)`` or ``(C, Z, Y, X)``; ``display_affine`` (4, 4) maps ``(z, y, x)`` to ``(S, A, R)`` mm.
+    """
+
+    data: np.ndarray
+    display_affine: np.ndarray
+    name: str
+    is_label: bool = False
+    source: NiftiSource | None = None
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm, display order."""
+        return tuple(float(s) for s in np.linalg.norm(self.display_affine[:3, :3], axis=0))  # type: ignore
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape[-3:])  # type: ignore[return-value]
+
+
+def is_nifti_path(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def strip_nifti_suffix(path: str | os.PathLike) -> str:
+    name = Path(path).name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def read_nifti(path: str | os.PathLike, as_label: bool | None = None) -> Volume:
+    """Read a 3D or 4D NIfTI file into display order.
+
+    4D files give ``(C, Z, Y, X)`` with the fourth NIfTI axis first (a length-1 fourth axis is dropped).
+    ``as_label=None`` decides from the file name and values (see :func:`looks_like_labels`).
+    Raises :class:`VolumeReadError` naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VolumeReadError(path, "no such file")
+    try:
+        image = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for a file that is not NIfTI
+        raise VolumeReadError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise VolumeReadError(path, f"not a NIfTI image (nibabel read it as {type(image).__name__})")
+    shape = image.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) not in (3, 4):
+        raise VolumeReadError(
+            path, f"has {len(image.shape)} dimensions {tuple(image.shape)}; expected a 3D volume or a 4D stack"
+        )
+    try:
+        data = np.asanyarray(image.dataobj).reshape(shape)
+    except Exception as exc:  # truncated/corrupt payload surfaces here
+        raise VolumeReadError(path, f"image data cannot be read, the file may be truncated ({exc})") from exc
+
+    source = NiftiSource(
+        affine=np.array(image.affine, dtype=float),
+        shape=tuple(int(s) for s in shape[:3]),  # type: ignore[arg-type]
+        header=image.header.copy(),
+        path=str(path),
+    )
+    display = to_display_order(data, source)
+    name = strip_nifti_suffix(path)
+    if as_label is None:
+        as_label = display.ndim == 3 and looks_like_labels(name, display)
+    if as_label:
+        display = _as_label_array(display, path)
+    return Volume(data=display, display_affine=source.display_affine, name=name, is_label=as_label, source=source)
+
+
+def to_display_order(data: np.ndarray, source: NiftiSource) -> np.ndarray:
+    """File voxel order ``(i, j, k[, t])`` → display order ``(Z, Y, X)`` or ``(C, Z, Y, X)``."""
+    canonical = apply_orientation(data, source.canonical_transform)
+    if canonical.ndim == 4:
+        return np.ascontiguousarray(np.transpose(canonical, (3, 2, 1, 0)))
+    return np.ascontiguousarray(np.transpose(canonical, (2, 1, 0)))
+
+
+def to_file_order(data: np.ndarray, source: NiftiSource) -> np.ndarray:
+    """Inverse of :func:`to_display_order`; a channel-first array gets the channels last, as NIfTI expects."""
+    if data.ndim == 4:
+        canonical = np.transpose(data, (3, 2, 1, 0))
+    else:
+        canonical = np.transpose(data, (2, 1, 0))
+    back = ornt_transform(_RAS, io_orientation(source.affine))
+    return apply_orientation(canonical, back)
+
+
+def looks_like_labels(name: str, data: np.ndarray) -> bool:
+    """Integer-valued data that is named like a segmentation, or has few distinct integer values."""
+    named = bool(LABEL_NAME_PATTERN.search(name))
+    if data.dtype.kind in "iub":
+        if named:
+            return True
+        sample = data[:: max(1, data.shape[0] // 32)]
+        return len(np.unique(sample)) <= MAX_LABEL_VALUES // 4 and len(np.unique(data)) <= MAX_LABEL_VALUES
+    if named and data.dtype.kind == "f":
+        finite = np.isfinite(data).all()
+        return bool(finite and np.array_equal(data, np.round(data)) and len(np.unique(data)) <= MAX_LABEL_VALUES)
+    return False
+
+
+def _as_label_array(data: np.ndarray, path: Path) -> np.ndarray:
+    if data.dtype.kind == "f":
+        if not np.isfinite(data).all():
+            raise VolumeReadError(path, "label file contains NaN or infinite values")
+        data = np.round(data)
+    if data.min() < 0:
+        raise VolumeReadError(path, f"label file contains negative labels (min {data.min()})")
+    top = int(data.max())
+    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
+    return data.astype(dtype, copy=False)
+
+
+def write_nifti(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    source: NiftiSource | None = None,
+    display_affine: np.ndarray | None = None,
+    is_label: bool = False,
+) -> Path:
+    """Write a display-order array ``(Z, Y, X)`` or ``(C, Z, Y, X)`` as NIfTI, atomically.
+
+    With ``source`` the data go back to the source file's voxel order, affine, qform and sform (the shape must
+    be the source's display shape). Without it, ``display_affine`` (4, 4) gives the geometry.
+    """
+    path = Path(path)
+    if not is_nifti_path(path):
+        raise VolumeWriteError(path, "the file name must end in .nii or .nii.gz")
+    data = np.asarray(data)
+    if data.ndim not in (3, 4):
+        raise VolumeWriteError(path, f"expected a 3D volume (or a 4D channel stack), got shape {data.shape}")
+    if is_label:
+        data = _label_dtype(data, path)
+    if source is not None:
+        if tuple(data.shape[-3:]) != source.display_shape:
+            where = f" ({source.path})" if source.path else ""
+            raise VolumeWriteError(
+                path,
+                f"data shape {tuple(data.shape[-3:])} differs from its source volume{where} "
+                f"{source.display_shape}; it is not on the source grid",
+            )
+        image = nib.Nifti1Image(to_file_order(data, source), source.affine, header=source.header.copy())
+        header = source.header
+        image.set_qform(header.get_qform(), code=int(header["qform_code"]) or 1)
+        image.set_sform(header.get_sform(), code=int(header["sform_code"]))
+        if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+            image.set_sform(source.affine, code=1)
+    else:
+        if display_affine is None:
+            raise VolumeWriteError(path, "no geometry: give the source volume or a display affine")
+        ras = display_to_ras_affine(display_affine)
+        canonical = np.transpose(data, (3, 2, 1, 0) if data.ndim == 4 else (2, 1, 0))
+        image = nib.Nifti1Image(canonical, ras)
+        image.set_qform(ras, code=1)
+        image.set_sform(ras, code=1)
+    image.set_data_dtype(data.dtype)
+    image.header.set_slope_inter(None, None)
+    if data.ndim == 4:
+        image.header.set_intent("vector")
+    return _atomic_save(image, path)
+
+
+def _label_dtype(data: np.ndarray, path: Path) -> np.ndarray:
+    if data.dtype.kind not in "iub":
+        raise VolumeWriteError(path, f"labels must be integers, got {data.dtype}")
+    if data.size and data.min() < 0:
+        raise VolumeWriteError(path, "labels must be non-negative")
+    top = int(data.max()) if data.size else 0
+    return data.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32, copy=False)
+
+
+def _atomic_save(image: nib.Nifti1Image, path: Path) -> Path:
+    """Save next to the target and rename, so a crash never leaves a half-written file under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from napari_domaingen.io.geometry import (
+    display_affine_from_layer,
+    display_to_ras_affine,
+    layer_geometry,
+    ras_to_display_affine,
+    same_grid,
+    voxel_to_world,
+)
+
+
+def _oblique_affine() -> np.ndarray:
+    angle = np.deg2rad(17)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([0.9, 1.1, 2.5])
+    affine[:3, 3] = [-90.0, 12.5, 40.0]
+    return affine
+
+
+def test_reversal_is_an_involution():
+    affine = _oblique_affine()
+    assert np.allclose(display_to_ras_affine(ras_to_display_affine(affine)), affine)
+
+
+@pytest.mark.parametrize("affine", [np.diag([1.5, 0.9, 0.9, 1.0]), _oblique_affine()])
+def test_layer_geometry_reproduces_the_affine(affine):
+    geometry = layer_geometry(affine)
+    rebuilt = display_affine_from_layer(geometry["scale"], geometry["translate"], geometry["affine"])
+    assert np.allclose(rebuilt, affine)
+    index = np.array([[0, 0, 0], [3, 7, 11]])
+    assert np.allclose(voxel_to_world(rebuilt, index), voxel_to_world(affine, index))
+
+
+def test_axis_aligned_affine_needs_no_residual():
+    geometry = layer_geometry(np.diag([1.5, 0.9, 0.8, 1.0]) + np.array([[0, 0, 0, 5]] * 3 + [[0, 0, 0, 0]]))
+    assert np.allclose(geometry["affine"], np.eye(4))
+    assert geometry["scale"] == (1.5, 0.9, 0.8)
+    assert geometry["translate"] == (5.0, 5.0, 5.0)
+
+
+def test_degenerate_affine_is_refused():
+    with pytest.raises(ValueError, match="degenerate"):
+        layer_geometry(np.diag([1.0, 0.0, 1.0, 1.0]))
+
+
+def test_same_grid():
+    assert same_grid((2, 3, 4), np.eye(4), (2, 3, 4), np.eye(4))
+    assert not same_grid((2, 3, 4), np.eye(4), (2, 3, 5), np.eye(4))
+    assert not same_grid((2, 3, 4), np.eye(4), (2, 3, 4), np.diag([1, 1, 2, 1]))
