@@ -116,30 +116,45 @@ def read_nifti(path: str | os.PathLike, as_label: bool | None = None) -> Volume:
         raise VolumeReadError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise VolumeReadError(path, f"not a NIfTI image (nibabel read it as {type(image).__name__})")
+    return volume_from_image(image, strip_nifti_suffix(path), as_label=as_label, path=path)
+
+
+def volume_from_image(
+    image: nib.Nifti1Image | nib.Nifti2Image,
+    name: str,
+    as_label: bool | None = None,
+    path: str | os.PathLike | None = None,
+) -> Volume:
+    """A nibabel NIfTI image (from a file or made in memory) → :class:`Volume` in display order.
+
+    Errors name ``path`` (or ``name`` for in-memory images) and the problem.
+    """
+    where = path if path is not None else name
     shape = image.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) not in (3, 4):
         raise VolumeReadError(
-            path, f"has {len(image.shape)} dimensions {tuple(image.shape)}; expected a 3D volume or a 4D stack"
+            where, f"has {len(image.shape)} dimensions {tuple(image.shape)}; expected a 3D volume or a 4D stack"
         )
     try:
         data = np.asanyarray(image.dataobj).reshape(shape)
     except Exception as exc:  # truncated/corrupt payload surfaces here
-        raise VolumeReadError(path, f"image data cannot be read, the file may be truncated ({exc})") from exc
-
+        raise VolumeReadError(where, f"image data cannot be read, the file may be truncated ({exc})") from exc
+    header = image.header
     source = NiftiSource(
         affine=np.array(image.affine, dtype=float),
         shape=tuple(int(s) for s in shape[:3]),  # type: ignore[arg-type]
-        header=image.header.copy(),
-        path=str(path),
+        header=header.copy() if isinstance(header, nib.Nifti1Header) else nib.Nifti1Header.from_header(header),
+        path=str(path) if path is not None else None,
     )
     display = to_display_order(data, source)
-    name = strip_nifti_suffix(path)
+    if np.shares_memory(display, data):  # a pure axis reversal can be a view: the volume owns its data
+        display = display.copy()
     if as_label is None:
         as_label = display.ndim == 3 and looks_like_labels(name, display)
     if as_label:
-        display = _as_label_array(display, path)
+        display = _as_label_array(display, where)
     return Volume(data=display, display_affine=source.display_affine, name=name, is_label=as_label, source=source)
 
 
@@ -175,7 +190,7 @@ def looks_like_labels(name: str, data: np.ndarray) -> bool:
     return False
 
 
-def _as_label_array(data: np.ndarray, path: Path) -> np.ndarray:
+def _as_label_array(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if data.dtype.kind == "f":
         if not np.isfinite(data).all():
             raise VolumeReadError(path, "label file contains NaN or infinite values")

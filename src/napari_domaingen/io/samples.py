@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from .histology import HistologyImage
-from .nifti import NiftiSource, Volume, looks_like_labels, to_display_order
+from .nifti import Volume, volume_from_image
 
 TISSUE_LABEL_NAMES = {0: "background", 1: "grey matter", 2: "white matter", 3: "CSF / other"}
 
@@ -43,49 +43,6 @@ _EOSIN_OD = (0.16, 0.82, 0.56)
 
 # --------------------------------------------------------------------------------------------------------------
 # MRI
-
-
-def volume_from_nibabel(image: nib.spatialimages.SpatialImage, name: str, as_label: bool | None = None) -> Volume:
-    """An in-memory nibabel image → :class:`Volume` in display order, with the same conventions as ``read_nifti``.
-
-    The image's affine and header become the volume's :class:`NiftiSource` (``path=None``), so the result can be
-    written back on its grid with ``write_nifti(..., source=volume.source)``. The volume's data never share
-    memory with the image (editing one leaves the other intact). ``as_label=None`` decides with
-    :func:`~napari_domaingen.io.nifti.looks_like_labels`; labels are stored as unsigned integers.
-    """
-    shape = tuple(int(s) for s in image.shape)
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) not in (3, 4):
-        raise ValueError(f"{name}: has {len(image.shape)} dimensions {tuple(image.shape)}; expected 3D or 4D")
-    header = image.header
-    header = header.copy() if isinstance(header, nib.Nifti1Header) else nib.Nifti1Header.from_header(header)
-    source = NiftiSource(
-        affine=np.array(image.affine, dtype=float),
-        shape=shape[:3],  # type: ignore[arg-type]
-        header=header,
-        path=None,
-    )
-    stored = np.asanyarray(image.dataobj).reshape(shape)
-    display = to_display_order(stored, source)
-    if np.shares_memory(display, stored):  # a pure axis reversal can be a view: the volume owns its data
-        display = display.copy()
-    if as_label is None:
-        as_label = display.ndim == 3 and looks_like_labels(name, display)
-    if as_label:
-        display = _label_array(display, name)
-    return Volume(data=display, display_affine=source.display_affine, name=name, is_label=as_label, source=source)
-
-
-def _label_array(data: np.ndarray, name: str) -> np.ndarray:
-    if data.dtype.kind == "f":
-        if not np.isfinite(data).all():
-            raise ValueError(f"{name}: labels contain NaN or infinite values")
-        data = np.round(data)
-    if data.size and data.min() < 0:
-        raise ValueError(f"{name}: labels must be non-negative (min {data.min()})")
-    top = int(data.max()) if data.size else 0
-    return data.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32, copy=False)
 
 
 @lru_cache(maxsize=None)
@@ -107,7 +64,7 @@ def _tissue_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GM and WM probabilities (float32, [0, 1]) and the brain mask (bool), display order, read-only."""
     maps = []
     for kind in ("gm", "wm", "mask"):
-        volume = volume_from_nibabel(_mni152_image(kind), kind, as_label=False)
+        volume = volume_from_image(_mni152_image(kind), kind, as_label=False)
         data = volume.data > 0 if kind == "mask" else np.clip(volume.data.astype(np.float32), 0.0, 1.0)
         data.setflags(write=False)
         maps.append(data)
@@ -120,11 +77,11 @@ def mni152_t1() -> Volume:
     ``data``: (189, 233, 197) float32 in [0, 1] (nilearn's scaling), display order ``(Z, Y, X)``, skull-stripped.
     ``display_affine`` maps ``(z, y, x)`` to MNI ``(S, A, R)`` mm; spacing 1 mm.
     """
-    return volume_from_nibabel(_mni152_image("t1"), "MNI152 T1", as_label=False)
+    return volume_from_image(_mni152_image("t1"), "MNI152 T1", as_label=False)
 
 
 def _on_t1_grid(data: np.ndarray, name: str, is_label: bool) -> Volume:
-    t1 = volume_from_nibabel(_mni152_image("t1"), name, as_label=False)
+    t1 = volume_from_image(_mni152_image("t1"), name, as_label=False)
     return Volume(data=data, display_affine=t1.display_affine, name=name, is_label=is_label, source=t1.source)
 
 
