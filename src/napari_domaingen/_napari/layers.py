@@ -89,3 +89,17 @@ def geometry_kwargs(layer: Any) -> dict[str, Any]:
         "affine": np.asarray(layer.affine.affine_matrix),
         "metadata": {META_KEY: dict((layer.metadata or {}).get(META_KEY, {}))},
     }
+
+
+def stack_geometry_kwargs(layer: Any, leading_axes: int = 1) -> dict[str, Any]:
+    """Geometry of a source layer for data with extra leading axes, e.g. a ``(C, Z, Y, X)`` feature stack."""
+    base = geometry_kwargs(layer)
+    ndim = len(base["scale"])
+    affine = np.eye(ndim + leading_axes + 1)
+    affine[leading_axes:, leading_axes:] = base["affine"]
+    return {
+        **base,
+        "scale": (1.0,) * leading_axes + base["scale"],
+        "translate": (0.0,) * leading_axes + base["translate"],
+        "affine": affine,
+    }

@@ -36,13 +36,18 @@ def colour_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def mid_slice_montage(volume: Volume) -> np.ndarray:
-    """Axial | coronal | sagittal mid slices side by side, ``(H, W, 3)`` uint8, superior and anterior up."""
-    from skimage.transform import resize
-
+    """Axial | coronal | sagittal mid slices of a volume (labels coloured), ``(H, W, 3)`` uint8."""
     data = volume.data if volume.data.ndim == 3 else volume.data[0]
     rgb = colour_labels(data) if volume.is_label else np.repeat(scale_to_uint8(data)[..., None], 3, axis=-1)
-    sz, sy, sx = volume.spacing
-    z, y, x = (n // 2 for n in data.shape)
+    return rgb_montage(rgb, volume.spacing)
+
+
+def rgb_montage(rgb: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Mid slices of an RGB volume ``(Z, Y, X, 3)`` uint8 side by side at true aspect (mm), superior/anterior up."""
+    from skimage.transform import resize
+
+    sz, sy, sx = spacing
+    z, y, x = (n // 2 for n in rgb.shape[:3])
     views = [
         (rgb[z], (sy, sx)),  # axial: rows = posterior→anterior
         (rgb[:, y], (sz, sx)),  # coronal: rows = inferior→superior

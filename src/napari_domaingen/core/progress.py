@@ -1,0 +1,29 @@
+"""Conventions shared by long-running core jobs: progress dicts, cancellation, and a driver for scripts/CLI.
+
+A job is a generator that yields :data:`Progress` dicts (``stage``: short name, ``fraction``: 0…1 overall,
+``message``: one line for people) and returns its result. It checks a ``cancel()`` callable and raises
+:class:`Cancelled` when asked to stop. napari widgets run jobs in ``thread_worker``; scripts use :func:`run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+
+Progress = dict[str, Any]
+T = TypeVar("T")
+
+
+class Cancelled(Exception):
+    """The user cancelled a job; whatever it had committed (e.g. the last checkpoint) stays intact."""
+
+
+def run(job: Generator[Progress, None, T], on_progress: Callable[[Progress], None] | None = None) -> T:
+    """Drive a job to completion, passing every progress dict to ``on_progress``; return its result."""
+    while True:
+        try:
+            update = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(update)

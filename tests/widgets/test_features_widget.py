@@ -1,0 +1,163 @@
+"""The "Extract features" dock widget in a real napari viewer (small volumes, fixture weights, CPU)."""
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+from ..conftest import FIXTURES
+
+PLUGIN = "napari-domaingen"
+SCALE = (2.0, 0.9, 0.8)
+TRANSLATE = (10.0, -5.0, 3.0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches(monkeypatch):
+    """No features or models left over from other tests (a cached 'anatomix' model would hide test (c))."""
+    from napari_domaingen.core import features
+
+    features.FEATURE_CACHE.clear()
+    monkeypatch.setattr(features, "_MODEL_CACHE", OrderedDict())
+    yield
+    features.FEATURE_CACHE.clear()
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    """The fixture checkpoint (random anatomix weights, the real key layout) as a plain ``.pth`` state dict."""
+    torch = pytest.importorskip("torch")
+    reference = FIXTURES / "anatomix_reference.pt"
+    if not reference.is_file():
+        pytest.skip(f"shared fixtures not available: {reference}")
+    state_dict = torch.load(reference, weights_only=True)["state_dict"]
+    path = tmp_path / "anatomix.pth"
+    torch.save(state_dict, path)
+    return path
+
+
+def _volume(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    volume = rng.normal(100.0, 20.0, size=shape).astype(np.float32)
+    volume[:, :4] = 0.0  # some background, so the RGB preview has a foreground mask to fit on
+    return volume
+
+
+def _widget(viewer):
+    from napari_domaingen._widgets.features import ExtractFeaturesWidget
+
+    widget = ExtractFeaturesWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Extract features")
+    return widget
+
+
+def _wait_done(qtbot, widget, timeout=60000):
+    qtbot.waitUntil(lambda: widget.worker is not None and not widget.worker.is_running and widget._run.enabled,
+                    timeout=timeout)
+
+
+def test_run_adds_feature_stack_and_rgb_preview_on_source_grid(make_napari_viewer, qtbot, weights_file):
+    viewer = make_napari_viewer()
+    src = viewer.add_image(_volume((24, 40, 36)), name="vol", scale=SCALE, translate=TRANSLATE)
+    widget = _widget(viewer)
+    assert widget._image.value is src
+    assert widget._layer.value == "final"
+    assert widget._layer.native.currentText() == "final output — as in the MaskGen code"
+    widget._weights_file.value = weights_file
+    widget._run.native.click()
+    assert not widget._run.enabled  # disabled while running
+    qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=60000)
+    _wait_done(qtbot, widget)
+
+    feats, rgb = viewer.layers[1], viewer.layers[2]
+    assert feats.name == "vol features (anatomix, final)"
+    assert feats.data.shape == (16, 24, 40, 36)
+    assert feats.data.dtype == np.float32
+    assert not feats.visible
+    assert tuple(feats.scale) == (1.0, *SCALE)
+    assert tuple(feats.translate) == (0.0, *TRANSLATE)
+    meta = feats.metadata["domaingen"]["features"]
+    assert meta["normalisation"] == "instance" and meta["settings"]["weights"] == str(weights_file)
+    assert meta["strategy"] in ("whole", "sliding") and meta["precision"] in ("fp32", "bf16")
+    # instance normalisation: every channel has mean ~0 over the volume
+    assert np.abs(feats.data.reshape(16, -1).mean(axis=1)).max() < 1e-2
+
+    assert rgb.name == "vol features RGB"
+    assert rgb.rgb and rgb.data.shape == (24, 40, 36, 3) and rgb.data.dtype == np.uint8
+    assert tuple(rgb.scale) == SCALE and tuple(rgb.translate) == TRANSLATE
+    assert widget.last_result is not None and widget.last_result.features.shape == (16, 24, 40, 36)
+    assert "16 feature channels" in widget._status.value
+    # the new layers are not offered as inputs (4D stack, RGB)
+    assert [name for name, _ in widget._image_layers()] == ["vol"]
+
+
+def test_cancel_adds_no_layers_and_viewer_stays_usable(make_napari_viewer, qtbot, weights_file):
+    viewer = make_napari_viewer()
+    viewer.add_image(_volume((96, 128, 128), seed=1), name="big")
+    widget = _widget(viewer)
+    widget._weights_file.value = weights_file
+    widget._strategy.value = "sliding"
+    widget._roi.value = 32
+    widget._precision.value = "fp32"
+    stages = []
+    widget._run.native.click()
+    widget.worker.yielded.connect(lambda update: stages.append(update["stage"]))
+    qtbot.waitUntil(lambda: "inference" in stages, timeout=30000)
+    widget._cancel_button.native.click()
+    _wait_done(qtbot, widget, timeout=30000)
+    qtbot.wait(50)
+
+    assert len(viewer.layers) == 1
+    assert widget._status.value == "cancelled"
+    assert widget.last_result is None
+    assert widget._run.enabled and not widget._cancel_button.enabled
+    from napari_domaingen.core.features import FEATURE_CACHE
+
+    assert len(FEATURE_CACHE) == 0  # nothing half-done was cached
+    # the abandoned inference stops and its threads end (at most after an import it cannot interrupt)
+    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith("domaingen-features")],
+                    timeout=30000)
+    viewer.add_image(np.zeros((4, 5, 6)), name="after")
+    assert [layer.name for layer in viewer.layers] == ["big", "after"]
+
+
+def test_missing_registry_weights_explain_where_to_put_the_file(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("offline")
+
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    monkeypatch.setenv("DOMAINGEN_WEIGHTS_DIR", str(empty))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+
+    viewer = make_napari_viewer()
+    viewer.add_image(_volume((16, 16, 16)), name="vol")
+    widget = _widget(viewer)
+    widget._weights.value = "anatomix"
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+
+    status = widget._status.value
+    assert "anatomix.pth" in status and str(empty / "anatomix.pth") in status
+    assert len(viewer.layers) == 1
+    assert widget._run.enabled
+
+
+def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
+    from napari_domaingen._widgets.features import ExtractFeaturesWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(_volume((8, 9, 10)), name="a")
+    viewer.add_image(np.zeros((9, 10)), name="flat")  # 2D: not offered
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Extract features")
+    assert isinstance(widget, ExtractFeaturesWidget)
+    assert [name for name, _ in widget._image_layers()] == ["a"]
+    viewer.add_image(_volume((8, 9, 10)), name="b")
+    assert [layer.name for layer in widget._image.choices] == ["a", "b"]  # refreshed on insert
+    viewer.layers.remove("a")
+    assert [layer.name for layer in widget._image.choices] == ["b"]  # and on removal
