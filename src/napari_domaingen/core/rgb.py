@@ -7,8 +7,11 @@ volume, with the same colour scaling, so equal colours mean equal features acros
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+ColourMode = Literal["pca", "channels"]
 
 
 @dataclass(frozen=True)
@@ -46,18 +49,61 @@ class PCAProjection:
 
     def apply(self, features: np.ndarray, mask: np.ndarray | None = None, as_uint8: bool = True) -> np.ndarray:
         """``(C, Z, Y, X)`` → ``(Z, Y, X, 3)`` uint8 (or float in [0, 1]); voxels outside ``mask`` are black."""
-        channels = features.shape[0]
-        flat = features.reshape(channels, -1)
-        rgb = np.empty((flat.shape[1], 3), np.float32)
-        step = 1 << 20
-        for start in range(0, flat.shape[1], step):  # bounded memory for large volumes
-            block = flat[:, start : start + step].T.astype(np.float32) - self.mean
-            rgb[start : start + step] = (block @ self.components.T - self.low) / (self.high - self.low)
-        np.clip(rgb, 0, 1, out=rgb)
-        rgb = rgb.reshape(features.shape[1:] + (3,))
-        if mask is not None:
-            rgb[~mask] = 0
-        return (rgb * 255).astype(np.uint8) if as_uint8 else rgb
+        flat = features.reshape(features.shape[0], -1)
+        components = self.components.astype(np.float32)
+        scale = (1.0 / (self.high - self.low)).astype(np.float32)
+        offset = (components @ self.mean.astype(np.float32) + self.low.astype(np.float32)) * scale
+        projected = (components * scale[:, None]) @ flat  # one (3, C) x (C, N) product, float32
+        projected -= offset[:, None]
+        np.clip(projected, 0, 1, out=projected)
+        return _finish(projected, features.shape[1:], mask, as_uint8)
+
+
+@dataclass(frozen=True)
+class ChannelProjection:
+    """Three chosen channels as R, G, B with one percentile range per channel (fitted on the reference volume)."""
+
+    channels: tuple[int, int, int]
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def fit(
+        cls,
+        features: np.ndarray,
+        channels: tuple[int, int, int] = (0, 1, 2),
+        mask: np.ndarray | None = None,
+        max_samples: int = 200_000,
+        percentiles: tuple[float, float] = (1.0, 99.0),
+        seed: int = 0,
+    ) -> ChannelProjection:
+        """Colour range of ``channels`` of ``features`` (C, Z, Y, X) from a voxel sample inside ``mask``."""
+        bad = [c for c in channels if not 0 <= c < features.shape[0]]
+        if len(channels) != 3 or bad:
+            raise ValueError(f"choose three channels in 0…{features.shape[0] - 1}, got {tuple(channels)}")
+        samples = _sample_voxels(features[list(channels)], mask, max_samples, seed)
+        low, high = np.percentile(samples, percentiles, axis=0)
+        return cls(channels=tuple(int(c) for c in channels), low=low, high=np.maximum(high, low + 1e-6))
+
+    def apply(self, features: np.ndarray, mask: np.ndarray | None = None, as_uint8: bool = True) -> np.ndarray:
+        """``(C, Z, Y, X)`` → ``(Z, Y, X, 3)`` with this projection's channels and scaling."""
+        flat = features.reshape(features.shape[0], -1)
+        projected = np.empty((3, flat.shape[1]), np.float32)
+        for i, channel in enumerate(self.channels):
+            np.subtract(flat[channel], self.low[i], out=projected[i], casting="unsafe")
+            projected[i] /= self.high[i] - self.low[i]
+        np.clip(projected, 0, 1, out=projected)
+        return _finish(projected, features.shape[1:], mask, as_uint8)
+
+
+def _finish(projected: np.ndarray, spatial: tuple[int, ...], mask: np.ndarray | None, as_uint8: bool) -> np.ndarray:
+    """``(3, N)`` values in [0, 1] → ``(*spatial, 3)`` uint8 or float32, black outside ``mask``."""
+    if mask is not None:
+        projected[:, ~np.asarray(mask).ravel()] = 0
+    if as_uint8:
+        projected *= 255
+        projected = projected.astype(np.uint8)
+    return np.ascontiguousarray(projected.T).reshape(tuple(spatial) + (3,))
 
 
 def _sample_voxels(features: np.ndarray, mask: np.ndarray | None, max_samples: int, seed: int) -> np.ndarray:
@@ -70,7 +116,7 @@ def _sample_voxels(features: np.ndarray, mask: np.ndarray | None, max_samples: i
 
 
 def foreground_mask(image: np.ndarray) -> np.ndarray:
-    """Voxels above the lowest intensity (background of skull-stripped MRI, air in CT after windowing)."""
+    """``(Z, Y, X)`` bool: voxels above the lowest intensity (background of skull-stripped MRI, air in CT)."""
     image = np.asarray(image)
     return image > image.min()
 
@@ -81,3 +127,14 @@ def pca_rgb(features: np.ndarray, image: np.ndarray | None = None) -> np.ndarray
     if mask is not None and mask.sum() < 3:
         mask = None
     return PCAProjection.fit(features, mask).apply(features, mask)
+
+
+def colour_projection(
+    features: np.ndarray, mask: np.ndarray | None, mode: ColourMode = "pca", channels: tuple[int, int, int] = (0, 1, 2)
+) -> PCAProjection | ChannelProjection:
+    """The colour projection fitted on a reference volume's features ``(C, Z, Y, X)`` inside ``mask``."""
+    if mode == "pca":
+        return PCAProjection.fit(features, mask)
+    if mode == "channels":
+        return ChannelProjection.fit(features, channels, mask)
+    raise ValueError(f"unknown colour mode {mode!r}; use 'pca' or 'channels'")

@@ -1,0 +1,59 @@
+"""Controls and layer lists shared by the dock widgets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, FileEdit
+
+from ..core.features import LAYER_DESCRIPTIONS
+from ..models.weights import available_weights
+
+
+class ExtractorChoice:
+    """Which frozen extractor to run: a registry name or a local ``.pth`` (the file wins), and which features."""
+
+    def __init__(self) -> None:
+        self.weights = ComboBox(label="model", choices=available_weights(), value="anatomix")
+        self.weights_file = FileEdit(
+            label="file…", mode="r", filter="*.pth *.pt", nullable=True,
+            tooltip="a local anatomix checkpoint (.pth); when a file is given it is used instead of the model above",
+        )
+        self.layer = ComboBox(
+            label="features", choices=[(text, key) for key, text in LAYER_DESCRIPTIONS.items()], value="final"
+        )
+
+    def choice(self) -> tuple[str, str]:
+        """(what to load, short name for layer titles)."""
+        path = self.weights_file.value
+        if path is not None and str(path).strip() not in ("", "."):
+            return str(path), Path(path).stem
+        return str(self.weights.value), str(self.weights.value)
+
+
+def volume_layers(viewer: Any, keep: Callable[[Any], bool] = lambda layer: True) -> list[tuple[str, Any]]:
+    """(name, layer) of the viewer's 3D single-channel image layers (not RGB, not multiscale) that ``keep``."""
+    from napari.layers import Image
+
+    return [
+        (layer.name, layer)
+        for layer in viewer.layers
+        if isinstance(layer, Image) and layer.ndim == 3 and not layer.rgb and not layer.multiscale and keep(layer)
+    ]
+
+
+def follow_layer_list(viewer: Any, refresh: Callable[[], None]) -> None:
+    """Call ``refresh`` whenever layers are added or removed, until the widget's Qt side is gone."""
+    events = (viewer.layers.events.inserted, viewer.layers.events.removed)
+
+    def on_change(_event: Any = None) -> None:
+        try:
+            refresh()
+        except RuntimeError:  # the widget was closed: stop listening
+            for event in events:
+                event.disconnect(on_change)
+
+    for event in events:
+        event.connect(on_change)

@@ -1,0 +1,172 @@
+"""Run a core generator job from a dock widget: ``thread_worker``, napari progress bar, Run/Cancel, status line.
+
+Every widget that starts long work uses one :class:`JobRunner`; the widget only builds the job (a generator of
+progress dicts, see :mod:`napari_domaingen.core.progress`) and says what to do with its result.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from magicgui.widgets import Label, PushButton
+
+from ..core.progress import Cancelled, Progress
+
+JobFactory = Callable[[Callable[[], bool]], Generator[Progress, None, Any]]
+
+
+@dataclass
+class JobOutcome:
+    """What a worker hands back: the job's return value, or why there is none."""
+
+    value: Any = None
+    error: Exception | None = None
+    cancelled: bool = False
+
+
+def _guarded(job: Generator[Progress, None, Any], cancel: Callable[[], bool]) -> Generator[Progress, None, JobOutcome]:
+    """The job, with errors and cancellation *returned*: a ``RuntimeError`` raised inside a napari generator
+    worker ends it without ``errored`` or ``finished``, which would leave the widget stuck."""
+    try:
+        value = yield from job
+    except Cancelled:
+        return JobOutcome(cancelled=True)
+    except Exception as exc:  # shown to the user by the runner
+        return JobOutcome(error=exc)
+    if cancel():
+        return JobOutcome(cancelled=True)
+    return JobOutcome(value=value)
+
+
+def show_problem(status: Label, message: str) -> None:
+    """Put ``message`` in the status line and in a napari error notification."""
+    from napari.utils.notifications import show_error
+
+    set_status(status, message)
+    show_error(message)
+
+
+def set_status(status: Label, text: str) -> None:
+    status.value = text
+    status.tooltip = text
+
+
+class JobRunner:
+    """One job at a time for a widget: starts it in a ``thread_worker`` and turns its yields into progress.
+
+    ``on_result(value)`` runs on the GUI thread when the job returns normally. Cancel (the button, or napari's
+    activity dock) sets the job's cancel flag, quits the worker and closes the suspended job off the GUI thread.
+    """
+
+    def __init__(
+        self, run_button: PushButton, cancel_button: PushButton, status: Label, on_result: Callable[[Any], None]
+    ) -> None:
+        self.run_button = run_button
+        self.cancel_button = cancel_button
+        self.status = status
+        self.on_result = on_result
+        self.worker: Any = None
+        self.outcome: JobOutcome | None = None
+        self._cancel = threading.Event()
+        self._pbar: Any = None
+        self._job: Generator[Progress, None, JobOutcome] | None = None
+        cancel_button.enabled = False
+        cancel_button.changed.connect(self.cancel)
+
+    @property
+    def is_running(self) -> bool:
+        return self.worker is not None and self.worker.is_running
+
+    def start(self, make_job: JobFactory, description: str) -> None:
+        """Build the job with this run's cancel flag and start it (a no-op while a job runs)."""
+        from napari.qt.threading import thread_worker
+        from napari.utils import progress
+
+        if self.is_running:
+            return
+        self._cancel.clear()
+        self.outcome = None
+        cancelled = self._cancel.is_set
+        self._job = job = _guarded(make_job(cancelled), cancelled)
+        self._pbar = progress(total=100, desc=description)
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        set_status(self.status, f"{description} …")
+
+        def drive() -> Generator[Progress, None, JobOutcome]:
+            return (yield from job)
+
+        self.worker = thread_worker(
+            drive,
+            connect={
+                "yielded": self._on_yielded,
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+                "aborted": self._on_aborted,
+                "finished": self._on_finished,
+            },
+            start_thread=False,
+        )()
+        self.worker.start()
+
+    def cancel(self, _value: Any = None) -> None:
+        """Ask the running job to stop (core jobs stop at their next network module or window)."""
+        self._cancel.set()
+        if self.worker is not None:
+            self.worker.quit()
+        self.cancel_button.enabled = False
+        set_status(self.status, "cancelling …")
+
+    def fail(self, exc: Exception) -> None:
+        show_problem(self.status, f"error: {str(exc) or type(exc).__name__}")
+
+    def _on_yielded(self, update: Progress) -> None:
+        if self.outcome is not None:  # a late progress signal after the result: nothing to say
+            return
+        percent = round(100 * float(update.get("fraction", 0.0)))
+        message = str(update.get("message", ""))
+        if not self._cancel.is_set():
+            set_status(self.status, message)
+        # last: updating napari's progress bar processes pending events, which may deliver the result (and close
+        # the bar) right here, inside this call
+        pbar = self._pbar
+        if pbar is not None:
+            pbar.set_description(message)
+            if percent > pbar.n:
+                pbar.update(percent - pbar.n)
+
+    def _on_returned(self, outcome: JobOutcome) -> None:
+        self.outcome = outcome
+        if outcome.cancelled:
+            set_status(self.status, "cancelled")
+        elif outcome.error is not None:
+            self.fail(outcome.error)
+        else:
+            self.on_result(outcome.value)
+
+    def _on_errored(self, exc: Exception) -> None:  # only for failures outside the guarded job
+        self.outcome = JobOutcome(error=exc)
+        self.fail(exc)
+
+    def _on_aborted(self) -> None:
+        # worker.quit() leaves the job suspended at a yield: stop its work and close it off the GUI thread, so its
+        # inference thread ends now, not at garbage collection
+        self._cancel.set()
+        job, self._job = self._job, None
+        if job is not None:
+            threading.Thread(target=job.close, name="domaingen-job-close", daemon=True).start()
+        self.outcome = JobOutcome(cancelled=True)
+        set_status(self.status, "cancelled")
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self._job = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        if self.outcome is None:  # cancelled before anything came back
+            set_status(self.status, "cancelled" if self._cancel.is_set() else "stopped")

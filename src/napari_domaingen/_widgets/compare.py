@@ -1,0 +1,444 @@
+"""Dock widget: compare two co-registered volumes through their anatomix features.
+
+Thin by design: it checks that A and B share a voxel grid (or resamples B onto A's grid when asked), runs
+:func:`~napari_domaingen.core.compare.compare_volumes` in a ``thread_worker`` and shows what comes back: the two
+RGB renderings in one colour basis, the voxel-wise cosine map with a colour bar, the CKA summary and — in
+*pick voxel* mode — the similarity of every voxel of B to a clicked voxel of A.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from qtpy.QtWidgets import QComboBox, QSizePolicy, QVBoxLayout, QWidget
+
+from ..core.compare import Comparison, compare_volumes, describe_summary, similarity_to_voxel
+from ..core.features import FeatureSettings
+from ..core.progress import Progress
+from ..core.stability import require_same_grid, resample_to_grid
+from ..models.weights import REGISTRY
+from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
+from ._choices import ExtractorChoice, volume_layers
+from ._jobs import JobRunner, set_status, show_problem
+
+if TYPE_CHECKING:
+    import napari
+
+#: key in ``metadata["domaingen"]`` marking the layers this widget made (they are not offered as inputs)
+OUTPUT_KEY = "compare"
+COSINE_COLORMAP = "PiYG"  # diverging: pink = opposite, white = unrelated (0), green = the same direction
+COSINE_LIMITS = (-1.0, 1.0)
+SIMILARITY_COLORMAP = "inferno"
+MAX_CHANNELS = 64  # spin-box ceiling when the model's channel count is unknown (a file)
+
+
+def _compare_job(
+    data_a: Any,
+    data_b: Any,
+    resample: tuple[np.ndarray, tuple[int, ...], np.ndarray] | None,
+    settings: FeatureSettings,
+    mode: str,
+    channels: tuple[int, int, int],
+    cancel: Callable[[], bool],
+) -> Generator[Progress, None, Comparison]:
+    """Worker body: optional resampling of B onto A's grid, then the core comparison (all off the GUI thread).
+
+    ``resample``: ``(affine_b, shape_a, affine_a)`` display affines, or ``None`` when B is already on A's grid.
+    """
+    image_a = np.asarray(data_a)
+    image_b = np.asarray(data_b)
+    if resample is not None:
+        yield {"stage": "resample", "fraction": 0.0, "message": "resampling B onto A's grid (linear)"}
+        affine_b, shape_a, affine_a = resample
+        image_b = resample_to_grid(image_b, affine_b, shape_a, affine_a)
+    return (yield from compare_volumes(image_a, image_b, settings, mode, channels, cancel=cancel))
+
+
+def _pick_job(features_a: np.ndarray, voxel: tuple[int, int, int], features_b: np.ndarray) -> Any:
+    """Worker body of a pick: ``(voxel, similarity)`` or the exception (returned, not raised)."""
+    try:
+        return voxel, similarity_to_voxel(features_a, voxel, features_b)
+    except Exception as exc:
+        return exc
+
+
+def layer_display_affine(layer: Any) -> np.ndarray:
+    """(4, 4) display affine (data index → world) of a 3D layer; ``ValueError`` for rotate/shear transforms."""
+    return display_affine_of(
+        {
+            "scale": layer.scale,
+            "translate": layer.translate,
+            "affine": layer.affine,
+            "rotate": getattr(layer, "rotate", None),
+            "shear": getattr(layer, "shear", None),
+        }
+    )
+
+
+def _grid_of(viewer: Any) -> Any:
+    """The viewer's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+def _is_output(layer: Any) -> bool:
+    entry = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+    return OUTPUT_KEY in entry or "feature_rgb" in entry
+
+
+class CompareRepresentationsWidget(QWidget):
+    """Compare the anatomix features of two co-registered volumes (e.g. T1 vs FLAIR of one subject)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.pick_worker: Any = None
+        self.comparison: Comparison | None = None
+        self.similarity: np.ndarray | None = None
+        self._job: dict[str, Any] = {}
+        self._result: dict[str, Any] = {}  # the layers/geometry the last comparison belongs to
+        self._outputs: dict[str, Any] = {}  # role → layer made by this widget (updated in place on re-runs)
+        self._pending_pick: tuple[float, ...] | None = None
+        self._colorbar_canvas: Any = None
+
+        self._a = ComboBox(label="A", choices=self._image_layers, nullable=False,
+                           tooltip="reference volume: the colours are fitted on its features")
+        self._b = ComboBox(label="B", choices=self._image_layers, nullable=False,
+                           tooltip="the volume compared with A (e.g. another contrast of the same subject)")
+        self._extractor = ExtractorChoice()
+        self._weights, self._weights_file, self._layer = (
+            self._extractor.weights, self._extractor.weights_file, self._extractor.layer
+        )
+        self._mode = ComboBox(
+            label="colours", choices=[("PCA of A (top 3 components)", "pca"), ("three channels", "channels")],
+            value="pca", tooltip="how features become RGB; B is coloured with A's projection and scaling",
+        )
+        self._channels = [
+            SpinBox(value=i, min=0, max=MAX_CHANNELS - 1, tooltip=f"feature channel shown as {c}")
+            for i, c in enumerate(("red", "green", "blue"))
+        ]
+        self._channel_row = Container(widgets=self._channels, layout="horizontal", labels=False, label="R, G, B")
+        self._resample = CheckBox(
+            text="resample B onto A's grid",
+            tooltip="when A and B differ in shape or voxel-to-world affine: resample B (linear) onto A's grid first",
+        )
+        self._run = PushButton(text="Run")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._status = Label(value="")
+        self._summary = Label(value="")
+        for label in (self._status, self._summary):  # wrap long texts instead of widening the dock
+            label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._pick_mode = CheckBox(
+            text="pick voxel (click in the viewer)",
+            tooltip="click a voxel of A (2D view): shows how similar every voxel of B's features is to it",
+        )
+
+        self._container = Container(
+            widgets=[
+                self._a, self._b, self._weights, self._weights_file, self._layer, self._mode, self._channel_row,
+                self._resample,
+                Container(widgets=[self._run, self._cancel_button], layout="horizontal", labels=False),
+                self._status, self._summary, self._pick_mode,
+            ]
+        )
+        for combo in (self._a, self._b, self._weights, self._layer, self._mode):  # let the dock be narrow
+            combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.native.setMinimumContentsLength(12)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._container.native)
+        self._colorbar_layout = layout
+        layout.addStretch(1)
+
+        self.runner = JobRunner(self._run, self._cancel_button, self._status, self._show)
+        self._run.changed.connect(self.run)
+        self._mode.changed.connect(self._on_mode)
+        self._weights.changed.connect(self._on_weights)
+        self._weights_file.changed.connect(self._on_weights)
+        self._on_mode(self._mode.value)
+        self._on_weights()
+        self._default_b()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_layers)
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+
+    # ------------------------------------------------------------------------------------------- parameters
+
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return volume_layers(self.viewer, keep=lambda layer: not _is_output(layer))
+
+    def _default_b(self) -> None:
+        """B defaults to the first layer that is not A."""
+        if self._b.value is not None and self._b.value is not self._a.value:
+            return
+        for _, layer in self._image_layers():
+            if layer is not self._a.value:
+                self._b.value = layer
+                return
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        try:
+            self._a.reset_choices()
+            self._b.reset_choices()
+            self._default_b()
+        except RuntimeError:  # the Qt side is gone (widget closed); stop listening
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.disconnect(self._refresh_layers)
+        if self._on_mouse in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
+
+    def _on_mode(self, value: str) -> None:
+        self._channel_row.enabled = value == "channels"
+
+    def _on_weights(self, _value: Any = None) -> None:
+        """Channel spin boxes up to the model's channel count (unknown for a file: up to 64)."""
+        path = self._weights_file.value
+        spec = None if path is not None and str(path).strip() not in ("", ".") else REGISTRY.get(self._weights.value)
+        top = int(spec.config.get("out_channels", MAX_CHANNELS)) - 1 if spec is not None else MAX_CHANNELS - 1
+        for box in self._channels:
+            box.max = top
+            box.value = min(box.value, top)
+
+    def settings(self) -> FeatureSettings:
+        weights, _ = self._extractor.choice()
+        return FeatureSettings(weights=weights, layer=self._layer.value)
+
+    def channels(self) -> tuple[int, int, int]:
+        return tuple(int(box.value) for box in self._channels)  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------------------------------- running
+
+    @property
+    def worker(self) -> Any:
+        """The worker of the last comparison (for tests and scripts)."""
+        return self.runner.worker
+
+    def run(self, _value: Any = None) -> None:
+        """Check the inputs and the grids, then start the comparison (no-op while one is under way)."""
+        if self.runner.is_running:
+            return
+        layer_a, layer_b = self._a.value, self._b.value
+        if layer_a is None or layer_b is None:
+            self._set_status("add two 3D image layers of the same subject (e.g. T1 and FLAIR) first")
+            return
+        if layer_a is layer_b:
+            self._refuse(f"A and B are the same layer ({layer_a.name}): pick two different layers")
+            return
+        try:
+            affine_a, affine_b = layer_display_affine(layer_a), layer_display_affine(layer_b)
+        except ValueError as exc:
+            self._refuse(str(exc))
+            return
+        shape_a, shape_b = tuple(layer_a.data.shape), tuple(layer_b.data.shape)
+        resample = None
+        try:
+            require_same_grid(shape_a, affine_a, shape_b, affine_b, names=(layer_a.name, layer_b.name))
+        except ValueError as exc:
+            if not self._resample.value:
+                self._refuse(f"{exc}. Tick 'resample B onto A's grid' to do that here.")
+                return
+            resample = (affine_b, shape_a, affine_a)
+
+        settings = self.settings()
+        _, weights_name = self._extractor.choice()
+        mode, channels = self._mode.value, self.channels()
+        self._job = {
+            "a": layer_a, "b": layer_b, "affine_a": affine_a, "resampled": resample is not None,
+            "weights_name": weights_name, "mode": mode, "channels": channels,
+        }
+        self.runner.start(
+            lambda cancel: _compare_job(layer_a.data, layer_b.data, resample, settings, mode, channels, cancel),
+            f"compare {layer_a.name} ↔ {layer_b.name} ({weights_name})",
+        )
+
+    def cancel(self, _value: Any = None) -> None:
+        """Ask the running comparison to stop (at the next network module or window)."""
+        self.runner.cancel()
+
+    def _refuse(self, message: str) -> None:
+        """An input problem found before starting: say so, run nothing."""
+        show_problem(self._status, message)
+
+    def _set_status(self, text: str) -> None:
+        set_status(self._status, text)
+
+    # ------------------------------------------------------------------------------------------- results
+
+    def _show(self, comparison: Comparison) -> None:
+        self.comparison = comparison
+        layer_a, layer_b = self._job["a"], self._job["b"]
+        geometry = geometry_kwargs(layer_a)
+        self._result = {"a": layer_a, "b": layer_b, "affine_a": self._job["affine_a"], "geometry": geometry}
+        tag = {"a": layer_a.name, "b": layer_b.name, "weights": self._job["weights_name"],
+               "mode": self._job["mode"], "resampled": self._job["resampled"]}
+        self._put_layer("rgb_a", comparison.rgb_a, f"{layer_a.name} features RGB", geometry, tag, rgb=True)
+        self._put_layer("rgb_b", comparison.rgb_b, f"{layer_b.name} features RGB", geometry, tag, rgb=True)
+        cosine = np.where(comparison.mask, comparison.cosine, np.nan).astype(np.float32)
+        layer = self._put_layer(
+            "cosine", cosine, f"cosine {layer_a.name} ↔ {layer_b.name}", geometry, tag,
+            colormap=COSINE_COLORMAP, contrast_limits=COSINE_LIMITS,
+        )
+        self._show_colorbar(layer)
+        _grid_of(self.viewer).enabled = True
+        n_foreground = int(comparison.mask.sum())
+        self._summary.value = describe_summary(comparison.summary, n_foreground)
+        source = "B resampled onto A's grid" if self._job["resampled"] else "one voxel grid"
+        timing = ", ".join(
+            "cached" if r.cached else f"{r.seconds:.1f} s" for r in (comparison.features_a, comparison.features_b)
+        )
+        self._set_status(f"done ({self._job['weights_name']}, {source}; features A/B: {timing})")
+
+    def _put_layer(self, role: str, data: np.ndarray, name: str, geometry: dict[str, Any], tag: dict[str, Any],
+                   **kwargs: Any) -> Any:
+        """Add a layer, or update the one this widget made for ``role`` before (same layer object)."""
+        metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": role, **tag}}}
+        layer = self._outputs.get(role)
+        if layer is not None and layer in self.viewer.layers:
+            layer.data = data
+            layer.name = name
+            layer.scale, layer.translate, layer.affine = geometry["scale"], geometry["translate"], geometry["affine"]
+            layer.metadata = metadata
+            for key, value in kwargs.items():
+                if key != "rgb":
+                    setattr(layer, key, value)
+            layer.refresh()
+        else:
+            layer = self.viewer.add_image(data, name=name, **{**geometry, "metadata": metadata}, **kwargs)
+            self._outputs[role] = layer
+        return layer
+
+    def _show_colorbar(self, layer: Any) -> None:
+        """The layer's own colour bar (napari ≥ 0.6), else a small matplotlib bar under the summary."""
+        if hasattr(layer, "colorbar"):
+            layer.colorbar.visible = True
+            return
+        if self._colorbar_canvas is None:
+            self._colorbar_canvas = colorbar_canvas(COSINE_COLORMAP, COSINE_LIMITS, "cosine A ↔ B")
+            self._colorbar_layout.insertWidget(1, self._colorbar_canvas)
+
+    # ------------------------------------------------------------------------------------------- pick voxel
+
+    def _on_mouse(self, viewer: Any, event: Any) -> Generator[None, None, None]:
+        """A click (press and release without dragging) in pick mode picks the voxel under the cursor."""
+        try:
+            picking = self._pick_mode.value
+        except RuntimeError:  # the widget's Qt side is gone (closed without a close event): ignore clicks
+            return
+        if not picking or getattr(event, "button", 1) != 1:
+            return
+        position = tuple(event.position)
+        yield
+        dragged = False
+        while event.type == "mouse_move":  # a drag pans the view: no pick
+            dragged = True
+            yield
+        if not dragged:
+            self.pick(position)
+
+    def pick(self, world_position: Any) -> None:
+        """Similarity of every voxel of B's features to A's feature at ``world_position`` (world coordinates).
+
+        Adds or updates the layer ``similarity to <A>[z, y, x]`` and a point marking the voxel. Runs in a
+        worker (about 2 s on a 16×155×240×240 stack on two CPU cores); a click during a pick is queued.
+        """
+        from napari.qt.threading import thread_worker
+
+        comparison = self.comparison
+        if comparison is None:
+            self._set_status("run a comparison first, then pick a voxel")
+            return
+        if self.viewer.dims.ndisplay != 2:
+            self._set_status("switch to the 2D view to pick a voxel")
+            return
+        if self.pick_worker is not None and self.pick_worker.is_running:
+            self._pending_pick = tuple(world_position)
+            return
+        voxel = self._voxel_of(world_position)
+        shape = comparison.cosine.shape
+        if voxel is None or not all(0 <= v < s for v, s in zip(voxel, shape)):
+            self._set_status(f"the click is outside {self._result['a'].name} ({shape[0]}×{shape[1]}×{shape[2]})")
+            return
+        self._set_status(f"similarity to {self._result['a'].name}{list(voxel)} …")
+        worker = thread_worker(
+            _pick_job, connect={"returned": self._on_picked}, start_thread=False
+        )(comparison.features_a.features, voxel, comparison.features_b.features)
+        self.pick_worker = worker
+        worker.start()
+
+    def _voxel_of(self, world_position: Any) -> tuple[int, int, int] | None:
+        """Nearest voxel index of A at a world position (any extra leading world axes are ignored)."""
+        position = np.asarray(world_position, dtype=float)
+        if position.size < 3:
+            return None
+        layer_a = self._result.get("a")
+        if layer_a is not None and layer_a in self.viewer.layers:
+            index = np.asarray(layer_a.world_to_data(position), dtype=float)[-3:]
+        else:  # A was removed: map through the geometry recorded at the run
+            index = (np.linalg.inv(self._result["affine_a"]) @ np.append(position[-3:], 1.0))[:3]
+        return tuple(int(v) for v in np.round(index))
+
+    def _on_picked(self, result: Any) -> None:
+        pending, self._pending_pick = self._pending_pick, None
+        if isinstance(result, Exception):
+            self.runner.fail(result)
+        else:
+            self._show_similarity(*result)
+        if pending is not None:
+            self.pick(pending)
+
+    def _show_similarity(self, voxel: tuple[int, int, int], similarity: np.ndarray) -> None:
+        self.similarity = similarity
+        comparison = self.comparison
+        name_a, name_b = self._result["a"].name, self._result["b"].name
+        geometry = self._result["geometry"]
+        tag = {"a": name_a, "b": name_b, "voxel": list(voxel)}
+        shown = np.where(comparison.mask, similarity, np.nan).astype(np.float32)
+        self._put_layer(
+            "similarity", shown, f"similarity to {name_a}[{voxel[0]}, {voxel[1]}, {voxel[2]}]", geometry, tag,
+            colormap=SIMILARITY_COLORMAP, contrast_limits=(0.0, 1.0),
+        )
+        marker = self._outputs.get("marker")
+        metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": "marker", **tag}}}
+        if marker is not None and marker in self.viewer.layers:
+            marker.data = np.asarray([voxel], dtype=float)
+            marker.metadata = metadata
+        else:
+            self._outputs["marker"] = self.viewer.add_points(
+                np.asarray([voxel], dtype=float), name="picked voxel", symbol="cross", size=6, face_color="cyan",
+                border_width=0, scale=geometry["scale"], translate=geometry["translate"],
+                affine=geometry["affine"], metadata=metadata,
+            )
+        best = (
+            [int(v) for v in np.unravel_index(int(np.nanargmax(shown)), shown.shape)] if np.isfinite(shown).any()
+            else "–"
+        )
+        self._set_status(
+            f"{name_a}{list(voxel)}: cosine with {name_b} at the same voxel {float(comparison.cosine[voxel]):.2f}; "
+            f"the most similar voxel of {name_b} is {best} ({float(np.nanmax(shown)) if best != '–' else 0:.2f})"
+        )
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        self._disconnect()
+        super().closeEvent(event)
+
+
+def colorbar_canvas(colormap: str, limits: tuple[float, float], label: str) -> Any:
+    """A small horizontal matplotlib colour bar (for napari versions without layer colour bars)."""
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.0, 0.6), dpi=100)
+    axes = figure.add_axes((0.05, 0.5, 0.9, 0.3))
+    figure.colorbar(ScalarMappable(Normalize(*limits), colormap), cax=axes, orientation="horizontal", label=label)
+    canvas = FigureCanvasQTAgg(figure)
+    canvas.setFixedHeight(60)
+    return canvas

@@ -1,0 +1,236 @@
+"""Dock widget: a feature stack ``(C, Z, Y, X)`` → one live RGB layer (PCA or three chosen channels).
+
+Thin by design: every parameter change restarts a short timer (150 ms); when it fires the projection
+(:func:`~napari_domaingen.core.compare.colour_projection`) is fitted and applied in a ``thread_worker`` (a PCA of
+a 16×155×240×240 stack takes seconds), and the result replaces the data of the same output layer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, SpinBox
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from ..core.rgb import foreground_mask
+from .._napari.layers import META_KEY
+from ._choices import follow_layer_list, volume_layers
+
+if TYPE_CHECKING:
+    import napari
+
+DEBOUNCE_MS = 150
+NO_MASK = "none (colour every voxel)"
+OUTPUT_KEY = "feature_rgb"
+
+
+def features_entry(layer: Any) -> dict[str, Any] | None:
+    """``metadata["domaingen"]["features"]`` of a feature-stack layer (written by *Extract features*), or None."""
+    entry = ((getattr(layer, "metadata", None) or {}).get(META_KEY) or {}).get("features")
+    return entry if isinstance(entry, dict) else None
+
+
+def _spatial_geometry(layer: Any, leading_axes: int = 1) -> dict[str, Any]:
+    """Geometry of a ``(C, Z, Y, X)`` layer without its leading axes: for a ``(Z, Y, X)`` layer derived from it."""
+    affine = np.asarray(layer.affine.affine_matrix, dtype=float)[leading_axes:, leading_axes:]
+    entry = dict((layer.metadata or {}).get(META_KEY, {}))
+    entry.pop("features", None)  # the RGB is not a feature stack
+    return {
+        "scale": tuple(layer.scale)[leading_axes:],
+        "translate": tuple(layer.translate)[leading_axes:],
+        "affine": affine,
+        "metadata": {META_KEY: entry},
+    }
+
+
+def _render_job(features: Any, image: Any, mode: str, channels: tuple[int, int, int]) -> Any:
+    """Worker body: ``(rgb, seconds, masked)`` or the exception (returned, not raised)."""
+    try:
+        # imported here, in the worker thread: core.compare pulls in torch (≈2 s), which this widget never uses
+        from ..core.rgb import colour_projection
+
+        start = time.perf_counter()
+        stack = np.asarray(features)
+        mask = None
+        if image is not None:
+            mask = foreground_mask(np.asarray(image))
+            if mask.sum() < 3:
+                mask = None
+        rgb = colour_projection(stack, mask, mode, channels).apply(stack, mask)
+        return rgb, time.perf_counter() - start, mask is not None
+    except Exception as exc:  # shown to the user by the widget
+        return exc
+
+
+class FeatureRGBWidget(QWidget):
+    """Show a feature stack as an RGB volume: its top-3 principal components or three chosen channels."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.output: Any = None  # the RGB layer of the current feature layer
+        self._outputs: dict[int, tuple[Any, Any]] = {}  # id(features layer) → (features layer, RGB layer)
+        self._dirty = False
+
+        self._features = ComboBox(
+            label="features", choices=self._feature_layers, nullable=False,
+            tooltip="a (C, Z, Y, X) feature stack made by 'Extract features'",
+        )
+        self._source = ComboBox(
+            label="mask from", choices=self._source_layers, nullable=True,
+            tooltip="the image the features came from: its foreground (above its minimum) is where the colours "
+            "are fitted, and the background is shown black",
+        )
+        self._source.null_string = NO_MASK  # the empty choice, first in the list
+        self._source.reset_choices()
+        self._mode = ComboBox(
+            label="colours", choices=[("PCA (top 3 components)", "pca"), ("three channels", "channels")],
+            value="pca",
+        )
+        self._channels = [
+            SpinBox(value=i, min=0, max=15, tooltip=f"feature channel shown as {c}")
+            for i, c in enumerate(("red", "green", "blue"))
+        ]
+        self._channel_row = Container(widgets=self._channels, layout="horizontal", labels=False, label="R, G, B")
+        self._status = Label(value="")
+        self._status.native.setWordWrap(True)
+        container = Container(widgets=[self._features, self._source, self._mode, self._channel_row, self._status])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(container.native)
+        layout.addStretch(1)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.render)
+
+        self._features.changed.connect(self._on_features)
+        self._source.changed.connect(self.schedule)
+        self._mode.changed.connect(self._on_mode)
+        for box in self._channels:
+            box.changed.connect(self.schedule)
+        follow_layer_list(self.viewer, self._refresh_layers)
+        self._on_mode(self._mode.value)
+        self._on_features(self._features.value)
+
+    # ------------------------------------------------------------------------------------------- parameters
+
+    def _feature_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and layer.ndim == 4 and not layer.rgb and features_entry(layer) is not None
+        ]
+
+    def _source_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return volume_layers(self.viewer)
+
+    def _refresh_layers(self) -> None:
+        self._features.reset_choices()
+        self._source.reset_choices()
+
+    def _on_features(self, layer: Any) -> None:
+        """A new feature layer: channel ranges from its size, the mask from its recorded source layer."""
+        if layer is not None:
+            top = int(layer.data.shape[0]) - 1
+            for box in self._channels:
+                box.max = top
+                box.value = min(box.value, top)
+            source_name = (features_entry(layer) or {}).get("source_layer")
+            spatial = tuple(layer.data.shape[1:])
+            match = next(
+                (other for name, other in self._source_layers()
+                 if other is not None and name == source_name and tuple(other.data.shape) == spatial),
+                None,
+            )
+            self._source.value = match
+        self.schedule()
+
+    def _on_mode(self, value: str) -> None:
+        self._channel_row.enabled = value == "channels"
+        self.schedule()
+
+    def channels(self) -> tuple[int, int, int]:
+        return tuple(int(box.value) for box in self._channels)  # type: ignore[return-value]
+
+    def output_name(self, layer: Any) -> str:
+        if self._mode.value == "pca":
+            return f"{layer.name} RGB (pca)"
+        return f"{layer.name} RGB (channels {', '.join(str(c) for c in self.channels())})"
+
+    # ------------------------------------------------------------------------------------------- rendering
+
+    def schedule(self, _value: Any = None) -> None:
+        """(Re)start the debounce timer: many quick changes → one render."""
+        self._timer.start()
+
+    def render(self) -> None:
+        """Fit and apply the projection in a worker; while one runs, remember to render again afterwards."""
+        from napari.qt.threading import thread_worker
+
+        layer = self._features.value
+        if layer is None:
+            self._set_status("no feature stack: run 'Extract features' first")
+            return
+        if self.worker is not None and self.worker.is_running:
+            self._dirty = True
+            return
+        self._dirty = False
+        source = self._source.value
+        if source is not None and tuple(source.data.shape) != tuple(layer.data.shape[1:]):
+            self._set_status(f"{source.name} {tuple(source.data.shape)} is not on the features' grid "
+                             f"{tuple(layer.data.shape[1:])}: no mask used")
+            source = None
+        mode, channels = self._mode.value, self.channels()
+        job = {"layer": layer, "mode": mode, "channels": channels, "name": self.output_name(layer)}
+        self._set_status("colouring …")
+        worker = thread_worker(
+            _render_job, connect={"returned": lambda result: self._on_rendered(job, result)}, start_thread=False
+        )(layer.data, None if source is None else source.data, mode, channels)
+        self.worker = worker
+        worker.start()
+
+    def _on_rendered(self, job: dict[str, Any], result: Any) -> None:
+        if self._dirty:  # parameters changed meanwhile: this result is already stale
+            QTimer.singleShot(0, self.render)
+            return
+        if isinstance(result, Exception):
+            from napari.utils.notifications import show_error
+
+            message = str(result) or type(result).__name__
+            self._set_status(f"error: {message}")
+            show_error(message)
+            return
+        rgb, seconds, masked = result
+        self._put_output(job, rgb)
+        how = "PCA, top 3 components" if job["mode"] == "pca" else f"channels {list(job['channels'])} as R, G, B"
+        where = "fitted on the foreground" if masked else "fitted on every voxel"
+        self._set_status(f"{how}, {where} ({seconds:.2f} s)")
+
+    def _put_output(self, job: dict[str, Any], rgb: np.ndarray) -> None:
+        layer = job["layer"]
+        geometry = _spatial_geometry(layer)
+        entry = geometry["metadata"][META_KEY]
+        entry[OUTPUT_KEY] = {"features_layer": layer.name, "mode": job["mode"], "channels": list(job["channels"])}
+        known = self._outputs.get(id(layer))
+        output = known[1] if known is not None and known[0] is layer else None
+        if output is not None and output in self.viewer.layers:
+            output.data = rgb
+            output.name = job["name"]
+            output.scale, output.translate, output.affine = geometry["scale"], geometry["translate"], geometry["affine"]
+            output.metadata = geometry["metadata"]
+        else:
+            output = self.viewer.add_image(rgb, name=job["name"], rgb=True, **geometry)
+            self._outputs[id(layer)] = (layer, output)
+        self.output = output
+
+    def _set_status(self, text: str) -> None:
+        self._status.value = text
+        self._status.tooltip = text

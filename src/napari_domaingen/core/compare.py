@@ -1,0 +1,136 @@
+"""Compare two co-registered volumes through their features: shared-basis RGB, cosine map, CKA summary.
+
+:func:`compare_volumes` is a generator job (progress dicts, cancel) used by the *Compare representations*
+widget and ``domaingen compare``; it reuses cached features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+import numpy as np
+
+from .features import FeatureCache, FeatureResult, FeatureSettings, extract_features
+from .progress import Progress
+from .rgb import ColourMode, colour_projection, foreground_mask
+from .stability import StabilitySummary, compare, cosine_map
+
+@dataclass
+class Comparison:
+    """Everything the views show. RGBs ``(Z, Y, X, 3)`` uint8 share one projection (fitted on A);
+    ``cosine`` ``(Z, Y, X)`` float32; ``mask`` the foreground (A ∧ B) the numbers are computed in."""
+
+    features_a: FeatureResult
+    features_b: FeatureResult
+    rgb_a: np.ndarray
+    rgb_b: np.ndarray
+    cosine: np.ndarray
+    mask: np.ndarray
+    summary: StabilitySummary
+
+
+def comparison_mask(image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
+    """Foreground of both volumes ``(Z, Y, X)`` bool; a clear error when there is none."""
+    for name, image in (("A", image_a), ("B", image_b)):
+        if np.ptp(np.asarray(image)) == 0:
+            raise ValueError(f"volume {name} is constant (e.g. all zero): there is nothing to compare")
+    mask = foreground_mask(image_a) & foreground_mask(image_b)
+    if mask.sum() < 10:
+        raise ValueError("the two volumes share no foreground: are they on one grid and of the same subject?")
+    return mask
+
+
+def compare_volumes(
+    image_a: np.ndarray,
+    image_b: np.ndarray,
+    settings: FeatureSettings = FeatureSettings(),
+    mode: ColourMode = "pca",
+    channels: tuple[int, int, int] = (0, 1, 2),
+    cancel: Callable[[], bool] | None = None,
+    cache: FeatureCache | None = None,
+    max_samples: int = 100_000,
+) -> Generator[Progress, None, Comparison]:
+    """Features of A and B (cached), RGB with A's projection for both, cosine map and the CKA summary.
+
+    ``image_a``/``image_b``: ``(Z, Y, X)`` on one grid (the caller checks the affines; shapes are checked here).
+    """
+    image_a, image_b = np.asarray(image_a), np.asarray(image_b)
+    if image_a.shape != image_b.shape:
+        from .stability import GridMismatchError
+
+        raise GridMismatchError(
+            f"A {image_a.shape} and B {image_b.shape} are not on one voxel grid; resample B onto A's grid first"
+        )
+    mask = comparison_mask(image_a, image_b)
+    results = []
+    for name, image, offset in (("A", image_a, 0.0), ("B", image_b, 0.45)):
+        job = extract_features(image, settings, cancel=cancel, cache=cache)
+        while True:
+            try:
+                update = next(job)
+            except StopIteration as stop:
+                results.append(stop.value)
+                break
+            yield {**update, "fraction": offset + 0.45 * update["fraction"], "message": f"{name}: {update['message']}"}
+    features_a, features_b = (r.features for r in results)
+    yield {"stage": "compare", "fraction": 0.92, "message": "colours, cosine map and CKA"}
+    projection = colour_projection(features_a, mask, mode, channels)
+    summary = compare(features_a, features_b, image_a, image_b, mask=mask, max_samples=max_samples)
+    cosine = cosine_map(features_a, features_b)
+    comparison = Comparison(
+        features_a=results[0],
+        features_b=results[1],
+        rgb_a=projection.apply(features_a, mask),
+        rgb_b=projection.apply(features_b, mask),
+        cosine=cosine,
+        mask=mask,
+        summary=summary,
+    )
+    yield {"stage": "done", "fraction": 1.0, "message": "done"}
+    return comparison
+
+
+def similarity_to_voxel(features_query: np.ndarray, voxel: tuple[int, int, int], features_target: np.ndarray) -> np.ndarray:
+    """Cosine similarity ``(Z, Y, X)`` of every voxel of ``features_target`` to the feature of ``features_query`` at ``voxel``.
+
+    The "pick voxel" view: click a voxel in A, see where B has the most similar feature.
+    """
+    z, y, x = (int(v) for v in voxel)
+    shape = features_query.shape[1:]
+    if not all(0 <= v < s for v, s in zip((z, y, x), shape)):
+        raise ValueError(f"voxel {(z, y, x)} is outside the volume {shape}")
+    query = features_query[:, z, y, x].astype(np.float32)
+    query = query / max(float(np.linalg.norm(query)), 1e-8)
+    out = np.empty(features_target.shape[1:], np.float32)
+    for k in range(features_target.shape[1]):
+        slab = features_target[:, k].astype(np.float32)
+        out[k] = np.tensordot(query, slab, axes=(0, 0)) / np.maximum(np.linalg.norm(slab, axis=0), 1e-8)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Added for the "Compare representations" widget (plain text, no Qt/napari; usable by the CLI as well).
+
+
+def describe_summary(summary: StabilitySummary, n_foreground: int | None = None, margin: float = 0.05) -> str:
+    """One paragraph for people: feature CKA against the intensity baselines, mean cosine, voxels compared.
+
+    The features are called "more alike" (or "less alike") than the images when the feature CKA beats (or trails)
+    both intensity baselines — single voxels and 3×3×3 patches — by more than ``margin``.
+    """
+    features, intensity, patch = summary.cka_features, summary.cka_intensity, summary.cka_intensity_patch
+    if features > max(intensity, patch) + margin:
+        verdict = "the features are more alike across these two volumes than the images are"
+    elif features < min(intensity, patch) - margin:
+        verdict = "the features are less alike across these two volumes than the images are"
+    else:
+        verdict = "the features are about as alike across these two volumes as the images are"
+    sampled = f"{summary.n_voxels:,} voxels"
+    if n_foreground is not None and n_foreground > summary.n_voxels:
+        sampled += f" sampled from {n_foreground:,} foreground voxels"
+    elif n_foreground is not None:
+        sampled += " (the whole common foreground)"
+    return (
+        f"Feature CKA {features:.2f} vs intensity CKA {intensity:.2f} (3×3×3 patches {patch:.2f}): {verdict}. "
+        f"Mean cosine of the feature vectors {summary.mean_cosine:.2f} inside the foreground; {sampled}."
+    )
