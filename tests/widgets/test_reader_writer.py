@@ -141,3 +141,19 @@ def test_4d_nifti_opens_as_one_layer_per_volume(make_napari_viewer, tmp_path):
     layers = viewer.open(str(path), plugin=PLUGIN)
     assert [layer.name for layer in layers] == ["dwi [0]", "dwi [1]", "dwi [2]"]
     assert all(layer.data.shape == (8, 7, 6) for layer in layers)
+
+
+def test_dicom_folder_opens_through_the_plugin(make_napari_viewer, tmp_path):
+    from ..io.test_dicom import write_series
+
+    path = shared_file("data", "mri", "brats23-gli-00001-000", "BraTS-GLI-00001-000-t1n.nii.gz")
+    crop = nib.load(str(path)).slicer[80:144, 90:154, 50:82]
+    nifti = tmp_path / "t1_crop.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(crop.dataobj), crop.affine), str(nifti))
+    write_series(tmp_path / "dicom", np.asarray(crop.dataobj), crop.affine, modality="MR", description="T1 crop")
+    viewer = make_napari_viewer()
+    (from_dicom,) = viewer.open(str(tmp_path / "dicom"), plugin=PLUGIN)
+    (from_nifti,) = viewer.open(str(nifti), plugin=PLUGIN)
+    assert np.array_equal(from_dicom.data, from_nifti.data)
+    assert np.allclose(from_dicom.scale, from_nifti.scale) and np.allclose(from_dicom.translate, from_nifti.translate, atol=1e-3)
+    assert from_dicom.name == "T1 crop"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from pathlib import Path
+
 from ..io.histology import is_histology_path, read_histology
 from ..io.nifti import is_nifti_path, read_nifti
 from .layers import LayerDataTuple, histology_layer_data, volume_layer_data
@@ -35,3 +37,27 @@ def get_histology_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 def read_histology_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
     """Each file → one RGB Image layer (multiscale for pyramids), scaled in µm when the file says so."""
     return [histology_layer_data(read_histology(p)) for p in _paths(path)]
+
+
+def _is_dicom_input(path: str) -> bool:
+    candidate = Path(path)
+    return candidate.is_dir() or candidate.suffix.lower() in (".zip", ".dcm")
+
+
+def get_dicom_reader(path: str | Sequence[str]) -> ReaderFunction | None:
+    """Return :func:`read_dicom_layers` for DICOM folders, zips of a series, and ``.dcm`` files."""
+    paths = _paths(path)
+    return read_dicom_layers if paths and all(_is_dicom_input(p) for p in paths) else None
+
+
+def read_dicom_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
+    """Every image series in each folder/zip → one Image layer (a ``.dcm`` file → its whole series)."""
+    from ..io.dicom import list_series, read_series
+
+    layers = []
+    for item in _paths(path):
+        if Path(item).suffix.lower() == ".dcm":
+            layers.append(volume_layer_data(read_series(item)))
+        else:
+            layers += [volume_layer_data(read_series(series)) for series in list_series(item)]
+    return layers

@@ -104,6 +104,12 @@ class FeatureResult:
     cached: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """One line for people, e.g. ``"whole volume, bf16, instance normalisation, on cpu, 8.7 s"``."""
+        how = "whole volume" if self.strategy == "whole" else f"sliding window {self.settings.roi}³"
+        where = "from the cache" if self.cached else f"on {self.device}, {self.seconds:.1f} s"
+        return f"{how}, {self.precision}, {self.normalisation} normalisation, {where}"
+
 
 # ----------------------------------------------------------------------------------------------- preprocessing
 

@@ -232,9 +232,11 @@ def write_nifti(
             )
         image = nib.Nifti1Image(to_file_order(data, source), source.affine, header=source.header.copy())
         header = source.header
-        image.set_qform(header.get_qform(), code=int(header["qform_code"]) or 1)
-        image.set_sform(header.get_sform(), code=int(header["sform_code"]))
-        if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
+        # the source's qform and sform with their codes, exactly; a form whose code is 0 stays unset
+        image.set_qform(header.get_qform() if qform_code else None, code=qform_code)
+        image.set_sform(header.get_sform() if sform_code else None, code=sform_code)
+        if qform_code == 0 and sform_code == 0:  # the source had no orientation: record the affine we used
             image.set_sform(source.affine, code=1)
     else:
         if display_affine is None:

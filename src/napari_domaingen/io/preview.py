@@ -35,6 +35,14 @@ def colour_labels(labels: np.ndarray) -> np.ndarray:
     return _LABEL_COLOURS[np.asarray(labels).astype(np.int64) % len(_LABEL_COLOURS) * (np.asarray(labels) > 0)]
 
 
+def colour_map(values: np.ndarray, low: float, high: float, name: str = "viridis") -> np.ndarray:
+    """Scalar volume ``(...)`` → RGB ``(..., 3)`` uint8 through a matplotlib colour map over ``[low, high]``."""
+    from matplotlib import colormaps
+
+    scaled = np.clip((np.asarray(values, dtype=np.float32) - low) / (high - low), 0, 1)
+    return (colormaps[name](scaled)[..., :3] * 255).astype(np.uint8)
+
+
 def mid_slice_montage(volume: Volume) -> np.ndarray:
     """Axial | coronal | sagittal mid slices of a volume (labels coloured), ``(H, W, 3)`` uint8."""
     data = volume.data if volume.data.ndim == 3 else volume.data[0]

@@ -1,0 +1,457 @@
+"""Dock widget: load several volumes of one subject (NIfTI files, DICOM series) and put them on one grid.
+
+Thin by design: :mod:`napari_domaingen.io.volume_set` scans paths, recognises contrasts, loads, checks grids,
+resamples and computes intensity presets; this widget lists the candidates in a table, runs loading and
+resampling in ``thread_worker`` jobs (a napari progress bar, the UI stays responsive) and manages the layers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.progress import Cancelled, Progress
+from ..io.geometry import layer_geometry
+from ..io.nifti import Volume
+from ..io.volume_set import (
+    CONTRASTS,
+    PRESETS,
+    Candidate,
+    ResampledSource,
+    contrast_limits_for,
+    grid_report,
+    iter_load_group,
+    off_grid,
+    reference_index,
+    resample_onto,
+    scan,
+)
+from .._napari.layers import META_KEY, volume_layer_data
+
+if TYPE_CHECKING:
+    import napari
+
+COLUMNS = ("load", "contrast", "file / series", "kind", "modality", "dims", "spacing (mm)", "orient.", "dtype",
+           "range")
+NO_CONTRAST = "—"
+ISOTROPIC_MM = 1.0
+DEFAULT_PRESET = "MRI 1–99 %"
+WARNING_STYLE = "color: #ffb347; font-weight: bold;"
+OK_STYLE = "color: #8fd18f;"
+NIFTI_FILTER = "NIfTI or DICOM (*.nii *.nii.gz *.dcm *.zip);;All files (*)"
+
+
+@dataclass
+class _Outcome:
+    """What a worker hands back: volumes (loading) or (index, volume) pairs (resampling), or why not."""
+
+    volumes: list[Volume] = field(default_factory=list)
+    resampled: list[tuple[int, Volume]] = field(default_factory=list)
+    error: Exception | None = None
+    cancelled: bool = False
+
+
+def _load_job(
+    candidates: list[Candidate], isotropic: float | None, cancel: Callable[[], bool]
+) -> Generator[Progress, None, _Outcome]:
+    """Worker body: read the candidates. Errors are returned, not raised (a generator worker that raises a
+    ``RuntimeError`` ends silently)."""
+    try:
+        volumes = yield from iter_load_group(candidates, isotropic, cancel)
+    except Cancelled:
+        return _Outcome(cancelled=True)
+    except Exception as exc:  # shown to the user by the widget
+        return _Outcome(error=exc)
+    return _Outcome(volumes=volumes)
+
+
+def _resample_job(
+    volumes: list[Volume], reference: int, cancel: Callable[[], bool]
+) -> Generator[Progress, None, _Outcome]:
+    """Worker body: resample every off-grid volume onto the reference (errors returned, not raised)."""
+    try:
+        ref = volumes[reference]
+        todo = off_grid(volumes, reference)
+        out = []
+        for n, index in enumerate(todo):
+            if cancel():
+                return _Outcome(cancelled=True)
+            yield {"stage": "resample", "fraction": n / len(todo),
+                   "message": f"resampling {volumes[index].name} onto {ref.name}"}
+            out.append((index, resample_onto(volumes[index], ref)))
+        yield {"stage": "done", "fraction": 1.0, "message": "resampled"}
+    except Exception as exc:
+        return _Outcome(error=exc)
+    return _Outcome(resampled=out)
+
+
+class LoadVolumesWidget(QWidget):
+    """Load the contrasts of one subject (or DICOM series) as layers on one grid."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.candidates: list[Candidate] = []
+        self.group: list[tuple[Any, Volume]] = []  # loaded layers with the volume each one shows
+        self.worker: Any = None
+        self._cancel = threading.Event()
+        self._pbar: Any = None
+        self._loading: list[int] = []  # table rows of the running load
+        self._returned = False  # the running job's result has been handled
+
+        self.add_files_button = QPushButton("Add files…")
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.setToolTip("a folder of NIfTI files, or of DICOM series (any depth), or a DICOM .zip")
+        self.clear_button = QPushButton("Clear list")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(2, 190)
+        self.table.setMinimumHeight(150)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keep the contrast suffix of long names
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.setMinimumWidth(520)
+        self.isotropic = QCheckBox(f"isotropic {ISOTROPIC_MM:g} mm")
+        self.isotropic.setToolTip("resample each volume to isotropic voxels while loading (linear; labels nearest)")
+        self.load_button = QPushButton("Load selected")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.grid_label = QLabel("")
+        self.grid_label.setWordWrap(True)
+        self.resample_button = QPushButton("Resample onto …")
+        self.resample_button.setVisible(False)
+        self.preset = QComboBox()
+        self.preset.addItems(PRESETS)
+        self.preset.setCurrentText(DEFAULT_PRESET)
+        self.preset.setToolTip("contrast limits of the selected image layers (else the loaded ones); data unchanged")
+        self.apply_preset_button = QPushButton("Apply")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        for button in (self.add_files_button, self.add_folder_button, self.clear_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        layout.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.isotropic)
+        row.addStretch(1)
+        row.addWidget(self.load_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(self.grid_label)
+        layout.addWidget(self.resample_button)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("intensity"))
+        row.addWidget(self.preset, 1)
+        row.addWidget(self.apply_preset_button)
+        layout.addLayout(row)
+
+        self.add_files_button.clicked.connect(self._choose_files)
+        self.add_folder_button.clicked.connect(self._choose_folder)
+        self.clear_button.clicked.connect(self.clear)
+        self.load_button.clicked.connect(self.load_selected)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resample_button.clicked.connect(self.resample_group)
+        self.apply_preset_button.clicked.connect(lambda: self.apply_preset(self.preset.currentText()))
+        self.preset.textActivated.connect(self.apply_preset)
+
+    # --------------------------------------------------------------------------------------------- candidates
+
+    def _choose_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add volumes", "", NIFTI_FILTER)
+        if paths:
+            self.add_paths(paths)
+
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Add a folder of NIfTI files or DICOM series")
+        if path:
+            self.add_paths([path])
+
+    def add_paths(self, paths: Sequence[str | Path]) -> list[Candidate]:
+        """Scan files/folders/zips and list what they hold (checked for loading); returns the new candidates."""
+        errors: list[str] = []
+        found = scan(paths, errors=errors)
+        known = {(str(c.path.resolve()), c.uid) for c in self.candidates}
+        new = [c for c in found if (str(c.path.resolve()), c.uid) not in known]
+        for candidate in new:
+            self._add_row(candidate)
+        self.candidates.extend(new)
+        message = f"{len(new)} volume(s) found" if new else "nothing new found"
+        if errors:
+            message += "; " + "; ".join(errors)
+        self._set_status(message)
+        return new
+
+    def clear(self) -> None:
+        """Empty the candidate list (loaded layers stay)."""
+        self.candidates.clear()
+        self.table.setRowCount(0)
+        self._set_status("")
+
+    def _add_row(self, c: Candidate) -> None:
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        check = QTableWidgetItem()
+        check.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+        check.setCheckState(Qt.CheckState.Checked)
+        self.table.setItem(row, 0, check)
+        combo = QComboBox()
+        combo.addItems([NO_CONTRAST, *CONTRASTS])
+        combo.setCurrentText(c.contrast or NO_CONTRAST)
+        combo.setToolTip("recognised from the name; change it if it is wrong (labels load as a Labels layer)")
+        combo.currentTextChanged.connect(lambda text, c=c: setattr(c, "contrast", None if text == NO_CONTRAST else text))
+        self.table.setCellWidget(row, 1, combo)
+        name = c.stem if c.kind == "dicom" else c.path.name
+        low_high = "" if c.value_range is None else f"{_num(c.value_range[0])} … {_num(c.value_range[1])}"
+        texts = [name, c.kind, c.modality, "×".join(str(d) for d in c.dims), "×".join(_num(s) for s in c.spacing),
+                 c.orientation, c.dtype, low_high]
+        for column, text in enumerate(texts, start=2):
+            item = QTableWidgetItem(text)
+            item.setToolTip(c.source_text if column == 2 else text)
+            self.table.setItem(row, column, item)
+
+    def is_checked(self, row: int) -> bool:
+        return self.table.item(row, 0).checkState() == Qt.CheckState.Checked
+
+    def set_checked(self, row: int, checked: bool) -> None:
+        self.table.item(row, 0).setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+
+    def set_contrast(self, row: int, contrast: str | None) -> None:
+        self.table.cellWidget(row, 1).setCurrentText(contrast or NO_CONTRAST)
+
+    def checked_rows(self) -> list[int]:
+        return [row for row in range(self.table.rowCount()) if self.is_checked(row)]
+
+    # ---------------------------------------------------------------------------------------------- loading
+
+    def load_selected(self) -> None:
+        """Load the checked rows in a worker (no-op while a job runs)."""
+        if self.worker is not None and self.worker.is_running:
+            return
+        rows = self.checked_rows()
+        if not rows:
+            self._set_status("check at least one volume to load")
+            return
+        self._loading = rows
+        candidates = [self.candidates[r] for r in rows]
+        isotropic = ISOTROPIC_MM if self.isotropic.isChecked() else None
+        self._start(_load_job(candidates, isotropic, self._cancel.is_set), f"loading {len(rows)} volume(s)",
+                    self._on_loaded)
+
+    def _on_loaded(self, outcome: _Outcome) -> None:
+        from napari.layers import Image
+
+        for row in self._loading:  # loaded: unchecked, so the next "Load selected" does not load them again
+            self.set_checked(row, False)
+        added = []
+        for volume in outcome.volumes:
+            layer = self._add_layer(volume)
+            if layer is not None:
+                self.group.append((layer, volume))
+                added.append(layer)
+        images = [layer for layer in added if isinstance(layer, Image)]
+        preset = self.preset.currentText()
+        if preset != "full range":
+            self._apply(preset, images)
+        self._set_status(f"loaded {len(added)} layer(s): {', '.join(layer.name for layer in added)}")
+        self.check_grid()
+
+    def _add_layer(self, volume: Volume) -> Any:
+        data, attrs, kind = volume_layer_data(volume)
+        entry = attrs["metadata"][META_KEY]
+        source = volume.source
+        if isinstance(source, ResampledSource):
+            entry["resampled_from"] = {
+                "path": source.resampled_from,
+                "spacing": source.original_spacing,
+                "new_spacing": volume.spacing,
+            }
+        layers = getattr(self.viewer, f"add_{kind}")(data, **attrs)
+        if isinstance(layers, list):  # a (C, Z, Y, X) volume: one layer per channel, not part of the grid group
+            return None
+        return layers
+
+    # ------------------------------------------------------------------------------------------------ grids
+
+    def _live_group(self) -> list[tuple[Any, Volume]]:
+        self.group = [(layer, volume) for layer, volume in self.group if layer in self.viewer.layers]
+        return self.group
+
+    def check_grid(self) -> list[str]:
+        """Check the loaded group for one grid; show the result and the resample button. Returns the report."""
+        group = self._live_group()
+        volumes = [v for _, v in group]
+        if len(volumes) < 2:
+            self.grid_label.setText("")
+            self.resample_button.setVisible(False)
+            return []
+        report = grid_report(volumes)
+        ref = volumes[reference_index(volumes)]
+        if report:
+            self.grid_label.setText("not on one grid: " + "; ".join(report))
+            self.grid_label.setStyleSheet(WARNING_STYLE)
+            self.resample_button.setText(f"Resample onto {ref.name}")
+            self.resample_button.setVisible(True)
+        else:
+            shape = "×".join(str(s) for s in ref.spatial_shape)
+            spacing = "×".join(_num(s) for s in ref.spacing)
+            self.grid_label.setText(f"{len(volumes)} volumes on one grid ({shape} voxels of {spacing} mm)")
+            self.grid_label.setStyleSheet(OK_STYLE)
+            self.resample_button.setVisible(False)
+        return report
+
+    def resample_group(self) -> None:
+        """Resample every loaded volume that is off the reference grid onto it (in a worker)."""
+        if self.worker is not None and self.worker.is_running:
+            return
+        volumes = [v for _, v in self._live_group()]
+        if len(volumes) < 2:
+            return
+        reference = reference_index(volumes)
+        self._start(_resample_job(volumes, reference, self._cancel.is_set),
+                    f"resampling onto {volumes[reference].name}", self._on_resampled)
+
+    def _on_resampled(self, outcome: _Outcome) -> None:
+        ref = self.group[reference_index([v for _, v in self.group])][1]
+        for index, volume in outcome.resampled:
+            layer, _ = self.group[index]
+            geometry = layer_geometry(volume.display_affine)
+            layer.data = volume.data
+            layer.affine = geometry["affine"]
+            layer.scale = geometry["scale"]
+            layer.translate = geometry["translate"]
+            entry = dict((layer.metadata or {}).get(META_KEY, {}))
+            entry.update(nifti_source=volume.source, display_affine=volume.display_affine, resampled_onto=ref.name)
+            layer.metadata = {**(layer.metadata or {}), META_KEY: entry}
+            if hasattr(layer, "contrast_limits") and not volume.is_label:
+                self._apply(self.preset.currentText(), [layer])
+            self.group[index] = (layer, volume)
+        self._set_status(f"resampled {len(outcome.resampled)} layer(s) onto {ref.name}")
+        self.check_grid()
+
+    # ---------------------------------------------------------------------------------------------- presets
+
+    def apply_preset(self, preset: str) -> list[Any]:
+        """Set contrast limits of the selected image layers (else of the loaded image layers); returns them."""
+        from napari.layers import Image
+
+        selected = [layer for layer in self.viewer.layers.selection if isinstance(layer, Image) and not layer.rgb]
+        targets = selected or [layer for layer, _ in self._live_group() if isinstance(layer, Image)]
+        self._apply(preset, targets)
+        if targets:
+            self._set_status(f"{preset}: {', '.join(layer.name for layer in targets)}")
+        return targets
+
+    @staticmethod
+    def _apply(preset: str, layers: Sequence[Any]) -> None:
+        for layer in layers:
+            low, high = contrast_limits_for(np.asarray(layer.data), preset)
+            range_low, range_high = layer.contrast_limits_range
+            layer.contrast_limits_range = (min(low, range_low), max(high, range_high))
+            layer.contrast_limits = (low, high)
+
+    # ---------------------------------------------------------------------------------------------- workers
+
+    def _start(self, job: Generator[Progress, None, _Outcome], description: str,
+               on_done: Callable[[_Outcome], None]) -> None:
+        from napari.qt.threading import thread_worker
+        from napari.utils import progress
+
+        self._cancel.clear()
+        self._returned = False
+        self._pbar = progress(total=100, desc=description)
+        self._set_busy(True)
+        self._set_status(description + " …")
+
+        def drive() -> Generator[Progress, None, _Outcome]:
+            return (yield from job)
+
+        def returned(outcome: _Outcome) -> None:
+            self._returned = True
+            if outcome.cancelled:
+                self._set_status("cancelled")
+            elif outcome.error is not None:
+                self._fail(outcome.error)
+            else:
+                on_done(outcome)
+
+        worker = thread_worker(
+            drive,
+            connect={"yielded": self._on_yielded, "returned": returned, "errored": self._fail,
+                     "finished": self._on_finished},
+            start_thread=False,
+        )()
+        self.worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running job between two volumes."""
+        self._cancel.set()
+        self._set_status("cancelling …")
+
+    def _on_yielded(self, update: Progress) -> None:
+        percent = round(100 * float(update.get("fraction", 0.0)))
+        pbar = self._pbar  # local: updating the bar can process events, including the end of the job
+        if pbar is not None:
+            if percent > pbar.n:
+                pbar.update(percent - pbar.n)
+            pbar.set_description(str(update.get("message", "")))
+        if not self._returned:  # a late progress line must not hide the result
+            self._set_status(str(update.get("message", "")))
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (self.load_button, self.resample_button, self.add_files_button, self.add_folder_button,
+                       self.clear_button):
+            button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def _fail(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        message = str(exc) or type(exc).__name__
+        self._set_status(f"error: {message}")
+        show_error(message)
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setToolTip(text)
+
+
+def _num(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
