@@ -22,3 +22,29 @@ def shared_file(*parts: str) -> Path:
 
 def mri_files() -> list[Path]:
     return sorted(MRI.glob("*/*.nii.gz")) if MRI.is_dir() else []
+
+
+@pytest.fixture(scope="session")
+def anatomix_weights(tmp_path_factory) -> Path:
+    """The reference fixture's state dict (random anatomix weights, the real key layout) as a ``.pth`` file."""
+    import torch
+
+    reference = FIXTURES / "anatomix_reference.pt"
+    if not reference.is_file():
+        pytest.skip(f"shared fixtures not available: {reference}")
+    path = tmp_path_factory.mktemp("weights") / "anatomix.pth"
+    torch.save(torch.load(reference, weights_only=True)["state_dict"], path)
+    return path
+
+
+@pytest.fixture
+def fresh_feature_caches(monkeypatch):
+    """No features or models left over from other tests."""
+    from collections import OrderedDict
+
+    from napari_domaingen.core import features
+
+    features.FEATURE_CACHE.clear()
+    monkeypatch.setattr(features, "_MODEL_CACHE", OrderedDict())
+    yield
+    features.FEATURE_CACHE.clear()

@@ -8,7 +8,7 @@ from skimage.io import imread
 
 from napari_domaingen.cli import main
 
-from .conftest import FIXTURES, shared_file
+from .conftest import shared_file
 
 
 def test_help_lists_demo(capsys):
@@ -37,16 +37,12 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
 
 
-@pytest.fixture(scope="module")
-def fixture_weights(tmp_path_factory):
-    import torch
 
-    path = FIXTURES / "anatomix_reference.pt"
-    if not path.exists():
-        pytest.skip(f"reference fixture not available: {path}")
-    weights = tmp_path_factory.mktemp("weights") / "anatomix.pth"
-    torch.save(torch.load(path, weights_only=True)["state_dict"], weights)
-    return weights
+
+
+@pytest.fixture
+def fixture_weights(anatomix_weights):
+    return anatomix_weights
 
 
 def test_demo_writes_samples(tmp_path, capsys, offline):

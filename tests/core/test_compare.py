@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from napari_domaingen.core.compare import compare_volumes, similarity_to_voxel
 from napari_domaingen.core.rgb import colour_projection
@@ -9,17 +8,14 @@ from napari_domaingen.core.progress import run
 from napari_domaingen.core.rgb import ChannelProjection, PCAProjection
 from napari_domaingen.core.stability import GridMismatchError
 
-from ..conftest import FIXTURES
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = FIXTURES / "anatomix_reference.pt"
-    if not path.exists():
-        pytest.skip(f"reference fixture not available: {path}")
-    out = tmp_path_factory.mktemp("w") / "anatomix.pth"
-    torch.save(torch.load(path, weights_only=True)["state_dict"], out)
-    return str(out)
+
+
+
+@pytest.fixture
+def weights(anatomix_weights):
+    return str(anatomix_weights)
 
 
 def _pair():

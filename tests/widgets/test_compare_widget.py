@@ -1,39 +1,27 @@
 """The "Compare representations" dock widget in a real napari viewer (fixture weights, CPU)."""
 
-from collections import OrderedDict
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from ..conftest import FIXTURES, shared_file
+from ..conftest import shared_file
 
 PLUGIN = "napari-domaingen"
-BRATS = ("data", "mri", "brats23-gli-00001-000")
-CROP = (slice(56, 104), slice(70, 166), slice(72, 168))  # 48×96×96 through the brain and the tumour
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches(monkeypatch):
+def _fresh_caches(fresh_feature_caches):
     """No features or models left over from other tests."""
-    from napari_domaingen.core import features
-
-    features.FEATURE_CACHE.clear()
-    monkeypatch.setattr(features, "_MODEL_CACHE", OrderedDict())
-    yield
-    features.FEATURE_CACHE.clear()
 
 
 @pytest.fixture
-def weights_file(tmp_path):
-    """The fixture checkpoint (random anatomix weights, the real key layout) as a plain ``.pth`` state dict."""
-    torch = pytest.importorskip("torch")
-    reference = FIXTURES / "anatomix_reference.pt"
-    if not reference.is_file():
-        pytest.skip(f"shared fixtures not available: {reference}")
-    path = tmp_path / "anatomix.pth"
-    torch.save(torch.load(reference, weights_only=True)["state_dict"], path)
-    return path
+def weights_file(anatomix_weights):
+    return anatomix_weights
+
+
+BRATS = ("data", "mri", "brats23-gli-00001-000")
+CROP = (slice(56, 104), slice(70, 166), slice(72, 168))  # 48×96×96 through the brain and the tumour
 
 
 def _widget(viewer, weights_file=None):

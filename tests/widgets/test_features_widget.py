@@ -1,40 +1,26 @@
 """The "Extract features" dock widget in a real napari viewer (small volumes, fixture weights, CPU)."""
 
 import threading
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 
-from ..conftest import FIXTURES
 
 PLUGIN = "napari-domaingen"
-SCALE = (2.0, 0.9, 0.8)
-TRANSLATE = (10.0, -5.0, 3.0)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches(monkeypatch):
-    """No features or models left over from other tests (a cached 'anatomix' model would hide test (c))."""
-    from napari_domaingen.core import features
-
-    features.FEATURE_CACHE.clear()
-    monkeypatch.setattr(features, "_MODEL_CACHE", OrderedDict())
-    yield
-    features.FEATURE_CACHE.clear()
+def _fresh_caches(fresh_feature_caches):
+    """No features or models left over from other tests."""
 
 
 @pytest.fixture
-def weights_file(tmp_path):
-    """The fixture checkpoint (random anatomix weights, the real key layout) as a plain ``.pth`` state dict."""
-    torch = pytest.importorskip("torch")
-    reference = FIXTURES / "anatomix_reference.pt"
-    if not reference.is_file():
-        pytest.skip(f"shared fixtures not available: {reference}")
-    state_dict = torch.load(reference, weights_only=True)["state_dict"]
-    path = tmp_path / "anatomix.pth"
-    torch.save(state_dict, path)
-    return path
+def weights_file(anatomix_weights):
+    return anatomix_weights
+
+
+SCALE = (2.0, 0.9, 0.8)
+TRANSLATE = (10.0, -5.0, 3.0)
 
 
 def _volume(shape, seed=0):

@@ -2,13 +2,15 @@
 
 from magicgui.widgets import Label, PushButton
 
-from napari_domaingen._widgets._jobs import JobRunner
+from napari_domaingen._widgets._jobs import JobRunner, button_busy, label_status
 from napari_domaingen.core.progress import Cancelled
 
 
 def _runner(results):
     run, cancel, status = PushButton(text="Run"), PushButton(text="Cancel"), Label()
-    return JobRunner(run, cancel, status, results.append), status
+    runner = JobRunner(label_status(status), button_busy(run, cancel), results.append)
+    runner.run_button, runner.cancel_button = run, cancel
+    return runner, status
 
 
 def test_result_error_and_cancel(make_napari_viewer, qtbot):

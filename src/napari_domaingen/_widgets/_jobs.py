@@ -54,33 +54,52 @@ def set_status(status: Label, text: str) -> None:
     status.tooltip = text
 
 
+def label_status(status: Label) -> Callable[[str], None]:
+    """A status callback writing to a magicgui ``Label``."""
+    return lambda text: set_status(status, text)
+
+
+def button_busy(run_button: PushButton, cancel_button: PushButton) -> Callable[[bool], None]:
+    """A busy callback for a Run/Cancel pair of magicgui buttons."""
+
+    def busy(value: bool) -> None:
+        run_button.enabled = not value
+        cancel_button.enabled = value
+
+    return busy
+
+
 class JobRunner:
     """One job at a time for a widget: starts it in a ``thread_worker`` and turns its yields into progress.
 
-    ``on_result(value)`` runs on the GUI thread when the job returns normally. Cancel (the button, or napari's
-    activity dock) sets the job's cancel flag, quits the worker and closes the suspended job off the GUI thread.
+    ``set_status(text)`` shows one line to the user; ``set_busy(flag)`` (en/dis)ables the widget's buttons;
+    ``on_result(value)`` runs on the GUI thread when the job returns normally (``start`` can name another one).
+    Cancel (the widget's button calling :meth:`cancel`, or napari's activity dock) sets the job's cancel flag,
+    quits the worker and closes the suspended job off the GUI thread.
     """
 
     def __init__(
-        self, run_button: PushButton, cancel_button: PushButton, status: Label, on_result: Callable[[Any], None]
+        self,
+        set_status: Callable[[str], None],
+        set_busy: Callable[[bool], None],
+        on_result: Callable[[Any], None] | None = None,
     ) -> None:
-        self.run_button = run_button
-        self.cancel_button = cancel_button
-        self.status = status
+        self.set_status = set_status
+        self.set_busy = set_busy
         self.on_result = on_result
         self.worker: Any = None
         self.outcome: JobOutcome | None = None
         self._cancel = threading.Event()
         self._pbar: Any = None
         self._job: Generator[Progress, None, JobOutcome] | None = None
-        cancel_button.enabled = False
-        cancel_button.changed.connect(self.cancel)
+        self._current_result: Callable[[Any], None] | None = None
+        set_busy(False)
 
     @property
     def is_running(self) -> bool:
         return self.worker is not None and self.worker.is_running
 
-    def start(self, make_job: JobFactory, description: str) -> None:
+    def start(self, make_job: JobFactory, description: str, on_result: Callable[[Any], None] | None = None) -> None:
         """Build the job with this run's cancel flag and start it (a no-op while a job runs)."""
         from napari.qt.threading import thread_worker
         from napari.utils import progress
@@ -89,12 +108,12 @@ class JobRunner:
             return
         self._cancel.clear()
         self.outcome = None
+        self._current_result = on_result or self.on_result
         cancelled = self._cancel.is_set
         self._job = job = _guarded(make_job(cancelled), cancelled)
         self._pbar = progress(total=100, desc=description)
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        set_status(self.status, f"{description} …")
+        self.set_busy(True)
+        self.set_status(f"{description} …")
 
         def drive() -> Generator[Progress, None, JobOutcome]:
             return (yield from job)
@@ -117,11 +136,15 @@ class JobRunner:
         self._cancel.set()
         if self.worker is not None:
             self.worker.quit()
-        self.cancel_button.enabled = False
-        set_status(self.status, "cancelling …")
+        self.set_status("cancelling …")
 
     def fail(self, exc: Exception) -> None:
-        show_problem(self.status, f"error: {str(exc) or type(exc).__name__}")
+        """Show an error in the status line and as a napari notification."""
+        from napari.utils.notifications import show_error
+
+        message = f"error: {str(exc) or type(exc).__name__}"
+        self.set_status(message)
+        show_error(message)
 
     def _on_yielded(self, update: Progress) -> None:
         if self.outcome is not None:  # a late progress signal after the result: nothing to say
@@ -129,7 +152,7 @@ class JobRunner:
         percent = round(100 * float(update.get("fraction", 0.0)))
         message = str(update.get("message", ""))
         if not self._cancel.is_set():
-            set_status(self.status, message)
+            self.set_status(message)
         # last: updating napari's progress bar processes pending events, which may deliver the result (and close
         # the bar) right here, inside this call
         pbar = self._pbar
@@ -141,11 +164,11 @@ class JobRunner:
     def _on_returned(self, outcome: JobOutcome) -> None:
         self.outcome = outcome
         if outcome.cancelled:
-            set_status(self.status, "cancelled")
+            self.set_status("cancelled")
         elif outcome.error is not None:
             self.fail(outcome.error)
-        else:
-            self.on_result(outcome.value)
+        elif self._current_result is not None:
+            self._current_result(outcome.value)
 
     def _on_errored(self, exc: Exception) -> None:  # only for failures outside the guarded job
         self.outcome = JobOutcome(error=exc)
@@ -159,14 +182,13 @@ class JobRunner:
         if job is not None:
             threading.Thread(target=job.close, name="domaingen-job-close", daemon=True).start()
         self.outcome = JobOutcome(cancelled=True)
-        set_status(self.status, "cancelled")
+        self.set_status("cancelled")
 
     def _on_finished(self) -> None:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
         self._job = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
+        self.set_busy(False)
         if self.outcome is None:  # cancelled before anything came back
-            set_status(self.status, "cancelled" if self._cancel.is_set() else "stopped")
+            self.set_status("cancelled" if self._cancel.is_set() else "stopped")

@@ -22,7 +22,7 @@ from ..core.stability import require_same_grid, resample_to_grid
 from ..models.weights import REGISTRY
 from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
 from ._choices import ExtractorChoice, volume_layers
-from ._jobs import JobRunner, set_status, show_problem
+from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 
 if TYPE_CHECKING:
     import napari
@@ -154,7 +154,8 @@ class CompareRepresentationsWidget(QWidget):
         self._colorbar_layout = layout
         layout.addStretch(1)
 
-        self.runner = JobRunner(self._run, self._cancel_button, self._status, self._show)
+        self.runner = JobRunner(label_status(self._status), button_busy(self._run, self._cancel_button), self._show)
+        self._cancel_button.changed.connect(self.cancel)
         self._run.changed.connect(self.run)
         self._mode.changed.connect(self._on_mode)
         self._weights.changed.connect(self._on_weights)

@@ -26,7 +26,7 @@ from ..core.progress import Cancelled, Progress
 from ..core.rgb import pca_rgb
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ._choices import ExtractorChoice, follow_layer_list, volume_layers
-from ._jobs import JobRunner, set_status
+from ._jobs import JobRunner, button_busy, label_status, set_status
 
 if TYPE_CHECKING:
     import napari
@@ -106,7 +106,8 @@ class ExtractFeaturesWidget(QWidget):
         layout.addWidget(self._container.native)
         layout.addStretch(1)
 
-        self.runner = JobRunner(self._run, self._cancel_button, self._status, self._add_layers)
+        self.runner = JobRunner(label_status(self._status), button_busy(self._run, self._cancel_button), self._add_layers)
+        self._cancel_button.changed.connect(self.cancel)
         self._run.changed.connect(self.run)
         self._strategy.changed.connect(self._on_strategy)
         self._on_strategy(self._strategy.value)

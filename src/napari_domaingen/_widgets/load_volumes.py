@@ -7,9 +7,7 @@ resampling in ``thread_worker`` jobs (a napari progress bar, the UI stays respon
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +28,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.progress import Cancelled, Progress
 from ..io.geometry import layer_geometry
 from ..io.nifti import Volume
 from ..io.volume_set import (
+    iter_resample_group,
     CONTRASTS,
     PRESETS,
     Candidate,
@@ -41,12 +39,11 @@ from ..io.volume_set import (
     contrast_limits_for,
     grid_report,
     iter_load_group,
-    off_grid,
     reference_index,
-    resample_onto,
     scan,
 )
 from .._napari.layers import META_KEY, volume_layer_data
+from ._jobs import JobRunner
 
 if TYPE_CHECKING:
     import napari
@@ -61,50 +58,6 @@ OK_STYLE = "color: #8fd18f;"
 NIFTI_FILTER = "NIfTI or DICOM (*.nii *.nii.gz *.dcm *.zip);;All files (*)"
 
 
-@dataclass
-class _Outcome:
-    """What a worker hands back: volumes (loading) or (index, volume) pairs (resampling), or why not."""
-
-    volumes: list[Volume] = field(default_factory=list)
-    resampled: list[tuple[int, Volume]] = field(default_factory=list)
-    error: Exception | None = None
-    cancelled: bool = False
-
-
-def _load_job(
-    candidates: list[Candidate], isotropic: float | None, cancel: Callable[[], bool]
-) -> Generator[Progress, None, _Outcome]:
-    """Worker body: read the candidates. Errors are returned, not raised (a generator worker that raises a
-    ``RuntimeError`` ends silently)."""
-    try:
-        volumes = yield from iter_load_group(candidates, isotropic, cancel)
-    except Cancelled:
-        return _Outcome(cancelled=True)
-    except Exception as exc:  # shown to the user by the widget
-        return _Outcome(error=exc)
-    return _Outcome(volumes=volumes)
-
-
-def _resample_job(
-    volumes: list[Volume], reference: int, cancel: Callable[[], bool]
-) -> Generator[Progress, None, _Outcome]:
-    """Worker body: resample every off-grid volume onto the reference (errors returned, not raised)."""
-    try:
-        ref = volumes[reference]
-        todo = off_grid(volumes, reference)
-        out = []
-        for n, index in enumerate(todo):
-            if cancel():
-                return _Outcome(cancelled=True)
-            yield {"stage": "resample", "fraction": n / len(todo),
-                   "message": f"resampling {volumes[index].name} onto {ref.name}"}
-            out.append((index, resample_onto(volumes[index], ref)))
-        yield {"stage": "done", "fraction": 1.0, "message": "resampled"}
-    except Exception as exc:
-        return _Outcome(error=exc)
-    return _Outcome(resampled=out)
-
-
 class LoadVolumesWidget(QWidget):
     """Load the contrasts of one subject (or DICOM series) as layers on one grid."""
 
@@ -113,11 +66,7 @@ class LoadVolumesWidget(QWidget):
         self.viewer = napari_viewer
         self.candidates: list[Candidate] = []
         self.group: list[tuple[Any, Volume]] = []  # loaded layers with the volume each one shows
-        self.worker: Any = None
-        self._cancel = threading.Event()
-        self._pbar: Any = None
         self._loading: list[int] = []  # table rows of the running load
-        self._returned = False  # the running job's result has been handled
 
         self.add_files_button = QPushButton("Add files…")
         self.add_folder_button = QPushButton("Add folder…")
@@ -180,6 +129,7 @@ class LoadVolumesWidget(QWidget):
         self.add_folder_button.clicked.connect(self._choose_folder)
         self.clear_button.clicked.connect(self.clear)
         self.load_button.clicked.connect(self.load_selected)
+        self.runner = JobRunner(self._set_status, self._set_busy)
         self.cancel_button.clicked.connect(self.cancel)
         self.resample_button.clicked.connect(self.resample_group)
         self.apply_preset_button.clicked.connect(lambda: self.apply_preset(self.preset.currentText()))
@@ -256,7 +206,7 @@ class LoadVolumesWidget(QWidget):
 
     def load_selected(self) -> None:
         """Load the checked rows in a worker (no-op while a job runs)."""
-        if self.worker is not None and self.worker.is_running:
+        if self.runner.is_running:
             return
         rows = self.checked_rows()
         if not rows:
@@ -265,16 +215,18 @@ class LoadVolumesWidget(QWidget):
         self._loading = rows
         candidates = [self.candidates[r] for r in rows]
         isotropic = ISOTROPIC_MM if self.isotropic.isChecked() else None
-        self._start(_load_job(candidates, isotropic, self._cancel.is_set), f"loading {len(rows)} volume(s)",
-                    self._on_loaded)
+        self.runner.start(
+            lambda cancel: iter_load_group(candidates, isotropic, cancel), f"loading {len(rows)} volume(s)",
+            self._on_loaded,
+        )
 
-    def _on_loaded(self, outcome: _Outcome) -> None:
+    def _on_loaded(self, volumes: list[Volume]) -> None:
         from napari.layers import Image
 
         for row in self._loading:  # loaded: unchecked, so the next "Load selected" does not load them again
             self.set_checked(row, False)
         added = []
-        for volume in outcome.volumes:
+        for volume in volumes:
             layer = self._add_layer(volume)
             if layer is not None:
                 self.group.append((layer, volume))
@@ -332,18 +284,20 @@ class LoadVolumesWidget(QWidget):
 
     def resample_group(self) -> None:
         """Resample every loaded volume that is off the reference grid onto it (in a worker)."""
-        if self.worker is not None and self.worker.is_running:
+        if self.runner.is_running:
             return
         volumes = [v for _, v in self._live_group()]
         if len(volumes) < 2:
             return
         reference = reference_index(volumes)
-        self._start(_resample_job(volumes, reference, self._cancel.is_set),
-                    f"resampling onto {volumes[reference].name}", self._on_resampled)
+        self.runner.start(
+            lambda cancel: iter_resample_group(volumes, reference, cancel),
+            f"resampling onto {volumes[reference].name}", self._on_resampled,
+        )
 
-    def _on_resampled(self, outcome: _Outcome) -> None:
+    def _on_resampled(self, resampled: list[tuple[int, Volume]]) -> None:
         ref = self.group[reference_index([v for _, v in self.group])][1]
-        for index, volume in outcome.resampled:
+        for index, volume in resampled:
             layer, _ = self.group[index]
             geometry = layer_geometry(volume.display_affine)
             layer.data = volume.data
@@ -356,7 +310,7 @@ class LoadVolumesWidget(QWidget):
             if hasattr(layer, "contrast_limits") and not volume.is_label:
                 self._apply(self.preset.currentText(), [layer])
             self.group[index] = (layer, volume)
-        self._set_status(f"resampled {len(outcome.resampled)} layer(s) onto {ref.name}")
+        self._set_status(f"resampled {len(resampled)} layer(s) onto {ref.name}")
         self.check_grid()
 
     # ---------------------------------------------------------------------------------------------- presets
@@ -382,71 +336,20 @@ class LoadVolumesWidget(QWidget):
 
     # ---------------------------------------------------------------------------------------------- workers
 
-    def _start(self, job: Generator[Progress, None, _Outcome], description: str,
-               on_done: Callable[[_Outcome], None]) -> None:
-        from napari.qt.threading import thread_worker
-        from napari.utils import progress
-
-        self._cancel.clear()
-        self._returned = False
-        self._pbar = progress(total=100, desc=description)
-        self._set_busy(True)
-        self._set_status(description + " …")
-
-        def drive() -> Generator[Progress, None, _Outcome]:
-            return (yield from job)
-
-        def returned(outcome: _Outcome) -> None:
-            self._returned = True
-            if outcome.cancelled:
-                self._set_status("cancelled")
-            elif outcome.error is not None:
-                self._fail(outcome.error)
-            else:
-                on_done(outcome)
-
-        worker = thread_worker(
-            drive,
-            connect={"yielded": self._on_yielded, "returned": returned, "errored": self._fail,
-                     "finished": self._on_finished},
-            start_thread=False,
-        )()
-        self.worker = worker
-        worker.start()
+    @property
+    def worker(self) -> Any:
+        """The worker of the last job (for tests and scripts)."""
+        return self.runner.worker
 
     def cancel(self) -> None:
         """Stop the running job between two volumes."""
-        self._cancel.set()
-        self._set_status("cancelling …")
-
-    def _on_yielded(self, update: Progress) -> None:
-        percent = round(100 * float(update.get("fraction", 0.0)))
-        pbar = self._pbar  # local: updating the bar can process events, including the end of the job
-        if pbar is not None:
-            if percent > pbar.n:
-                pbar.update(percent - pbar.n)
-            pbar.set_description(str(update.get("message", "")))
-        if not self._returned:  # a late progress line must not hide the result
-            self._set_status(str(update.get("message", "")))
-
-    def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self._set_busy(False)
+        self.runner.cancel()
 
     def _set_busy(self, busy: bool) -> None:
         for button in (self.load_button, self.resample_button, self.add_files_button, self.add_folder_button,
                        self.clear_button):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
-
-    def _fail(self, exc: Exception) -> None:
-        from napari.utils.notifications import show_error
-
-        message = str(exc) or type(exc).__name__
-        self._set_status(f"error: {message}")
-        show_error(message)
 
     def _set_status(self, text: str) -> None:
         self.status.setText(text)

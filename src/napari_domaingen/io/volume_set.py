@@ -531,3 +531,25 @@ def contrast_limits_for(data: np.ndarray, preset: str) -> tuple[float, float]:
     if high <= low:
         high = low + 1.0
     return low, high
+
+
+def iter_resample_group(
+    volumes: list[Volume], reference: int, cancel: Callable[[], bool] | None = None
+) -> Generator[Progress, None, list[tuple[int, Volume]]]:
+    """Resample every volume that is off the reference's grid onto it; returns ``(index, resampled)`` pairs.
+
+    A job (progress dicts, ``cancel()`` checked between volumes).
+    """
+    from ..core.progress import Cancelled  # the job convention's exception (pure Python, no torch)
+
+    cancel = cancel or (lambda: False)
+    ref = volumes[reference]
+    todo = off_grid(volumes, reference)
+    out = []
+    for n, index in enumerate(todo):
+        if cancel():
+            raise Cancelled("resampling cancelled")
+        yield {"stage": "resample", "fraction": n / len(todo), "message": f"resampling {volumes[index].name} onto {ref.name}"}
+        out.append((index, resample_onto(volumes[index], ref)))
+    yield {"stage": "done", "fraction": 1.0, "message": "resampled"}
+    return out
