@@ -139,7 +139,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     from .core.compare import compare_volumes
     from .core.progress import run
-    from .core.stability import require_same_grid, resample_to_grid
+    from .core.stability import require_same_grid
+    from .io.geometry import resample_to_grid
     from .io.nifti import strip_nifti_suffix, write_nifti
     from .io.preview import colour_map, rgb_montage, save_png
 
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", default="anatomix", help="feature extractor: registry name or .pth (default: anatomix)")
     demo.set_defaults(func=_demo)
 
-    from .core.features import CT_WINDOWS
+    from .io.intensity import CT_WINDOWS
 
     feats = commands.add_parser(
         "features",

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from napari_domaingen.io.geometry import resample_to_grid
 from napari_domaingen.core.stability import (
     GridMismatchError,
     compare,
@@ -8,7 +9,6 @@ from napari_domaingen.core.stability import (
     linear_cka,
     patch_rows,
     require_same_grid,
-    resample_to_grid,
     sample_indices,
 )
 

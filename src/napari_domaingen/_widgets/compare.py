@@ -18,7 +18,8 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy, QVBoxLayout, QWidget
 from ..core.compare import Comparison, compare_volumes, describe_summary, similarity_to_voxel
 from ..core.features import FeatureSettings
 from ..core.progress import Progress
-from ..core.stability import require_same_grid, resample_to_grid
+from ..core.stability import require_same_grid
+from ..io.geometry import resample_to_grid
 from ..models.weights import REGISTRY
 from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
 from ._choices import ExtractorChoice, volume_layers

@@ -16,7 +16,6 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.device import available_devices
 from ..core.features import (
-    CT_WINDOWS,
     FeatureResult,
     FeatureSettings,
     extract_features,
@@ -24,6 +23,7 @@ from ..core.features import (
 )
 from ..core.progress import Cancelled, Progress
 from ..core.rgb import pca_rgb
+from ..io.intensity import CT_WINDOWS
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ._choices import ExtractorChoice, follow_layer_list, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.intensity import CT_WINDOWS
 from ..models.anatomix import AnatomixUNet, load_anatomix
 from .device import available_memory_bytes, fast_bf16, resolve_device
 from .progress import Cancelled, Progress
@@ -34,14 +35,6 @@ Strategy = Literal["auto", "whole", "sliding"]
 # (benchmarks/bench_features.py: 42·ngf bytes fp32, 22·ngf bytes bf16), with a margin.
 _BYTES_PER_VOXEL_PER_WIDTH = {"fp32": 48.0, "bf16": 28.0}
 
-CT_WINDOWS: dict[str, tuple[float, float]] = {
-    # Hounsfield-unit windows (low, high), clipped before min-max scaling
-    "brain": (0.0, 80.0),
-    "subdural": (-20.0, 180.0),
-    "soft tissue": (-160.0, 240.0),
-    "bone": (-800.0, 2000.0),
-    "full": (-1024.0, 3071.0),
-}
 
 LAYER_DESCRIPTIONS = {
     "final": "final output — as in the MaskGen code",

@@ -91,3 +91,24 @@ def same_grid(
 ) -> bool:
     """True when two volumes share shape and voxel-to-world affine (to ``atol`` mm)."""
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=atol)
+
+
+def resample_to_grid(
+    data: np.ndarray, affine: np.ndarray, target_shape: tuple[int, ...], target_affine: np.ndarray, order: int = 1
+) -> np.ndarray:
+    """Resample a ``(Z, Y, X)`` volume with display affine ``affine`` onto another grid (linear; 0 = nearest).
+
+    Voxels of the target grid that fall outside the source get 0.
+    """
+    from scipy.ndimage import affine_transform
+
+    mapping = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(target_affine, float)  # target idx → source idx
+    return affine_transform(
+        np.asarray(data, dtype=np.float32 if order else data.dtype),
+        mapping[:3, :3],
+        offset=mapping[:3, 3],
+        output_shape=tuple(target_shape),
+        order=order,
+        mode="constant",
+        cval=0.0,
+    )

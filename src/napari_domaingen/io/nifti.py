@@ -20,6 +20,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation
 
 from .errors import VolumeReadError, VolumeWriteError
 from .geometry import display_to_ras_affine, ras_to_display_affine
+from .intensity import label_dtype
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LABEL_NAME_PATTERN = re.compile(r"(^|[^a-z])(seg|segmentation|label|labels|mask|parc|aseg|annot)([^a-z]|$)", re.I)
@@ -198,8 +199,7 @@ def _as_label_array(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if data.min() < 0:
         raise VolumeReadError(path, f"label file contains negative labels (min {data.min()})")
     top = int(data.max())
-    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
-    return data.astype(dtype, copy=False)
+    return data.astype(label_dtype(top), copy=False)
 
 
 def write_nifti(
@@ -259,7 +259,7 @@ def _label_dtype(data: np.ndarray, path: Path) -> np.ndarray:
     if data.size and data.min() < 0:
         raise VolumeWriteError(path, "labels must be non-negative")
     top = int(data.max()) if data.size else 0
-    return data.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32, copy=False)
+    return data.astype(label_dtype(top), copy=False)
 
 
 def _atomic_save(image: nib.Nifti1Image, path: Path) -> Path:

@@ -32,7 +32,8 @@ import numpy as np
 
 from .dicom import DicomSeries, info, list_series, read_series
 from .errors import VolumeReadError
-from .geometry import display_to_ras_affine, same_grid
+from .geometry import display_to_ras_affine, resample_to_grid, same_grid
+from .intensity import CT_WINDOWS, label_dtype
 from .nifti import NiftiSource, Volume, is_nifti_path, read_nifti, strip_nifti_suffix
 
 Progress = dict[str, Any]
@@ -278,7 +279,7 @@ def load_candidate(candidate: Candidate, name: str | None = None) -> Volume:
     if candidate.kind == "dicom":
         volume = read_series(candidate.series if candidate.series is not None else candidate.path, uid=candidate.uid)
         if candidate.is_label:
-            volume = Volume(volume.data.astype(_label_dtype(volume.data)), volume.display_affine, volume.name,
+            volume = Volume(volume.data.astype(label_dtype(int(volume.data.max()) if volume.data.size else 0)), volume.display_affine, volume.name,
                             True, volume.source)
     else:
         as_label = True if candidate.is_label else (False if candidate.contrast is not None else None)
@@ -286,11 +287,6 @@ def load_candidate(candidate: Candidate, name: str | None = None) -> Volume:
     if name is not None:
         volume.name = name
     return volume
-
-
-def _label_dtype(data: np.ndarray) -> type:
-    top = int(data.max()) if data.size else 0
-    return np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
 
 
 def iter_load_group(
@@ -393,8 +389,6 @@ def _mm(values: Sequence[float]) -> str:
 
 
 def _resample(data: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], target: np.ndarray, label: bool):
-    from ..core.stability import resample_to_grid  # noqa: PLC0415 - scipy only; keeps io importable without it
-
     order = 0 if label else 1
     if data.ndim == 4:
         return np.stack([resample_to_grid(c, affine, shape, target, order) for c in data])
@@ -497,8 +491,6 @@ _MAX_SAMPLES = 2_000_000
 
 
 def _ct_window(preset: str) -> tuple[float, float]:
-    from ..core.features import CT_WINDOWS  # noqa: PLC0415 - the one table of HU windows (imports torch)
-
     low, high = CT_WINDOWS[_CT_PRESETS[preset]]
     return float(low), float(high)
 
