@@ -103,3 +103,17 @@ def stack_geometry_kwargs(layer: Any, leading_axes: int = 1) -> dict[str, Any]:
         "translate": (0.0,) * leading_axes + base["translate"],
         "affine": affine,
     }
+
+
+def spatial_geometry_kwargs(layer: Any, leading_axes: int = 1) -> dict[str, Any]:
+    """Inverse of :func:`stack_geometry_kwargs`: the geometry of a ``(C, Z, Y, X)`` layer without its leading
+    axes, for a ``(Z, Y, X)`` layer derived from it (the feature-stack entry is not carried over)."""
+    affine = np.asarray(layer.affine.affine_matrix, dtype=float)[leading_axes:, leading_axes:]
+    entry = dict((layer.metadata or {}).get(META_KEY, {}))
+    entry.pop("features", None)
+    return {
+        "scale": tuple(layer.scale)[leading_axes:],
+        "translate": tuple(layer.translate)[leading_axes:],
+        "affine": affine,
+        "metadata": {META_KEY: entry},
+    }

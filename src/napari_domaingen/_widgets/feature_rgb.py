@@ -1,7 +1,7 @@
 """Dock widget: a feature stack ``(C, Z, Y, X)`` → one live RGB layer (PCA or three chosen channels).
 
 Thin by design: every parameter change restarts a short timer (150 ms); when it fires the projection
-(:func:`~napari_domaingen.core.compare.colour_projection`) is fitted and applied in a ``thread_worker`` (a PCA of
+(:func:`~napari_domaingen.core.rgb.render_rgb`) is fitted and applied in a ``thread_worker`` (a PCA of
 a 16×155×240×240 stack takes seconds), and the result replaces the data of the same output layer.
 """
 
@@ -15,8 +15,8 @@ from magicgui.widgets import ComboBox, Container, Label, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..core.rgb import foreground_mask
-from .._napari.layers import META_KEY
+from ..core.rgb import render_rgb
+from .._napari.layers import META_KEY, spatial_geometry_kwargs
 from ._choices import follow_layer_list, volume_layers
 
 if TYPE_CHECKING:
@@ -33,34 +33,12 @@ def features_entry(layer: Any) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def _spatial_geometry(layer: Any, leading_axes: int = 1) -> dict[str, Any]:
-    """Geometry of a ``(C, Z, Y, X)`` layer without its leading axes: for a ``(Z, Y, X)`` layer derived from it."""
-    affine = np.asarray(layer.affine.affine_matrix, dtype=float)[leading_axes:, leading_axes:]
-    entry = dict((layer.metadata or {}).get(META_KEY, {}))
-    entry.pop("features", None)  # the RGB is not a feature stack
-    return {
-        "scale": tuple(layer.scale)[leading_axes:],
-        "translate": tuple(layer.translate)[leading_axes:],
-        "affine": affine,
-        "metadata": {META_KEY: entry},
-    }
-
-
 def _render_job(features: Any, image: Any, mode: str, channels: tuple[int, int, int]) -> Any:
     """Worker body: ``(rgb, seconds, masked)`` or the exception (returned, not raised)."""
     try:
-        # imported here, in the worker thread: core.compare pulls in torch (≈2 s), which this widget never uses
-        from ..core.rgb import colour_projection
-
         start = time.perf_counter()
-        stack = np.asarray(features)
-        mask = None
-        if image is not None:
-            mask = foreground_mask(np.asarray(image))
-            if mask.sum() < 3:
-                mask = None
-        rgb = colour_projection(stack, mask, mode, channels).apply(stack, mask)
-        return rgb, time.perf_counter() - start, mask is not None
+        rgb, masked = render_rgb(np.asarray(features), image, mode, channels)
+        return rgb, time.perf_counter() - start, masked
     except Exception as exc:  # shown to the user by the widget
         return exc
 
@@ -216,7 +194,7 @@ class FeatureRGBWidget(QWidget):
 
     def _put_output(self, job: dict[str, Any], rgb: np.ndarray) -> None:
         layer = job["layer"]
-        geometry = _spatial_geometry(layer)
+        geometry = spatial_geometry_kwargs(layer)
         entry = geometry["metadata"][META_KEY]
         entry[OUTPUT_KEY] = {"features_layer": layer.name, "mode": job["mode"], "channels": list(job["channels"])}
         known = self._outputs.get(id(layer))

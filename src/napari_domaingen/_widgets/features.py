@@ -21,7 +21,7 @@ from ..core.features import (
     extract_features,
     settings_summary,
 )
-from ..core.progress import Cancelled, Progress
+from ..core.progress import Cancelled, Progress, rescaled
 from ..core.rgb import pca_rgb
 from ..io.intensity import CT_WINDOWS
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
@@ -40,14 +40,7 @@ def _feature_job(
 ) -> Generator[Progress, None, tuple[FeatureResult, np.ndarray]]:
     """Worker body: the core generator, then the RGB preview (both off the GUI thread)."""
     image = np.asarray(data)
-    extraction = extract_features(image, settings, cancel=cancel)
-    while True:
-        try:
-            update = next(extraction)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        yield {**update, "fraction": _EXTRACTION_SHARE * float(update.get("fraction", 0.0))}
+    result = yield from rescaled(extract_features(image, settings, cancel=cancel), 0.0, _EXTRACTION_SHARE)
     if cancel():
         raise Cancelled("feature extraction cancelled")
     yield {"stage": "preview", "fraction": _EXTRACTION_SHARE, "message": "colour preview (PCA → RGB)"}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import FeatureCache, FeatureResult, FeatureSettings, extract_features
-from .progress import Progress
+from .progress import Progress, rescaled
 from .rgb import ColourMode, colour_projection, foreground_mask
 from .stability import StabilitySummary, compare, cosine_map
 
@@ -65,13 +65,7 @@ def compare_volumes(
     results = []
     for name, image, offset in (("A", image_a, 0.0), ("B", image_b, 0.45)):
         job = extract_features(image, settings, cancel=cancel, cache=cache)
-        while True:
-            try:
-                update = next(job)
-            except StopIteration as stop:
-                results.append(stop.value)
-                break
-            yield {**update, "fraction": offset + 0.45 * update["fraction"], "message": f"{name}: {update['message']}"}
+        results.append((yield from rescaled(job, offset, 0.45, f"{name}: ")))
     features_a, features_b = (r.features for r in results)
     yield {"stage": "compare", "fraction": 0.92, "message": "colours, cosine map and CKA"}
     projection = colour_projection(features_a, mask, mode, channels)

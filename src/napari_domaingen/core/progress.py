@@ -27,3 +27,19 @@ def run(job: Generator[Progress, None, T], on_progress: Callable[[Progress], Non
             return stop.value
         if on_progress is not None:
             on_progress(update)
+
+
+def rescaled(
+    job: Generator[Progress, None, T], start: float, share: float, prefix: str = ""
+) -> Generator[Progress, None, T]:
+    """A job run as part of a larger one: its fractions mapped to ``[start, start + share]``, messages prefixed.
+
+    Use as ``result = yield from rescaled(job, 0.0, 0.5)``.
+    """
+    while True:
+        try:
+            update = next(job)
+        except StopIteration as stop:
+            return stop.value
+        fraction = start + share * float(update.get("fraction", 0.0))
+        yield {**update, "fraction": fraction, "message": prefix + str(update.get("message", ""))}

@@ -121,12 +121,23 @@ def foreground_mask(image: np.ndarray) -> np.ndarray:
     return image > image.min()
 
 
-def pca_rgb(features: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-    """One-call RGB preview: PCA fitted on the foreground of ``image`` (if given), ``(Z, Y, X, 3)`` uint8."""
-    mask = foreground_mask(image) if image is not None else None
+def render_rgb(
+    features: np.ndarray,
+    image: np.ndarray | None = None,
+    mode: ColourMode = "pca",
+    channels: tuple[int, int, int] = (0, 1, 2),
+) -> tuple[np.ndarray, bool]:
+    """``(C, Z, Y, X)`` → ``(Z, Y, X, 3)`` uint8 fitted on (and masked to) the foreground of ``image`` when it has
+    one; returns ``(rgb, masked)``."""
+    mask = foreground_mask(np.asarray(image)) if image is not None else None
     if mask is not None and mask.sum() < 3:
         mask = None
-    return PCAProjection.fit(features, mask).apply(features, mask)
+    return colour_projection(features, mask, mode, channels).apply(features, mask), mask is not None
+
+
+def pca_rgb(features: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+    """One-call RGB preview: PCA fitted on the foreground of ``image`` (if given), ``(Z, Y, X, 3)`` uint8."""
+    return render_rgb(features, image)[0]
 
 
 def colour_projection(

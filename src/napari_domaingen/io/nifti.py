@@ -142,13 +142,7 @@ def volume_from_image(
         data = np.asanyarray(image.dataobj).reshape(shape)
     except Exception as exc:  # truncated/corrupt payload surfaces here
         raise VolumeReadError(where, f"image data cannot be read, the file may be truncated ({exc})") from exc
-    header = image.header
-    source = NiftiSource(
-        affine=np.array(image.affine, dtype=float),
-        shape=tuple(int(s) for s in shape[:3]),  # type: ignore[arg-type]
-        header=header.copy() if isinstance(header, nib.Nifti1Header) else nib.Nifti1Header.from_header(header),
-        path=str(path) if path is not None else None,
-    )
+    source = source_of_image(image, path)
     display = to_display_order(data, source)
     if np.shares_memory(display, data):  # a pure axis reversal can be a view: the volume owns its data
         display = display.copy()
@@ -157,6 +151,17 @@ def volume_from_image(
     if as_label:
         display = _as_label_array(display, where)
     return Volume(data=display, display_affine=source.display_affine, name=name, is_label=as_label, source=source)
+
+
+def source_of_image(image: nib.Nifti1Image | nib.Nifti2Image, path: str | os.PathLike | None = None) -> NiftiSource:
+    """The grid of a nibabel image (affine, spatial shape, header), without reading its voxels."""
+    header = image.header
+    return NiftiSource(
+        affine=np.array(image.affine, dtype=float),
+        shape=tuple(int(s) for s in image.shape[:3]),  # type: ignore[arg-type]
+        header=header.copy() if isinstance(header, nib.Nifti1Header) else nib.Nifti1Header.from_header(header),
+        path=str(path) if path is not None else None,
+    )
 
 
 def to_display_order(data: np.ndarray, source: NiftiSource) -> np.ndarray:

@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from .histology import HistologyImage
-from .nifti import Volume, volume_from_image
+from .nifti import Volume, source_of_image, volume_from_image
 
 TISSUE_LABEL_NAMES = {0: "background", 1: "grey matter", 2: "white matter", 3: "CSF / other"}
 
@@ -81,8 +81,8 @@ def mni152_t1() -> Volume:
 
 
 def _on_t1_grid(data: np.ndarray, name: str, is_label: bool) -> Volume:
-    t1 = volume_from_image(_mni152_image("t1"), name, as_label=False)
-    return Volume(data=data, display_affine=t1.display_affine, name=name, is_label=is_label, source=t1.source)
+    source = source_of_image(_mni152_image("t1"))
+    return Volume(data=data, display_affine=source.display_affine, name=name, is_label=is_label, source=source)
 
 
 def mni152_tissue_labels() -> Volume:
