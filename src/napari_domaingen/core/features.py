@@ -12,8 +12,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -24,7 +22,7 @@ import torch.nn.functional as F
 from ..io.intensity import CT_WINDOWS
 from ..models.anatomix import AnatomixUNet, load_anatomix
 from .device import available_memory_bytes, fast_bf16, resolve_device
-from .progress import Cancelled, Progress
+from .progress import Cancelled, Progress, in_background
 
 FeatureLayer = Literal["final", "penultimate"]
 Normalisation = Literal["auto", "none", "instance", "unit"]
@@ -167,7 +165,8 @@ def normalise(features: torch.Tensor, how: str, eps: float = 1e-5) -> torch.Tens
 
 _MODEL_CACHE: OrderedDict[tuple[str, str], AnatomixUNet] = OrderedDict()
 _MODEL_LOCK = threading.Lock()
-_INFERENCE_LOCK = threading.Lock()
+#: Held while a shared (cached) extractor runs: feature extraction hangs progress/cancel hooks on it.
+EXTRACTOR_LOCK = threading.Lock()
 
 
 def get_extractor(weights: str, device: torch.device) -> AnatomixUNet:
@@ -254,23 +253,16 @@ def extract_features(
 
     def guarded() -> torch.Tensor:
         # one pass at a time: the progress/cancel hooks sit on the shared (cached) model
-        with _INFERENCE_LOCK, tracker:
+        with EXTRACTOR_LOCK, tracker:
             return infer(model, x, settings, precision, device, tracker)
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="domaingen-features")
-    future = pool.submit(guarded)
-    try:
-        while True:
-            try:
-                raw = future.result(timeout=0.25)
-                break
-            except FutureTimeout:
-                yield {"stage": "inference", "fraction": 0.02 + 0.93 * tracker.fraction(), "message": message}
-    except BaseException:
+    def stop() -> None:
         tracker.stop = True  # the inference thread stops at its next module
-        raise
-    finally:
-        pool.shutdown(wait=True)
+
+    def report() -> Progress:
+        return {"stage": "inference", "fraction": 0.02 + 0.93 * tracker.fraction(), "message": message}
+
+    raw = yield from in_background(guarded, report, stop, name="domaingen-features")
     yield {"stage": "normalise", "fraction": 0.96, "message": f"normalising ({normalisation})"}
     features = normalise(raw.float(), normalisation)
     out = features.to(torch.float16 if settings.output_dtype == "float16" else torch.float32).cpu().numpy()
@@ -299,14 +291,19 @@ def _whole(model, x, settings, precision, device, tracker) -> torch.Tensor:
         return model.features(x.to(device), layer=settings.layer)[0].float().cpu()
 
 
+def sliding_window_count(spatial: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:
+    """Number of windows MONAI's ``sliding_window_inference`` runs over ``spatial`` (ROI clipped to the volume)."""
+    roi = tuple(min(r, s) for r, s in zip(roi, spatial))
+    steps = [max(1, int(r * (1 - overlap))) for r in roi]
+    return int(np.prod([1 if r == s else -(-(s - r) // step) + 1 for r, s, step in zip(roi, spatial, steps)]))
+
+
 def _sliding(model, x, settings, precision, device, tracker) -> torch.Tensor:
     from monai.inferers import sliding_window_inference
 
     spatial = tuple(int(s) for s in x.shape[2:])
     roi = tuple(min(settings.roi, s) for s in spatial)
-    steps = [max(1, int(r * (1 - settings.overlap))) for r in roi]
-    windows = int(np.prod([1 if r == s else -(-(s - r) // step) + 1 for r, s, step in zip(roi, spatial, steps)]))
-    tracker.expect(windows=windows)
+    tracker.expect(windows=sliding_window_count(spatial, roi, settings.overlap))
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         return model.features(window, layer=settings.layer).float()

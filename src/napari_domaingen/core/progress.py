@@ -43,3 +43,34 @@ def rescaled(
             return stop.value
         fraction = start + share * float(update.get("fraction", 0.0))
         yield {**update, "fraction": fraction, "message": prefix + str(update.get("message", ""))}
+
+
+def in_background(
+    work: Callable[[], T],
+    report: Callable[[], Progress],
+    on_abort: Callable[[], None],
+    name: str = "domaingen-work",
+    interval: float = 0.25,
+) -> Generator[Progress, None, T]:
+    """Run the blocking ``work()`` in a helper thread and yield ``report()`` every ``interval`` s until it returns.
+
+    Use as ``result = yield from in_background(...)``. If the job is abandoned (closed, cancelled, or ``work``
+    raises), ``on_abort()`` is called so that ``work`` can stop early (e.g. a flag its hooks check), and the
+    helper thread is joined before this returns or raises.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    future = pool.submit(work)
+    try:
+        while True:
+            try:
+                return future.result(timeout=interval)
+            except FutureTimeout:
+                yield report()
+    except BaseException:
+        on_abort()
+        raise
+    finally:
+        pool.shutdown(wait=True)

@@ -24,9 +24,6 @@ instance norm (the batch-norm family, including its final conv, has no conv bias
 from __future__ import annotations
 
 import os
-import pickle
-import re
-import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoints import CheckpointLoadError, UnsafeCheckpointError, read_checkpoint
 from .weights import REGISTRY, resolve_weights
 
 __all__ = [
@@ -272,14 +270,6 @@ class AnatomixUNet(nn.Module):
 # ---------------------------------------------------------------------------- checkpoints
 
 
-class CheckpointLoadError(ValueError):
-    """A file could not be read as an anatomix checkpoint; the message names the file."""
-
-
-class UnsafeCheckpointError(CheckpointLoadError):
-    """The file holds pickled Python objects other than tensors; it was refused (weights_only=True)."""
-
-
 class CheckpointMismatchError(ValueError):
     """State dict and model architecture disagree (missing/unexpected keys, shape mismatches)."""
 
@@ -373,38 +363,6 @@ def infer_config(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     }
 
 
-def _pickle_detail(err: BaseException) -> str:
-    """The informative part of torch's weights_only refusal, e.g. ``: Unsupported global: GLOBAL io.open``."""
-    match = re.search(r"Unsupported (?:global: GLOBAL \S+|[^\n]*)", str(err))
-    return f": {match.group(0).strip()}" if match else ""
-
-
-def _read_checkpoint(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    if not zipfile.is_zipfile(path):
-        if head == b"PK":
-            raise CheckpointLoadError(f"{path}: corrupt or truncated checkpoint (incomplete download?)")
-        if not head.startswith(b"\x80"):
-            raise CheckpointLoadError(
-                f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
-            )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(
-            f"{path}: refused to load — the file contains pickled Python objects other than tensors, which "
-            f"could execute code when loaded (only plain state dicts are accepted; loaded with "
-            f"weights_only=True){_pickle_detail(err)}"
-        ) from err
-    except Exception as err:
-        raise CheckpointLoadError(
-            f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {type(err).__name__}: {err}"
-        ) from err
-
-
 def _extract_state_dict(obj: Any, source: str) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
     """(state dict, stored config or None) from a loaded checkpoint object."""
     if isinstance(obj, Mapping):
@@ -465,7 +423,7 @@ def load_anatomix(
             variant = variant or name
         path = resolve_weights(weights, cache_dir=cache_dir, allow_download=allow_download)
         source = str(path)
-        state_dict, stored_config = _extract_state_dict(_read_checkpoint(path), source)
+        state_dict, stored_config = _extract_state_dict(read_checkpoint(path), source)
     state_dict = strip_prefixes(state_dict)
 
     if variant is not None:

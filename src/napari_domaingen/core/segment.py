@@ -1,0 +1,198 @@
+"""Segment a volume with a MaskGen / ERM checkpoint: MONAI sliding window, optional probabilities and ablation.
+
+:func:`segment` is a job (generator of progress dicts, see :mod:`napari_domaingen.core.progress`) returning a
+:class:`Segmentation`. The window is the model's training crop; windows overlap by ``overlap`` (0.5) and are
+blended with Gaussian weights.
+
+Features (MaskGen models) come in one of two ways, both instance-normalised per window as in training:
+
+* ``"shared"`` (default): the frozen extractor runs once over the whole volume (the fast feature pipeline of
+  :mod:`~napari_domaingen.core.features`, cached); every window takes its slice of those features and
+  normalises it. With overlap 0.5 each voxel lies in about 8 windows, so this costs about one eighth of the
+  per-window way; values differ from it only through the context the extractor sees near window borders.
+* ``"per-window"``: features of each window computed from that window alone (the MaskGen code's inference).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..models.segunet import SegUNet
+from .device import resolve_device
+from .features import FeatureSettings, check_volume, extract_features, preprocess, sliding_window_count
+from .maskgen import Ablation, FeatureInput, ModelSpec, ablate, extractor_location, instance_normalise, load_model
+from .progress import Cancelled, Progress, in_background, rescaled
+from .segmentation_data import LabelMap
+
+__all__ = ["FeatureMode", "SegmentSettings", "Segmentation", "predict_logits", "segment"]
+
+FeatureMode = Literal["shared", "per-window"]
+_SPACING_TOLERANCE = 0.25  # relative difference of voxel size from the training data that earns a warning
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """``overlap`` of sliding windows; ``feature_mode`` (module docstring); ``ablation``: zero the ``"image"`` or the
+    ``"features"`` channels (MaskGen only); ``probabilities``: also return softmax maps; ``device``; ``weights``:
+    extractor file to use instead of the one recorded in the model (it must have the same weights)."""
+
+    overlap: float = 0.5
+    feature_mode: FeatureMode = "shared"
+    ablation: Ablation = "none"
+    probabilities: bool = False
+    device: str = "auto"
+    weights: str | None = None
+
+
+@dataclass
+class Segmentation:
+    """``labels``: ``(Z, Y, X)`` with the training labels' values; ``probabilities``: ``(K, Z, Y, X)`` float32 or
+    ``None``; ``spec``: the model's; ``warnings``: things the user should know (e.g. unusual voxel size)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    spec: ModelSpec
+    seconds: float
+    settings: SegmentSettings
+    device: str
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        counts = ", ".join(
+            f"{name} {int((self.labels == value).sum())}"
+            for value, name in zip(self.spec.label_values[1:], self.spec.class_names[1:])
+        )
+        ablated = "" if self.settings.ablation == "none" else f", {self.settings.ablation} zeroed"
+        return f"{self.spec.method}{ablated}: voxels per class: {counts}; {self.seconds:.1f} s on {self.device}"
+
+
+@torch.no_grad()
+def predict_logits(
+    model: SegUNet,
+    make_input: Callable[[torch.Tensor], torch.Tensor],
+    volume: torch.Tensor,
+    roi: tuple[int, ...],
+    overlap: float = 0.5,
+    ablation: Ablation = "none",
+    on_window: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Class logits ``(K, Z, Y, X)`` of ``volume`` ``(1, C0, Z, Y, X)`` by MONAI sliding window.
+
+    Each window goes through ``make_input`` (→ the network's input channels), ``ablation``, and the model.
+    ``on_window()`` runs before every window (progress, cancellation: it may raise).
+    """
+    from monai.inferers import sliding_window_inference
+
+    device = next(model.parameters()).device
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        if on_window is not None:
+            on_window()
+        return model(ablate(make_input(window.to(device)), ablation)).float()
+
+    out = sliding_window_inference(
+        volume, roi, sw_batch_size=1, predictor=predictor, overlap=overlap, mode="gaussian",
+        sw_device=device, device=torch.device("cpu"),
+    )
+    return out[0]
+
+
+def shared_input(window: torch.Tensor) -> torch.Tensor:
+    """A window of ``cat([image, raw features])`` → ``cat([image, instance-normalised features])``."""
+    return torch.cat([window[:, :1], instance_normalise(window[:, 1:])], dim=1)
+
+
+def spacing_warning(spec: ModelSpec, spacing: tuple[float, ...] | None) -> str | None:
+    """A sentence when ``spacing`` (mm) differs from the training data's by more than 25 % on some axis."""
+    if spacing is None:
+        return None
+    ratio = np.asarray(spacing, float) / np.asarray(spec.spacing, float)
+    if np.any(np.abs(ratio - 1.0) > _SPACING_TOLERANCE):
+        have = " × ".join(f"{s:.2g}" for s in spacing)
+        want = " × ".join(f"{s:.2g}" for s in spec.spacing)
+        return (f"the image's voxels ({have} mm) differ from the training data's ({want} mm); the model sees "
+                "structures at another scale — resample the image (Load volumes ▸ isotropic) for best results")
+    return None
+
+
+def segment(
+    image: np.ndarray,
+    model_path: str | os.PathLike[str],
+    settings: SegmentSettings = SegmentSettings(),
+    spacing: tuple[float, float, float] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, Segmentation]:
+    """Segment a ``(Z, Y, X)`` volume with the model in ``model_path`` → :class:`Segmentation`.
+
+    ``spacing`` (mm, display order) only serves a warning when it differs from the training data's. Raises
+    :class:`~napari_domaingen.core.maskgen.ModelCompatibilityError` for an extractor that does not fit the model,
+    :class:`~napari_domaingen.core.progress.Cancelled` when cancelled.
+    """
+    cancel = cancel or (lambda: False)
+    start = time.perf_counter()
+    image = check_volume(image)
+    if not 0.0 <= settings.overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {settings.overlap}")
+    device = resolve_device(settings.device)
+    yield {"stage": "load", "fraction": 0.0, "message": f"loading {Path(model_path).name}"}
+    model, spec = load_model(model_path, device)
+    warnings = [w for w in [spacing_warning(spec, spacing)] if w]
+    if settings.ablation != "none" and spec.features is None:
+        ablate(torch.zeros(1, 1, 1, 1, 1), settings.ablation)  # raises the ERM message
+    scaled = preprocess(image, spec.clip_percentiles)
+
+    share = 0.0
+    if spec.features is None:
+        make_input: Callable[[torch.Tensor], torch.Tensor] = lambda w: w  # noqa: E731
+        volume = torch.from_numpy(scaled)[None, None]
+    else:
+        weights = extractor_location(spec, settings.weights)
+        features = FeatureInput.load(weights, spec.features.layer, device, precision=spec.features.precision)
+        features.check_matches(spec)
+        if settings.feature_mode == "per-window":
+            make_input, volume = features, torch.from_numpy(scaled)[None, None]
+        elif settings.feature_mode == "shared":
+            share = 0.4
+            job = extract_features(image, FeatureSettings(
+                weights=weights, layer=spec.features.layer, normalisation="none", device=str(device),
+                precision=spec.features.precision, clip_percentiles=spec.clip_percentiles,  # type: ignore[arg-type]
+            ), cancel=cancel)
+            raw = yield from rescaled(job, 0.0, share, "features: ")
+            volume = torch.cat([torch.from_numpy(scaled)[None], torch.from_numpy(raw.features)])[None]
+            make_input = shared_input
+        else:
+            raise ValueError(f"unknown feature mode {settings.feature_mode!r}; use 'shared' or 'per-window'")
+
+    total = sliding_window_count(image.shape, spec.crop, settings.overlap)
+    done = [0]
+    stop = [False]
+
+    def on_window() -> None:
+        if stop[0] or cancel():
+            raise Cancelled("segmentation cancelled")
+        done[0] += 1
+
+    def report() -> Progress:
+        fraction = share + (0.97 - share) * min(1.0, done[0] / max(1, total))
+        return {"stage": "segment", "fraction": fraction, "message": f"window {min(done[0], total)}/{total}"}
+
+    yield report()
+    logits = yield from in_background(
+        lambda: predict_logits(model, make_input, volume, spec.crop, settings.overlap, settings.ablation, on_window),
+        report, lambda: stop.__setitem__(0, True), name="domaingen-segment",
+    )
+    yield {"stage": "finish", "fraction": 0.98, "message": "labels"}
+    labels = LabelMap(spec.label_values).decode(logits.argmax(0).numpy())
+    probabilities = torch.softmax(logits, 0).numpy().astype(np.float32) if settings.probabilities else None
+    result = Segmentation(labels=labels, probabilities=probabilities, spec=spec, seconds=time.perf_counter() - start,
+                          settings=settings, device=str(device), warnings=warnings)
+    yield {"stage": "done", "fraction": 1.0, "message": result.describe()}
+    return result

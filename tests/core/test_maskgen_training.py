@@ -1,0 +1,145 @@
+"""Training MaskGen / ERM on a tiny real crop: loss goes down, checkpoints, resume, fine-tune, cancel, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_domaingen.core.maskgen import ModelCompatibilityError, read_model_file
+from napari_domaingen.core.maskgen_training import TrainSettings, train, validation_region
+from napari_domaingen.core.progress import Cancelled, run
+from napari_domaingen.core.segmentation_data import labelled_volume
+
+from ..conftest import shared_file
+
+TCGA = ("data", "mri", "tcga-du-7294")
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fresh_feature_caches):
+    """No extractors left over from other tests."""
+
+
+@pytest.fixture(scope="module")
+def tumour_crop():
+    """A 48³ crop of the TCGA T1 around its tumour labels (0 background, 1 and 2 tumour sub-regions), 1 mm."""
+    from napari_domaingen.io.nifti import read_nifti
+
+    image = read_nifti(shared_file(*TCGA, "TCGA-DU-7294_t1_bet.nii.gz"))
+    labels = read_nifti(shared_file(*TCGA, "tcga-du-7294_seg-fusion-simple.nii.gz"), as_label=True)
+    centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
+    region = tuple(slice(c - 24, c + 24) for c in centre)
+    return labelled_volume(image.data[region], labels.data[region], "tcga crop", spacing=image.spacing)
+
+
+def _settings(weights, **kw):
+    values = dict(weights=str(weights), base=4, levels=2, crop=32, steps=6, batch_size=2, lr=3e-3, augment=False,
+                  checkpoint_every=3, validate_every=0, device="cpu")
+    values.update(kw)
+    return TrainSettings(**values)
+
+
+def _weights_equal(a, b):
+    sa, sb = read_model_file(a)["state_dict"], read_model_file(b)["state_dict"]
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_training_decreases_the_loss_and_writes_a_checkpoint(tmp_path, tumour_crop, anatomix_weights):
+    updates = []
+    result = run(train([tumour_crop], tmp_path / "m.pt", _settings(anatomix_weights, steps=16, validate_every=8),
+                       validation=[tumour_crop]), updates.append)
+    losses = result.history["loss"]
+    assert len(losses) == 16
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    checkpoint = read_model_file(result.checkpoint)
+    assert checkpoint["training"]["step"] == 16 and checkpoint["spec"]["label_values"] == [0, 1, 2]
+    assert checkpoint["spec"]["unet"]["in_channels"] == 17 and checkpoint["spec"]["mask_rate"] == 0.75
+    assert checkpoint["spec"]["features"]["channels"] == 16
+    steps = [u for u in updates if u["stage"] == "train" and "loss" in u]
+    assert all({"step", "steps", "loss", "lr", "seconds_per_step", "eta"} <= set(u) for u in steps)
+    lrs = [u["lr"] for u in steps]
+    assert lrs[0] == pytest.approx(3e-3) and all(b < a for a, b in zip(lrs, lrs[1:]))  # cosine, per step
+    validations = [u for u in updates if u["stage"] == "validate"]
+    assert [u["step"] for u in validations] == [8, 16]
+    assert all(0.0 <= u["val_dice"] <= 1.0 for u in validations)
+    assert set(validations[0]["val_dice_per_class"]) == {"class 1", "class 2"}
+    assert result.history["val"] == [[8, validations[0]["val_dice"]], [16, validations[1]["val_dice"]]]
+    assert [u["checkpoint_step"] for u in updates if "checkpoint" in u] == [3, 6, 9, 12, 15, 16]
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, tumour_crop, anatomix_weights):
+    settings = _settings(anatomix_weights, augment=True, steps=6, checkpoint_every=3)
+    full = run(train([tumour_crop], tmp_path / "full.pt", settings))
+    steps = []
+
+    def stop_after_four():
+        return len(steps) >= 4
+
+    job = train([tumour_crop], tmp_path / "part.pt", settings, cancel=stop_after_four)
+    with pytest.raises(Cancelled):
+        run(job, lambda u: steps.append(u) if u.get("loss") is not None else None)
+    assert read_model_file(tmp_path / "part.pt")["training"]["step"] == 3  # the last checkpoint is kept intact
+
+    resumed = run(train([tumour_crop], tmp_path / "part.pt", TrainSettings(device="cpu"), resume=tmp_path / "part.pt"))
+    # every draw of a step is seeded from (seed, step): the resumed run is the uninterrupted run, bit for bit
+    assert resumed.history["loss"] == full.history["loss"]
+    assert _weights_equal(tmp_path / "part.pt", tmp_path / "full.pt")
+
+
+def test_cancel_mid_run_keeps_the_last_checkpoint(tmp_path, tumour_crop, anatomix_weights):
+    path = tmp_path / "m.pt"
+    seen = []
+    job = train([tumour_crop], path, _settings(anatomix_weights, steps=20, checkpoint_every=2),
+                cancel=lambda: len(seen) >= 5)
+    with pytest.raises(Cancelled, match="cancelled at step 5"):
+        run(job, lambda u: seen.append(u) if u.get("loss") is not None else None)
+    checkpoint = read_model_file(path)
+    assert checkpoint["training"]["step"] == 4
+    assert len(checkpoint["training"]["history"]["loss"]) == 4
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_fine_tune_keeps_network_and_classes_with_new_schedule(tmp_path, tumour_crop, anatomix_weights):
+    base = run(train([tumour_crop], tmp_path / "base.pt", _settings(anatomix_weights, steps=3)))
+    tuned = run(train([tumour_crop], tmp_path / "tuned.pt", _settings(anatomix_weights, steps=2, lr=1e-4),
+                      init=base.checkpoint))
+    assert tuned.spec.unet == base.spec.unet and tuned.spec.label_values == base.spec.label_values
+    assert tuned.spec.features.fingerprint == base.spec.features.fingerprint
+    assert read_model_file(tuned.checkpoint)["training"]["step"] == 2
+    assert tuned.history["lr"][0] == pytest.approx(1e-4)
+    # new labels beyond the model's classes are refused with the values named
+    labels = tumour_crop.labels.copy()
+    labels[labels == 2] = 3
+    other = labelled_volume(tumour_crop.image, labels, "relabelled")
+    with pytest.raises(ValueError, match=r"label values \[3\] are beyond the model's classes \[0, 1, 2\]"):
+        run(train([other], tmp_path / "x.pt", _settings(anatomix_weights, steps=1), init=base.checkpoint))
+
+
+def test_a_checkpoint_from_another_extractor_is_refused(tmp_path, tumour_crop, anatomix_weights):
+    base = run(train([tumour_crop], tmp_path / "base.pt", _settings(anatomix_weights, steps=1)))
+    state = torch.load(anatomix_weights, weights_only=True)
+    state = {k: (v * 1.01 if v.is_floating_point() else v) for k, v in state.items()}
+    other = tmp_path / "other_extractor.pth"
+    torch.save(state, other)
+    with pytest.raises(ModelCompatibilityError, match="another extractor"):
+        run(train([tumour_crop], tmp_path / "x.pt", _settings(other, steps=1), init=base.checkpoint))
+
+
+def test_erm_baseline_is_the_same_loop_without_features(tmp_path, tumour_crop):
+    result = run(train([tumour_crop], tmp_path / "erm.pt",
+                       TrainSettings(use_features=False, base=4, levels=2, crop=32, steps=2, device="cpu")))
+    assert result.spec.method == "ERM" and result.spec.features is None
+    assert result.spec.unet["in_channels"] == 1 and result.spec.mask_rate == 0.0
+
+
+def test_bad_settings_and_crops_are_refused(tmp_path, tumour_crop, anatomix_weights):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        run(train([tumour_crop], tmp_path / "m.pt", _settings(anatomix_weights, crop=30)))
+    with pytest.raises(ValueError, match=r"view-masking rate must be in \[0, 1\)"):
+        run(train([tumour_crop], tmp_path / "m.pt", _settings(anatomix_weights, mask_rate=1.0)))
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_validation_region_is_the_labelled_box_plus_half_a_crop(tumour_crop):
+    region = validation_region(tumour_crop, (32, 32, 32))
+    z, y, x = np.nonzero(tumour_crop.labels)
+    assert region[0].start == max(0, z.min() - 16) and region[0].stop == min(48, z.max() + 1 + 16)

@@ -1,0 +1,140 @@
+"""Segmenting with a trained checkpoint: labels on the image grid, NIfTI with the image's affine, feature modes,
+ablation, probabilities, extractor checks."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from napari_domaingen.core.maskgen import ModelCompatibilityError
+from napari_domaingen.core.maskgen_training import TrainSettings, train
+from napari_domaingen.core.progress import Cancelled, run
+from napari_domaingen.core.segment import SegmentSettings, segment, spacing_warning
+from napari_domaingen.core.segmentation_data import labelled_volume
+
+from ..conftest import shared_file
+
+TCGA = ("data", "mri", "tcga-du-7294")
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fresh_feature_caches):
+    """No extractors left over from other tests."""
+
+
+@pytest.fixture(scope="module")
+def case():
+    """A 56×48×40 crop of the TCGA T1 around the tumour, its labels, and its source geometry."""
+    from napari_domaingen.io.nifti import read_nifti
+
+    image = read_nifti(shared_file(*TCGA, "TCGA-DU-7294_t1_bet.nii.gz"))
+    labels = read_nifti(shared_file(*TCGA, "tcga-du-7294_seg-fusion-simple.nii.gz"), as_label=True)
+    centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
+    region = tuple(slice(c - h, c + h) for c, h in zip(centre, (28, 24, 20)))
+    return image, image.data[region], labels.data[region]
+
+
+@pytest.fixture(scope="module")
+def trained(case, tmp_path_factory, anatomix_weights):
+    """A MaskGen and an ERM model, trained a few steps on the crop."""
+    _, image, labels = case
+    volume = labelled_volume(image, labels, "tcga crop")
+    folder = tmp_path_factory.mktemp("models")
+    common = dict(base=4, levels=2, crop=32, steps=8, lr=3e-3, augment=False, device="cpu",
+                  class_names=("background", "necrosis/edema", "enhancing"))
+    maskgen = run(train([volume], folder / "maskgen.pt", TrainSettings(weights=str(anatomix_weights), **common)))
+    erm = run(train([volume], folder / "erm.pt", TrainSettings(use_features=False, **common)))
+    return maskgen.checkpoint, erm.checkpoint
+
+
+def test_segment_gives_labels_on_the_image_grid_written_with_its_affine(case, trained, tmp_path):
+    from napari_domaingen.io.nifti import read_nifti, write_nifti
+
+    source, image, _ = case
+    result = run(segment(image, trained[0], SegmentSettings(probabilities=True)))
+    assert result.labels.shape == image.shape and result.labels.dtype == np.uint8
+    assert set(np.unique(result.labels)) <= {0, 1, 2}
+    assert result.probabilities.shape == (3, *image.shape)
+    assert np.allclose(result.probabilities.sum(0), 1.0, atol=1e-5)
+    assert np.array_equal(result.probabilities.argmax(0), result.labels)
+    assert "enhancing" in result.describe() and result.spec.method == "MaskGen"
+    # a whole (uncropped) prediction written back lands on the file grid with the original affine
+    full = np.zeros(source.data.shape, np.uint8)
+    full[: image.shape[0], : image.shape[1], : image.shape[2]] = result.labels
+    path = write_nifti(tmp_path / "seg.nii.gz", full, source=source.source, is_label=True)
+    written, original = nib.load(str(path)), nib.load(source.source.path)
+    assert np.array_equal(written.affine, original.affine) and written.shape == original.shape
+    assert np.array_equal(read_nifti(path, as_label=True).data, full)
+
+
+def test_shared_features_agree_with_per_window_features(case, trained):
+    _, image, _ = case
+    shared = run(segment(image, trained[0], SegmentSettings(feature_mode="shared", probabilities=True)))
+    per_window = run(segment(image, trained[0], SegmentSettings(feature_mode="per-window", probabilities=True)))
+    assert (shared.labels == per_window.labels).mean() > 0.97
+    assert np.abs(shared.probabilities - per_window.probabilities).mean() < 0.05
+
+
+def test_ablation_changes_what_the_model_sees(case, trained):
+    _, image, _ = case
+    base = run(segment(image, trained[0], SegmentSettings(probabilities=True)))
+    for mode in ("image", "features"):
+        ablated = run(segment(image, trained[0], SegmentSettings(ablation=mode, probabilities=True)))
+        assert ablated.labels.shape == image.shape
+        assert not np.allclose(ablated.probabilities, base.probabilities)
+        assert f"{mode} zeroed" in ablated.describe()
+    with pytest.raises(ModelCompatibilityError, match="ERM"):
+        run(segment(image, trained[1], SegmentSettings(ablation="features")))
+
+
+def test_erm_model_segments_without_an_extractor(case, trained):
+    _, image, _ = case
+    result = run(segment(image, trained[1]))
+    assert result.spec.method == "ERM" and result.labels.shape == image.shape
+
+
+def test_another_extractor_is_refused_and_bad_images_too(case, trained, tmp_path, anatomix_weights):
+    _, image, _ = case
+    state = torch.load(anatomix_weights, weights_only=True)
+    other = tmp_path / "other.pth"
+    torch.save({k: (v * 0.5 if v.is_floating_point() else v) for k, v in state.items()}, other)
+    with pytest.raises(ModelCompatibilityError, match="another extractor"):
+        run(segment(image, trained[0], SegmentSettings(weights=str(other))))
+    with pytest.raises(ValueError, match="expected a 3D volume"):
+        run(segment(image[0], trained[0]))
+    with pytest.raises(ValueError, match="NaN"):
+        run(segment(np.full(image.shape, np.nan, np.float32), trained[0]))
+
+
+def test_a_moved_extractor_file_is_asked_for_by_name(case, trained, tmp_path, anatomix_weights):
+    import shutil
+
+    _, image, _ = case
+    moved = tmp_path / "moved.pth"
+    shutil.copy(anatomix_weights, moved)
+    from napari_domaingen.core.maskgen import extractor_location, load_model
+
+    _, spec = load_model(trained[0])
+    gone = spec.__class__(**{**spec.__dict__, "features": spec.features.__class__(
+        **{**spec.features.__dict__, "weights": str(tmp_path / "gone.pth")})})
+    with pytest.raises(ModelCompatibilityError, match="gone.pth, which is not on this machine"):
+        extractor_location(gone)
+    assert extractor_location(gone, str(moved)) == str(moved)
+    result = run(segment(image, trained[0], SegmentSettings(weights=str(moved))))  # same weights elsewhere: fine
+    assert result.labels.shape == image.shape
+
+
+def test_cancel_stops_segmentation(case, trained):
+    _, image, _ = case
+    calls = []
+    with pytest.raises(Cancelled):
+        run(segment(image, trained[0], SegmentSettings(feature_mode="per-window"),
+                    cancel=lambda: len(calls) > 2), calls.append)
+
+
+def test_spacing_warning(trained):
+    from napari_domaingen.core.maskgen import load_model
+
+    _, spec = load_model(trained[0])
+    assert spacing_warning(spec, (1.0, 1.0, 1.0)) is None
+    assert "differ from the training data" in spacing_warning(spec, (3.0, 1.0, 1.0))
