@@ -165,3 +165,17 @@ def test_write_refuses_float_labels_and_wrong_suffix(tmp_path):
         write_nifti(tmp_path / "x.nii.gz", np.zeros((2, 2, 2)), display_affine=np.eye(4), is_label=True)
     with pytest.raises(VolumeWriteError, match=r"\.nii"):
         write_nifti(tmp_path / "x.png", np.zeros((2, 2, 2), np.uint8), display_affine=np.eye(4))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """The atomic write goes through a private temporary file; the result must not stay owner-only (0600)."""
+    import os
+
+    from napari_domaingen.io.nifti import default_file_mode, write_nifti
+    from napari_domaingen.models.checkpoints import atomic_save
+
+    path = write_nifti(tmp_path / "vol.nii.gz", np.zeros((4, 5, 6), np.float32), display_affine=np.eye(4))
+    assert os.stat(path).st_mode & 0o777 == default_file_mode()
+    checkpoint = atomic_save({"a": 1}, tmp_path / "model.pt")
+    assert os.stat(checkpoint).st_mode & 0o777 == default_file_mode()
+    assert default_file_mode() & 0o044  # readable by others under the usual umask 022

@@ -267,6 +267,13 @@ def _label_dtype(data: np.ndarray, path: Path) -> np.ndarray:
     return data.astype(label_dtype(top), copy=False)
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 minus the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_save(image: nib.Nifti1Image, path: Path) -> Path:
     """Save next to the target and rename, so a crash never leaves a half-written file under ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,6 +282,7 @@ def _atomic_save(image: nib.Nifti1Image, path: Path) -> Path:
     os.close(handle)
     try:
         nib.save(image, tmp)
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; a saved volume is shared like any file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ..io.nifti import default_file_mode
+
 __all__ = ["CheckpointLoadError", "UnsafeCheckpointError", "atomic_save", "read_checkpoint"]
 
 
@@ -81,6 +83,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
