@@ -1,6 +1,5 @@
 """MaskGen input: view masking statistics, frozen per-crop features, ablation, model files and compatibility."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -143,3 +143,56 @@ def test_validation_region_is_the_labelled_box_plus_half_a_crop(tumour_crop):
     region = validation_region(tumour_crop, (32, 32, 32))
     z, y, x = np.nonzero(tumour_crop.labels)
     assert region[0].start == max(0, z.min() - 16) and region[0].stop == min(48, z.max() + 1 + 16)
+
+
+def test_a_fully_masked_batch_is_redrawn_not_trained_on():
+    """All 17 channels of a batch-1 sample are zeroed on 0.75 % of steps: BN would divide by a zero variance."""
+    from napari_domaingen.core.maskgen import view_mask
+    from napari_domaingen.core.maskgen_training import has_signal, masked_input
+    from napari_domaingen.core.training import seeded_torch, step_seed
+
+    x = torch.rand(1, 17, 4, 4, 4) + 0.5
+    degenerate = []
+    for step in range(2000):
+        with seeded_torch(step_seed(0, step, stream=2)):
+            if not has_signal(view_mask(x, 0.75)):
+                degenerate.append(step)
+    assert degenerate  # it happens (expected ~15 of 2000)
+    for step in degenerate:
+        again = masked_input(x, 0.75, seed=0, step=step)
+        assert has_signal(again)
+        assert torch.equal(again, masked_input(x, 0.75, seed=0, step=step))  # still reproducible
+    ordinary = next(s for s in range(2000) if s not in degenerate)
+    with seeded_torch(step_seed(0, ordinary, stream=2)):
+        expected = view_mask(x, 0.75)
+    assert torch.equal(masked_input(x, 0.75, seed=0, step=ordinary), expected)  # the ordinary draw is untouched
+
+
+def test_constant_input_is_skipped_and_then_refused(tmp_path):
+    """A crop without any signal changes nothing; a run made only of them stops with a clear message."""
+    labels = np.zeros((32, 32, 32), np.uint8)
+    labels[10:20, 10:20, 10:20] = 1
+    flat = labelled_volume(np.zeros((32, 32, 32), np.float32), labels, "flat")
+    updates = []
+    with pytest.raises(FloatingPointError, match="10 of the last 20 steps were skipped.*no signal"):
+        run(train([flat], tmp_path / "m.pt", TrainSettings(use_features=False, base=4, levels=2, crop=32, steps=30,
+                                                          augment=False, checkpoint_every=5, device="cpu")),
+            updates.append)
+    skipped = [u for u in updates if u.get("skipped")]
+    assert len(skipped) == 9 and all(np.isnan(u["loss"]) for u in skipped)  # the 10th raises
+    checkpoint = read_model_file(tmp_path / "m.pt")  # the weights saved at step 5 are finite
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+def test_non_finite_gradients_never_reach_the_weights(tmp_path, tumour_crop, monkeypatch):
+    before = run(train([tumour_crop], tmp_path / "m.pt", TrainSettings(
+        use_features=False, base=4, levels=2, crop=32, steps=1, device="cpu")))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(float("inf")))
+    updates = []
+    result = run(train([tumour_crop], tmp_path / "tuned.pt", TrainSettings(
+        use_features=False, crop=32, steps=3, device="cpu"), init=before.checkpoint), updates.append)
+    assert [u["skipped"] for u in updates if u.get("skipped")] == ["non-finite gradients"] * 3
+    # nothing was applied to the learned parameters (batch-norm running statistics follow the forward passes)
+    old, new = read_model_file(before.checkpoint)["state_dict"], read_model_file(result.checkpoint)["state_dict"]
+    learned = [k for k in old if "running_" not in k and "num_batches" not in k]
+    assert learned and all(torch.equal(old[k], new[k]) for k in learned)

@@ -67,12 +67,19 @@ def test_segment_gives_labels_on_the_image_grid_written_with_its_affine(case, tr
     assert np.array_equal(read_nifti(path, as_label=True).data, full)
 
 
-def test_shared_features_agree_with_per_window_features(case, trained):
+def test_shared_features_agree_with_per_window_features(case, trained, monkeypatch):
     _, image, _ = case
     shared = run(segment(image, trained[0], SegmentSettings(feature_mode="shared", probabilities=True)))
     per_window = run(segment(image, trained[0], SegmentSettings(feature_mode="per-window", probabilities=True)))
+    assert (shared.feature_mode, per_window.feature_mode) == ("shared", "per-window")
     assert (shared.labels == per_window.labels).mean() > 0.97
     assert np.abs(shared.probabilities - per_window.probabilities).mean() < 0.05
+    # auto: shared when the whole-volume features fit in memory, per window otherwise
+    assert run(segment(image, trained[0])).feature_mode == "shared"
+    from napari_domaingen.core import segment as segment_module
+
+    monkeypatch.setattr(segment_module, "available_memory_bytes", lambda device: 1_000_000)
+    assert run(segment(image, trained[0])).feature_mode == "per-window"
 
 
 def test_ablation_changes_what_the_model_sees(case, trained):
@@ -90,7 +97,7 @@ def test_ablation_changes_what_the_model_sees(case, trained):
 def test_erm_model_segments_without_an_extractor(case, trained):
     _, image, _ = case
     result = run(segment(image, trained[1]))
-    assert result.spec.method == "ERM" and result.labels.shape == image.shape
+    assert result.spec.method == "ERM" and result.labels.shape == image.shape and result.feature_mode == "none"
 
 
 def test_another_extractor_is_refused_and_bad_images_too(case, trained, tmp_path, anatomix_weights):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -103,7 +104,8 @@ class TrainSettings:
 
 @dataclass
 class TrainResult:
-    """``checkpoint``: the file written last; ``history``: ``{"loss": [...], "lr": [...], "val": [[step, dice]]}``."""
+    """``checkpoint``: the file written last; ``history``: ``{"loss": [...], "lr": [...], "val": [[step, dice]]}``
+    plus ``"skipped": [[step, reason]]`` for steps that changed nothing (their loss is NaN)."""
 
     checkpoint: Path
     spec: ModelSpec
@@ -115,7 +117,8 @@ class TrainResult:
     @property
     def final_loss(self) -> float:
         losses = self.history.get("loss", [])
-        return float(np.mean(losses[-10:])) if losses else math.nan
+        finite = [v for v in losses[-10:] if math.isfinite(v)]
+        return float(np.mean(finite)) if finite else math.nan
 
 
 def resolve_preset(settings: TrainSettings, device: torch.device) -> dict[str, int]:
@@ -237,6 +240,11 @@ def train(
     data_names = [v.name for v in volumes]
 
     def checkpoint(step: int) -> Path:
+        if not all(bool(torch.isfinite(p).all()) for p in model.state_dict().values() if p.is_floating_point()):
+            raise FloatingPointError(
+                f"the network's weights are no longer finite at step {step}; not saved (the last checkpoint written "
+                "is kept): lower the learning rate"
+            )
         training = {
             "step": step, "steps": settings.steps, "settings": _settings_to_dict(settings),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history,
@@ -256,35 +264,56 @@ def train(
             raise Cancelled(f"training cancelled at step {step}")
         clock.start()
         image, target = sampler.sample(settings.seed, step, settings.batch_size)
-        x = features(image)
-        with seeded_torch(step_seed(settings.seed, step, stream=2)):
-            x = view_mask(x, spec.mask_rate, training=True)
+        x = masked_input(features(image), spec.mask_rate, settings.seed, step)
         x = x.contiguous(memory_format=memory_format)
         target = target.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
-            logits = model(x)
-        loss = loss_fn(logits.float(), target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss.item()} at step {step + 1}; lower the learning rate (the checkpoint of the "
-                "last good step is kept)"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        skipped = ""
+        if not has_signal(x):
+            skipped = "the crops carry no signal (constant input)"
+        else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
+                logits = model(x)
+            loss = loss_fn(logits.float(), target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {loss.item()} at step {step + 1}; lower the learning rate (the last checkpoint "
+                    "written is kept)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=math.inf)
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            else:  # never let an overflowing gradient into the weights or the optimizer state
+                optimizer.zero_grad(set_to_none=True)
+                skipped = "non-finite gradients"
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        with warnings.catch_warnings():  # a skipped step still advances the per-step schedule, on purpose
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            scheduler.step()
         clock.stop()
         done = step + 1
-        history["loss"].append(float(loss.item()))
+        value = math.nan if skipped else float(loss.item())
+        history["loss"].append(value)
         history["lr"].append(float(lr))
+        if skipped:
+            history.setdefault("skipped", []).append([done, skipped])
+            recent = [s for s, _ in history["skipped"] if s > done - 20]
+            if len(recent) >= 10:
+                raise FloatingPointError(
+                    f"{len(recent)} of the last 20 steps were skipped ({skipped}); lower the learning rate or check "
+                    "the data (the last checkpoint written is kept)"
+                )
         left = settings.steps - done
+        said = f"skipped ({skipped})" if skipped else f"loss {value:.4f}"
         update: Progress = {
-            "stage": "train", "step": done, "steps": settings.steps, "loss": float(loss.item()), "lr": float(lr),
+            "stage": "train", "step": done, "steps": settings.steps, "loss": value, "lr": float(lr),
             "seconds_per_step": clock.seconds_per_step, "eta": clock.eta(left), "fraction": done / settings.steps,
-            "message": f"step {done}/{settings.steps}: loss {loss.item():.4f}, "
+            "message": f"step {done}/{settings.steps}: {said}, "
                        f"{clock.seconds_per_step:.1f} s/step, {format_seconds(clock.eta(left))} left",
         }
+        if skipped:
+            update["skipped"] = skipped
         if validation and (done == settings.steps or (settings.validate_every and done % settings.validate_every == 0)):
             yield update
             dice, per_class = validate(model, features, validation, spec, cancel)
@@ -301,6 +330,28 @@ def train(
            "message": f"trained {settings.steps - first_step} steps in {format_seconds(seconds)}; saved {path}"}
     return TrainResult(checkpoint=path, spec=spec, steps_done=settings.steps, steps=settings.steps, seconds=seconds,
                        history=history)
+
+
+def masked_input(x: torch.Tensor, rate: float, seed: int, step: int, attempts: int = 10) -> torch.Tensor:
+    """View masking of step ``step``'s batch, seeded from ``(seed, step)``.
+
+    A draw that leaves no signal in the whole batch (every channel of every sample zeroed: probability ``p^(C·B)``,
+    0.75 % of steps at batch 1 with 17 channels and p = 0.75) is redrawn: a constant input carries nothing to learn
+    from and drives batch norm to divide by a zero variance.
+    """
+    masked = x
+    for attempt in range(attempts):
+        with seeded_torch(step_seed(seed, step, stream=2 + 1000 * attempt)):
+            masked = view_mask(x, rate, training=True)
+        if has_signal(masked) or not has_signal(x):
+            return masked
+    return masked
+
+
+def has_signal(x: torch.Tensor) -> bool:
+    """Whether a network input ``(B, C, Z, Y, X)`` varies anywhere (some channel is not constant over the batch)."""
+    flat = x.detach().transpose(0, 1).reshape(x.shape[1], -1)
+    return bool((flat.amax(dim=1) > flat.amin(dim=1)).any())
 
 
 def _settings_to_dict(settings: TrainSettings) -> dict[str, Any]:

@@ -6,11 +6,14 @@ blended with Gaussian weights.
 
 Features (MaskGen models) come in one of two ways, both instance-normalised per window as in training:
 
-* ``"shared"`` (default): the frozen extractor runs once over the whole volume (the fast feature pipeline of
+* ``"shared"``: the frozen extractor runs once over the whole volume (the fast feature pipeline of
   :mod:`~napari_domaingen.core.features`, cached); every window takes its slice of those features and
   normalises it. With overlap 0.5 each voxel lies in about 8 windows, so this costs about one eighth of the
   per-window way; values differ from it only through the context the extractor sees near window borders.
 * ``"per-window"``: features of each window computed from that window alone (the MaskGen code's inference).
+
+``"auto"`` (default) takes ``"shared"`` when the whole-volume features (``1 + C`` float32 copies of the volume, plus
+the extractor's working memory) fit in half of the free memory, and ``"per-window"`` otherwise.
 """
 
 from __future__ import annotations
@@ -26,15 +29,22 @@ import numpy as np
 import torch
 
 from ..models.segunet import SegUNet
-from .device import resolve_device
-from .features import FeatureSettings, check_volume, extract_features, preprocess, sliding_window_count
+from .device import available_memory_bytes, resolve_device
+from .features import (
+    FeatureSettings,
+    check_volume,
+    estimated_peak_bytes,
+    extract_features,
+    preprocess,
+    sliding_window_count,
+)
 from .maskgen import Ablation, FeatureInput, ModelSpec, ablate, extractor_location, instance_normalise, load_model
 from .progress import Cancelled, Progress, in_background, rescaled
 from .segmentation_data import LabelMap
 
 __all__ = ["FeatureMode", "SegmentSettings", "Segmentation", "predict_logits", "segment"]
 
-FeatureMode = Literal["shared", "per-window"]
+FeatureMode = Literal["auto", "shared", "per-window"]
 _SPACING_TOLERANCE = 0.25  # relative difference of voxel size from the training data that earns a warning
 
 
@@ -45,7 +55,7 @@ class SegmentSettings:
     extractor file to use instead of the one recorded in the model (it must have the same weights)."""
 
     overlap: float = 0.5
-    feature_mode: FeatureMode = "shared"
+    feature_mode: FeatureMode = "auto"
     ablation: Ablation = "none"
     probabilities: bool = False
     device: str = "auto"
@@ -64,6 +74,7 @@ class Segmentation:
     settings: SegmentSettings
     device: str
     warnings: list[str] = field(default_factory=list)
+    feature_mode: str = "none"  # what ran: "shared", "per-window", or "none" (ERM)
 
     def describe(self) -> str:
         counts = ", ".join(
@@ -71,7 +82,8 @@ class Segmentation:
             for value, name in zip(self.spec.label_values[1:], self.spec.class_names[1:])
         )
         ablated = "" if self.settings.ablation == "none" else f", {self.settings.ablation} zeroed"
-        return f"{self.spec.method}{ablated}: voxels per class: {counts}; {self.seconds:.1f} s on {self.device}"
+        how = "" if self.feature_mode == "none" else f", {self.feature_mode} features"
+        return f"{self.spec.method}{ablated}: voxels per class: {counts}; {self.seconds:.1f} s on {self.device}{how}"
 
 
 @torch.no_grad()
@@ -108,6 +120,16 @@ def predict_logits(
 def shared_input(window: torch.Tensor) -> torch.Tensor:
     """A window of ``cat([image, raw features])`` → ``cat([image, instance-normalised features])``."""
     return torch.cat([window[:, :1], instance_normalise(window[:, 1:])], dim=1)
+
+
+def fits_shared_features(shape: tuple[int, ...], features: FeatureInput, device: torch.device) -> bool:
+    """Whether whole-volume features of a ``shape`` volume fit in half of the free memory (CPU RAM / GPU memory)."""
+    assert features.extractor is not None
+    voxels = int(np.prod(shape))
+    stacked = 2 * features.channels * voxels * 4  # raw features + the concatenated input, float32
+    precision = features.spec.precision if features.spec is not None else "fp32"
+    working = estimated_peak_bytes(features.extractor, tuple(shape), precision)
+    return max(stacked, working) <= available_memory_bytes(device) // 2
 
 
 def spacing_warning(spec: ModelSpec, spacing: tuple[float, ...] | None) -> str | None:
@@ -150,6 +172,7 @@ def segment(
     scaled = preprocess(image, spec.clip_percentiles)
 
     share = 0.0
+    mode = "none"
     if spec.features is None:
         make_input: Callable[[torch.Tensor], torch.Tensor] = lambda w: w  # noqa: E731
         volume = torch.from_numpy(scaled)[None, None]
@@ -157,9 +180,12 @@ def segment(
         weights = extractor_location(spec, settings.weights)
         features = FeatureInput.load(weights, spec.features.layer, device, precision=spec.features.precision)
         features.check_matches(spec)
-        if settings.feature_mode == "per-window":
+        mode = settings.feature_mode
+        if mode == "auto":
+            mode = "shared" if fits_shared_features(image.shape, features, device) else "per-window"
+        if mode == "per-window":
             make_input, volume = features, torch.from_numpy(scaled)[None, None]
-        elif settings.feature_mode == "shared":
+        elif mode == "shared":
             share = 0.4
             job = extract_features(image, FeatureSettings(
                 weights=weights, layer=spec.features.layer, normalisation="none", device=str(device),
@@ -193,6 +219,7 @@ def segment(
     labels = LabelMap(spec.label_values).decode(logits.argmax(0).numpy())
     probabilities = torch.softmax(logits, 0).numpy().astype(np.float32) if settings.probabilities else None
     result = Segmentation(labels=labels, probabilities=probabilities, spec=spec, seconds=time.perf_counter() - start,
-                          settings=settings, device=str(device), warnings=warnings)
+                          settings=settings, device=str(device), warnings=warnings,
+                          feature_mode=mode)
     yield {"stage": "done", "fraction": 1.0, "message": result.describe()}
     return result

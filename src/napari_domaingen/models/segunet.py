@@ -39,7 +39,7 @@ PRESETS: dict[str, SegPreset] = {
     ),
     "cpu": SegPreset(
         base=8, levels=4,
-        description="CPU-friendly: base 8, 4 levels (8…64, bottleneck 128), 1.0M parameters, about 7× less "
+        description="CPU-friendly: base 8, 4 levels (8…64, bottleneck 128), 1.5M parameters, about 7× less "
         "compute per voxel than 'paper'; crops must be multiples of 16 (≥ 32). For laptops and quick fine-tuning.",
     ),
 }
