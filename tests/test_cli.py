@@ -45,8 +45,16 @@ def fixture_weights(anatomix_weights):
     return anatomix_weights
 
 
-def test_demo_writes_samples(tmp_path, capsys, offline):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+@pytest.fixture
+def quick_demo(monkeypatch):
+    """The demo's segmentation part on a 4 mm copy of the brain (one window) instead of 2 mm: same code, faster."""
+    from napari_domaingen import cli
+
+    monkeypatch.setattr(cli, "DEMO_SPACING_MM", 4.0)
+
+
+def test_demo_writes_samples(tmp_path, capsys, offline, quick_demo):
+    assert main(["demo", "--out", str(tmp_path), "--train-steps", "1"]) == 0
     t1 = nib.load(str(tmp_path / "mni152_t1.nii.gz"))
     labels = nib.load(str(tmp_path / "mni152_tissue_labels.nii.gz"))
     flair = nib.load(str(tmp_path / "mni152_flair_like_synthetic.nii.gz"))
@@ -59,15 +67,28 @@ def test_demo_writes_samples(tmp_path, capsys, offline):
     out = capsys.readouterr().out
     assert "wrote" in out
     assert "Skipping feature extraction" in out and "anatomix.pth" in out
+    # without the weights the demo trains the ERM baseline, says so, and names its files honestly
+    assert "ERM baseline (image only) instead of MaskGen" in out and "no-weights" in out and "NOT a good model" in out
+    predicted = nib.load(str(tmp_path / "mni152_t1_erm_labels.nii.gz"))
+    assert predicted.shape == t1.shape and np.array_equal(predicted.affine, t1.affine)
+    assert set(np.unique(np.asanyarray(predicted.dataobj))) <= {0, 1, 2, 3}
+    assert (tmp_path / "mni152_t1_erm_model.pt").is_file()
+    assert imread(str(tmp_path / "mni152_t1_erm_labels_preview.png")).shape[2] == 3
+    assert not (tmp_path / "mni152_t1_maskgen_labels.nii.gz").exists()
 
 
-def test_demo_with_weights_extracts_features(tmp_path, fixture_weights):
-    assert main(["demo", "--out", str(tmp_path), "--weights", str(fixture_weights)]) == 0
+def test_demo_with_weights_extracts_features(tmp_path, fixture_weights, quick_demo):
+    assert main(["demo", "--out", str(tmp_path), "--weights", str(fixture_weights), "--train-steps", "1"]) == 0
     features = nib.load(str(tmp_path / "mni152_t1_features.nii.gz"))
     t1 = nib.load(str(tmp_path / "mni152_t1.nii.gz"))
     assert features.shape == t1.shape + (16,)
     assert np.array_equal(features.affine, t1.affine)
     assert imread(str(tmp_path / "mni152_t1_features_rgb.png")).shape[2] == 3
+    # with the weights the demo trains MaskGen
+    predicted = nib.load(str(tmp_path / "mni152_t1_maskgen_labels.nii.gz"))
+    assert predicted.shape == t1.shape and np.array_equal(predicted.affine, t1.affine)
+    assert (tmp_path / "mni152_t1_maskgen_model.pt").is_file()
+    assert imread(str(tmp_path / "mni152_t1_maskgen_labels_preview.png")).shape[2] == 3
 
 
 def _small_volume(tmp_path):
@@ -188,3 +209,133 @@ def test_convert_a_folder_without_dicom(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["convert", str(tmp_path), "--out", str(tmp_path / "x.nii.gz")]) == 2
     assert "no DICOM" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- train / segment
+
+
+def _tumour_crop(tmp_path, size=40):
+    """A ``size``³ crop around the tumour of a real TCGA case: T1 + fused tumour labels (values 0, 1, 2), written
+    as NIfTI files with the crop's affine (nibabel's slicer keeps it right)."""
+    folder = ("data", "mri", "tcga-du-7294")
+    t1 = nib.load(str(shared_file(*folder, "TCGA-DU-7294_t1_bet.nii.gz")))
+    seg = nib.load(str(shared_file(*folder, "tcga-du-7294_seg-fusion-simple.nii.gz")))
+    centre = [int(np.mean(axis)) for axis in np.nonzero(np.asanyarray(seg.dataobj))]
+    region = tuple(slice(c - size // 2, c - size // 2 + size) for c in centre)
+    paths = []
+    for image, name in ((t1, "t1_crop.nii.gz"), (seg, "t1_crop_seg.nii.gz")):
+        crop = image.slicer[region]
+        out = nib.Nifti1Image(np.asanyarray(crop.dataobj), crop.affine)
+        out.set_qform(crop.affine, code=1)
+        out.set_sform(crop.affine, code=1)
+        nib.save(out, str(tmp_path / name))
+        paths.append(tmp_path / name)
+    return paths
+
+
+_FAST = ["--preset", "cpu", "--crop", "32", "--batch-size", "1"]
+
+
+def test_train_interrupted_resumed_then_segment(tmp_path, fixture_weights, capsys, monkeypatch):
+    from napari_domaingen import cli
+    from napari_domaingen.core.maskgen import read_model_file
+
+    image, labels = _tumour_crop(tmp_path)
+    model = tmp_path / "model.pt"
+    command = ["train", "--image", str(image), "--label", str(labels), "--out", str(model), "--weights",
+               str(fixture_weights), *_FAST, "--steps", "4", "--checkpoint-every", "2",
+               "--class-names", "background,tumour core,oedema"]
+
+    # Ctrl-C right after the checkpoint of step 2: the command stops cleanly and names the checkpoint kept
+    printer = cli._TrainPrinter.__call__
+
+    def interrupt_after_step_2(self, update):
+        printer(self, update)
+        if update.get("checkpoint_step") == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._TrainPrinter, "__call__", interrupt_after_step_2)
+    assert main(command) == 130
+    captured = capsys.readouterr()
+    assert "step 1/4" in captured.out and "s/step" in captured.out and "ETA" in captured.out
+    assert f"{model} (step 2 of 4) is intact" in captured.err and f"--resume {model}" in captured.err
+    assert read_model_file(model)["training"]["step"] == 2
+    monkeypatch.undo()
+
+    # --resume continues the same run to its end (the model file defaults to the resumed one)
+    resume = [a for a in command if a not in ("--out", str(model))] + ["--resume", str(model)]
+    assert main(resume) == 0
+    out = capsys.readouterr().out
+    assert "Resuming" in out and "at step 2 of 4" in out and f"wrote {model}: MaskGen" in out
+    stored = read_model_file(model)
+    assert stored["training"]["step"] == 4 and len(stored["training"]["history"]["loss"]) == 4
+    assert stored["spec"]["class_names"] == ["background", "tumour core", "oedema"]
+
+    # segment: labels on the image's grid with the image's affine, only the model's label values
+    seg, prob = tmp_path / "seg.nii.gz", tmp_path / "prob.nii.gz"
+    assert main(["segment", str(image), "--model", str(model), "--out", str(seg), "--probabilities", str(prob),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "MaskGen" in out and "label values: 0 = background, 1 = tumour core, 2 = oedema" in out
+    source, written, probabilities = nib.load(str(image)), nib.load(str(seg)), nib.load(str(prob))
+    assert written.shape == source.shape and np.array_equal(written.affine, source.affine)
+    assert set(np.unique(np.asanyarray(written.dataobj))) <= {0, 1, 2}
+    assert probabilities.shape == source.shape + (3,) and np.array_equal(probabilities.affine, source.affine)
+    assert np.allclose(probabilities.get_fdata().sum(axis=-1), 1.0, atol=1e-4)
+
+
+def test_train_erm_baseline_needs_no_weights(tmp_path, capsys, offline):
+    from napari_domaingen.core.maskgen import read_model_file
+
+    image, labels = _tumour_crop(tmp_path)
+    model = tmp_path / "erm.pt"
+    base = ["train", "--image", str(image), "--label", str(labels), "--out", str(model), *_FAST, "--steps", "2"]
+    # offline, MaskGen says which weights file to put where, and that the ERM baseline needs none
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "anatomix.pth" in err and "--baseline erm" in err and not model.exists()
+
+    assert main([*base, "--baseline", "erm", "--no-augment", "--quiet"]) == 0
+    assert f"wrote {model}: ERM (image only)" in capsys.readouterr().out
+    assert read_model_file(model)["spec"]["features"] is None
+    seg = tmp_path / "seg.nii.gz"
+    assert main(["segment", str(image), "--model", str(model), "--out", str(seg), "--quiet"]) == 0
+    assert np.array_equal(nib.load(str(seg)).affine, nib.load(str(image)).affine)
+    # ablation is for MaskGen models (image + features)
+    assert main(["segment", str(image), "--model", str(model), "--out", str(seg), "--ablate", "features"]) == 2
+    assert "ERM baseline" in capsys.readouterr().err
+
+
+def test_train_and_segment_refuse_bad_inputs(tmp_path, fixture_weights, capsys):
+    image, labels = _tumour_crop(tmp_path)
+    source = nib.load(str(labels))
+    model = tmp_path / "model.pt"
+    common = ["--out", str(model), "--weights", str(fixture_weights), *_FAST, "--steps", "2"]
+
+    def refused(argv, *expected):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"domaingen {argv[0]}: error:"), err
+        for text in expected:
+            assert text in err, err
+        assert not model.exists()
+
+    smaller = tmp_path / "smaller_seg.nii.gz"
+    nib.save(nib.Nifti1Image(np.asanyarray(source.dataobj)[:, :, :36], source.affine), str(smaller))
+    refused(["train", "--image", str(image), "--label", str(smaller), *common], "labels grid", "smaller_seg.nii.gz")
+    empty = tmp_path / "empty_seg.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(source.shape, np.uint8), source.affine), str(empty))
+    refused(["train", "--image", str(image), "--label", str(empty), *common], "labels are empty")
+    refused(["train", "--image", str(image), "--image", str(image), "--label", str(labels), *common],
+            "2 --image but 1 --label")
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((40, 40), np.int16), np.eye(4)), str(flat))
+    refused(["train", "--image", str(flat), "--label", str(labels), *common], "flat.nii.gz", "dimensions")
+    # the anatomix weights are a feature extractor, not a segmentation model
+    refused(["train", "--image", str(image), "--label", str(labels), *common, "--init", str(fixture_weights)],
+            "not a napari-domaingen segmentation model", "feature extractor")
+    seg = tmp_path / "seg.nii.gz"
+    refused(["segment", str(image), "--model", str(fixture_weights), "--out", str(seg)],
+            "not a napari-domaingen segmentation model")
+    refused(["segment", str(flat), "--model", str(fixture_weights), "--out", str(seg)], "dimensions")
+    assert not seg.exists()

@@ -1,7 +1,10 @@
 """``domaingen`` command line: the same core as the dock widgets, headless.
 
 Subcommands:
-  demo       run the product on the plugin's sample data (NIfTI + PNG previews); ``--gui`` opens napari instead.
+  demo       run the product on the plugin's sample data (NIfTI + PNG previews, a short MaskGen/ERM training and
+             segmentation); ``--gui`` opens napari instead.
+  train      train, fine-tune or resume a MaskGen (or ERM baseline) segmentation model on labelled NIfTI volumes.
+  segment    segment a NIfTI volume with such a model → labels (and probabilities) with the image's affine.
   features   frozen anatomix features of a NIfTI volume → a 4D NIfTI (channels last) with the source affine.
   compare    feature stability of two co-registered volumes (e.g. FLAIR vs T1): CKA, cosine map, RGB renderings.
   info       header facts of a NIfTI file, a DICOM folder/zip (one block per series) or a DICOM file.
@@ -46,15 +49,21 @@ def _demo(args: argparse.Namespace) -> int:
         written.append(save_png(out / f"{stem}_preview.png", mid_slice_montage(volume)))
     for stem, image in {"ihc": samples.ihc(), "he_like_restain_synthetic": samples.he_like_restain()}.items():
         written.append(save_png(out / f"{stem}.png", image.data))
-    written += _demo_features(volumes["mni152_t1"], out, args.weights)
+    features, missing = _demo_features(volumes["mni152_t1"], out, args.weights)
+    written += features
+    if args.train_steps > 0:
+        written += _demo_segmentation(
+            volumes["mni152_t1"], volumes["mni152_tissue_labels"], out, None if missing else args.weights,
+            args.train_steps, missing,
+        )
     for path in written:
         print(f"  wrote {path}")
     print(f"Done: {len(written)} files in {out}")
     return 0
 
 
-def _demo_features(volume, out: Path, weights: str) -> list[Path]:
-    """Features + RGB preview of the sample T1, or a clear note when the weights cannot be had."""
+def _demo_features(volume, out: Path, weights: str) -> tuple[list[Path], str | None]:
+    """Features + RGB preview of the sample T1; or no files and a sentence saying which weights file to put where."""
     from .core.features import FeatureSettings, extract_features
     from .core.progress import run
     from .core.rgb import pca_rgb
@@ -64,9 +73,13 @@ def _demo_features(volume, out: Path, weights: str) -> list[Path]:
 
     try:
         resolve_weights(weights)
-    except (WeightsUnavailableError, FileNotFoundError) as exc:
+    except WeightsUnavailableError as exc:
         print(f"Skipping feature extraction: the weights '{weights}' are not available.\n  {exc}")
-        return []
+        return [], (f"put the weights file '{exc.filename}' (from {exc.repo_url}) at {exc.expected_path} and run "
+                    "the demo again")
+    except FileNotFoundError as exc:
+        print(f"Skipping feature extraction: the weights '{weights}' are not available.\n  {exc}")
+        return [], "give --weights the path of the anatomix weights file (anatomix.pth) and run the demo again"
     print(f"Extracting features with '{weights}' ...")
     result = run(extract_features(volume.data, FeatureSettings(weights=weights)), _ProgressPrinter())
     print(f"  {result.describe()}")
@@ -74,21 +87,312 @@ def _demo_features(volume, out: Path, weights: str) -> list[Path]:
     return [
         write_nifti(out / "mni152_t1_features.nii.gz", result.features, source=volume.source),
         save_png(out / "mni152_t1_features_rgb.png", rgb_montage(rgb, volume.spacing)),
+    ], None
+
+
+#: The demo's training: small enough for a 2-core laptop (about a minute), large enough to show the workflow.
+DEMO_SPACING_MM = 2.0
+DEMO_CROP = 64
+DEMO_LR = 5e-3
+
+
+def _demo_segmentation(t1, labels, out: Path, weights: str | None, steps: int, missing: str | None) -> list[Path]:
+    """Train MaskGen (or, without the anatomix weights, the ERM baseline) for a few steps on the sample brain's
+    tissue labels, segment the brain with it and write the model, the labels (on the template's grid) and a PNG."""
+    import time
+
+    from .core.maskgen_training import TrainSettings, train
+    from .core.progress import run
+    from .core.segment import SegmentSettings, segment
+    from .core.segmentation_data import labelled_volume
+    from .core.training import format_seconds
+    from .io.geometry import resample_to_grid
+    from .io.nifti import write_nifti
+    from .io.preview import save_png
+    from .io.samples import TISSUE_LABEL_NAMES
+    from .io.volume_set import resample_isotropic
+
+    method = "maskgen" if weights else "erm"
+    if weights:
+        print(f"Segmentation demo: MaskGen (the image + frozen '{weights}' features, view masking p = 0.75).")
+    else:
+        print("Segmentation demo: the ERM baseline (image only) instead of MaskGen — MaskGen needs the anatomix "
+              f"weights: {missing}.")
+    print(
+        f"  Training for {steps} steps (UNet preset 'cpu', {DEMO_CROP}³ crops, batch 2, lr {DEMO_LR:g}, no "
+        f"augmentation) on a {DEMO_SPACING_MM:g} mm isotropic copy of the sample T1 with its tissue labels, then "
+        "segmenting that copy. This demonstrates the workflow (train → checkpoint → segment → labels on the "
+        "template's grid); it is NOT a good model: real training runs thousands of steps on many labelled scans "
+        "(`domaingen train`)."
+    )
+    small_t1 = resample_isotropic(t1, DEMO_SPACING_MM)
+    small_labels = resample_isotropic(labels, DEMO_SPACING_MM)
+    volume = labelled_volume(
+        small_t1.data, small_labels.data, name=f"mni152_t1 ({DEMO_SPACING_MM:g} mm copy)", spacing=small_t1.spacing,
+        image_affine=small_t1.display_affine, labels_affine=small_labels.display_affine,
+    )
+    values = sorted({0, *(int(v) for v in np.unique(small_labels.data))})
+    settings = TrainSettings(
+        use_features=weights is not None, weights=weights or "anatomix", preset="cpu", crop=DEMO_CROP, steps=steps,
+        batch_size=2, lr=DEMO_LR, augment=False, checkpoint_every=0, validate_every=0,
+        class_names=tuple(TISSUE_LABEL_NAMES.get(v, f"class {v}") for v in values),
+    )
+    model_path = out / f"mni152_t1_{method}_model.pt"
+    start = time.perf_counter()
+    trained = run(train([volume], model_path, settings), _TrainPrinter())
+    train_seconds = time.perf_counter() - start
+    segmentation = run(segment(small_t1.data, model_path, SegmentSettings(), spacing=small_t1.spacing),
+                       _ProgressPrinter())  # its last line is the description
+    for warning in segmentation.warnings:
+        print(f"  warning: {warning}")
+    # back onto the template's 1 mm grid (nearest neighbour), so the labels overlay mni152_t1.nii.gz
+    predicted = resample_to_grid(segmentation.labels, small_t1.display_affine, t1.spatial_shape, t1.display_affine,
+                                 order=0)
+    dice = []
+    for value, name in zip(trained.spec.label_values[1:], trained.spec.class_names[1:]):
+        a, b = predicted == value, labels.data == value
+        total = int(a.sum()) + int(b.sum())
+        dice.append(f"{name} {2 * int((a & b).sum()) / total:.2f}" if total else f"{name} -")
+    print(f"  trained in {format_seconds(train_seconds)}, segmented in {format_seconds(segmentation.seconds)}; Dice "
+          f"against the labels it was trained on (a smoke check, not a test score): {', '.join(dice)}")
+    preview = np.concatenate([_overlay_montage(t1.data, labels.data, t1.spacing),
+                              _overlay_montage(t1.data, predicted, t1.spacing)], axis=0)
+    print(f"  mni152_t1_{method}_labels_preview.png: top row the template's tissue labels (the training labels), "
+          f"bottom row the {'MaskGen' if weights else 'ERM'} model's labels")
+    return [
+        trained.checkpoint,
+        write_nifti(out / f"mni152_t1_{method}_labels.nii.gz", predicted, source=t1.source, is_label=True),
+        save_png(out / f"mni152_t1_{method}_labels_preview.png", preview),
     ]
 
 
+def _overlay_montage(image: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Mid-slice montage of ``image`` in grey with ``labels`` blended in colour (half opacity)."""
+    from .io.preview import colour_labels, rgb_montage, scale_to_uint8
+
+    grey = np.repeat(scale_to_uint8(image)[..., None], 3, axis=-1)
+    blended = ((grey.astype(np.uint16) + colour_labels(labels)) // 2).astype(np.uint8)
+    return rgb_montage(np.where((np.asarray(labels) > 0)[..., None], blended, grey), spacing)
+
+
 class _ProgressPrinter:
-    """Prints a job's progress dicts: every new stage, and inference progress in steps of 10%."""
+    """Prints a job's progress dicts: every new stage, and inference/segmentation progress in steps of 10%."""
+
+    _COUNTED = ("inference", "segment")  # stages whose message changes with every window
 
     def __init__(self) -> None:
         self.last: tuple[str, int] | None = None
 
     def __call__(self, update: dict) -> None:
         fraction = float(update.get("fraction", 0.0))
-        key = (str(update.get("message", "")) if update.get("stage") != "inference" else "inference", int(fraction * 10))
+        stage = str(update.get("stage", ""))
+        key = (str(update.get("message", "")) if stage not in self._COUNTED else stage, int(fraction * 10))
         if key != self.last:
             self.last = key
             print(f"  [{100 * fraction:3.0f}%] {update.get('message', '')}", flush=True)
+
+
+class _TrainPrinter:
+    """Prints a training job: its stage messages, a line per ~10 % of the steps (loss, s/step, ETA), every
+    validation and every checkpoint. Remembers the last checkpoint written."""
+
+    def __init__(self) -> None:
+        self.decile = -1
+        self.step = -1
+        self.losses: list[float] = []
+        self.message = ""
+        self.checkpoint: tuple[str, int] | None = None
+
+    def __call__(self, update: dict) -> None:
+        from .core.training import format_seconds
+
+        stage = update.get("stage")
+        saved = ""
+        if "checkpoint" in update:
+            self.checkpoint = (str(update["checkpoint"]), int(update.get("checkpoint_step", update.get("step", 0))))
+            saved = f"; checkpoint saved: {self.checkpoint[0]}"
+        if "loss" not in update:  # stage messages: preparing, loading the extractor, training …, done
+            message = str(update.get("message", ""))
+            if message and message != self.message:
+                self.message = message
+                print(f"  {message}", flush=True)
+            return
+        step, steps = int(update["step"]), int(update["steps"])
+        if step > self.step:
+            self.step = step
+            self.losses.append(float(update["loss"]))
+        if stage == "validate":
+            per_class = update.get("val_dice_per_class") or {}
+            detail = ", ".join(f"{name} {value:.3f}" for name, value in per_class.items())
+            print(f"  step {step}/{steps}: validation Dice {update['val_dice']:.3f}"
+                  + (f" ({detail})" if detail else "") + saved, flush=True)
+            return
+        decile = int(10 * step / steps)
+        if decile == self.decile and not saved and step != steps:
+            return
+        self.decile = decile
+        recent = self.losses[-max(1, steps // 10):]
+        eta = update.get("eta", float("nan"))
+        finite = [v for v in recent if np.isfinite(v)]
+        mean = f" (mean of the last {len(finite)}: {np.mean(finite):.4f})" if len(finite) > 1 else ""
+        print(
+            f"  step {step}/{steps} ({100 * step / steps:3.0f}%): "
+            + (f"skipped ({update['skipped']})" if update.get("skipped") else f"loss {update['loss']:.4f}")
+            + f"{mean}, "
+            f"{update.get('seconds_per_step', float('nan')):.2f} s/step, "
+            f"ETA {format_seconds(eta) if np.isfinite(eta) else '?'}{saved}",
+            flush=True,
+        )
+
+
+def _file_state(path: str | Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, ``None`` if absent: tells whether a run replaced it."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _pairs(images: list[str] | None, labels: list[str] | None, image_flag: str, label_flag: str) -> list[tuple]:
+    images, labels = images or [], labels or []
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{len(images)} {image_flag} but {len(labels)} {label_flag}: give one {label_flag} per {image_flag}, "
+            "in the same order (they are paired by position)"
+        )
+    return list(zip(images, labels))
+
+
+def _labelled(image_path: str, label_path: str, clip: tuple[float, float] | None):
+    """A checked (image, labels) pair for training: labels must be on the image's grid (shape and affine)."""
+    from .core.segmentation_data import labelled_volume
+    from .io.nifti import read_nifti
+
+    image = _read_3d(image_path)
+    labels = read_nifti(label_path, as_label=True)
+    try:
+        return labelled_volume(
+            image.data, labels.data, name=Path(image_path).name, spacing=image.spacing,
+            image_affine=image.display_affine, labels_affine=labels.display_affine, clip_percentiles=clip,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{exc} (labels: {label_path})") from None
+
+
+def _interrupted(out: str, before: tuple[int, int] | None, resume: str | None) -> str:
+    """What survives a Ctrl-C: the last checkpoint this run wrote, or what was there before."""
+    from .core.maskgen import read_model_file
+
+    again = "run the same command (same --image/--label) with"
+    if _file_state(out) not in (None, before):
+        where = ""
+        try:
+            state = read_model_file(out).get("training", {})
+            where = f" (step {state['step']} of {state['steps']})"
+        except (ValueError, OSError, KeyError):
+            pass
+        return (f"interrupted: the last checkpoint {out}{where} is intact; to continue, {again} --resume {out}")
+    if resume:
+        return (f"interrupted before this run wrote a checkpoint: {resume} is unchanged; to continue, {again} "
+                f"--resume {resume}")
+    if before is not None:
+        return f"interrupted before the first checkpoint of this run: nothing saved, {out} is unchanged"
+    return "interrupted before the first checkpoint: nothing was saved (see --checkpoint-every)"
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .core.maskgen import read_model_file
+    from .core.maskgen_training import TrainSettings, train
+    from .core.progress import run
+    from .core.training import format_seconds
+    from .models.weights import WeightsUnavailableError
+
+    if args.resume and args.init:
+        raise ValueError("give --resume (continue an interrupted run) or --init (fine-tune a model), not both")
+    out = args.out or args.resume
+    if not out:
+        raise ValueError("--out MODEL.pt is required (with --resume it defaults to the resumed checkpoint)")
+    pairs = _pairs(args.image, args.label, "--image", "--label")
+    val_pairs = _pairs(args.val_image, args.val_label, "--val-image", "--val-label")
+    clip = tuple(args.clip) if args.clip else None
+    start_from = args.resume or args.init
+    if start_from:  # fails early, and clearly, for a file that is not a model
+        stored = read_model_file(start_from)
+        recorded = stored["spec"].get("clip_percentiles")
+        clip = tuple(float(c) for c in recorded) if recorded else None  # the model's own intensity scaling
+        state = stored.get("training")
+        if args.resume and state is not None:
+            print(f"Resuming {args.resume} at step {state['step']} of {state['steps']} with the run's own settings "
+                  "(only --device, --checkpoint-every and --validate-every apply)")
+        elif args.init:
+            print(f"Fine-tuning {args.init}: its network, classes and feature extractor; the data, steps, lr and "
+                  "crop given here")
+    class_names = tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else None
+    settings = TrainSettings(
+        use_features=args.baseline is None, weights=args.weights, layer=args.layer, mask_rate=args.mask_rate,
+        preset=args.preset, crop=args.crop, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        augment=not args.no_augment, flips=not args.no_flips, device=args.device, precision=args.precision,
+        checkpoint_every=args.checkpoint_every, validate_every=args.validate_every, seed=args.seed,
+        clip_percentiles=clip, class_names=class_names,
+    )
+    settings.check()
+    before = _file_state(out)
+    printer = None if args.quiet else _TrainPrinter()
+    try:
+        print(f"Reading {len(pairs)} training and {len(val_pairs)} validation volume(s) ...", flush=True)
+        volumes = [_labelled(image, label, clip) for image, label in pairs]
+        validation = [_labelled(image, label, clip) for image, label in val_pairs]
+        result = run(
+            train(volumes, out, settings, validation=validation, resume=args.resume, init=args.init), printer
+        )
+    except KeyboardInterrupt:
+        print(f"domaingen train: {_interrupted(out, before, args.resume)}", file=sys.stderr)
+        return 130
+    except FloatingPointError as exc:  # a diverging loss: the core's message says what to do
+        raise RuntimeError(str(exc)) from None
+    except WeightsUnavailableError as exc:
+        raise RuntimeError(f"{exc} MaskGen needs these weights; without them train the image-only ERM baseline "
+                           "(--baseline erm).") from None
+    history = result.history
+    summary = f"{result.steps_done} steps, final loss {result.final_loss:.4f}"
+    if history.get("val"):
+        step, dice = history["val"][-1]
+        summary += f", validation Dice {dice:.3f} at step {step}"
+    print(f"wrote {result.checkpoint}: {result.spec.describe()}")
+    print(f"  {summary}; {format_seconds(result.seconds)}")
+    print(f"  segment with: domaingen segment IMAGE.nii.gz --model {result.checkpoint} --out SEG.nii.gz")
+    return 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from .core.progress import run
+    from .core.segment import SegmentSettings, segment
+    from .io.nifti import is_nifti_path, write_nifti
+
+    for path in filter(None, [args.out, args.probabilities]):
+        if not is_nifti_path(path):
+            raise ValueError(f"{path}: the output file name must end in .nii or .nii.gz")
+    if args.probabilities and Path(args.probabilities).resolve() == Path(args.out).resolve():
+        raise ValueError("--out and --probabilities must be two different files")
+    volume = _read_3d(args.image)
+    settings = SegmentSettings(
+        overlap=args.overlap, feature_mode=args.feature_mode, ablation=args.ablate,
+        probabilities=bool(args.probabilities), device=args.device, weights=args.weights,
+    )
+    result = run(segment(volume.data, args.model, settings, spacing=volume.spacing),
+                 None if args.quiet else _ProgressPrinter())
+    path = write_nifti(args.out, result.labels, source=volume.source, is_label=True)
+    print(f"wrote {path}: {result.describe()}")
+    names = zip(result.spec.label_values, result.spec.class_names)
+    print("  label values: " + ", ".join(f"{value} = {name}" for value, name in names))
+    if result.probabilities is not None:
+        prob = write_nifti(args.probabilities, result.probabilities, source=volume.source)
+        print(f"wrote {prob}: {result.probabilities.shape[0]} class probabilities (4D, channels last, in the order "
+              "of the label values above)")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    return 0
 
 
 def _read_3d(path: str):
@@ -233,6 +537,97 @@ def _add_feature_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+def _add_train_parser(commands) -> None:
+    from .core.features import LAYER_DESCRIPTIONS
+    from .core.maskgen import MASK_RATE_HELP
+    from .core.maskgen_training import TrainSettings
+
+    d = TrainSettings()
+    tr = commands.add_parser(
+        "train",
+        help="train, fine-tune or resume a MaskGen (or ERM baseline) segmentation model",
+        description="Train a MaskGen segmentation model (3D UNet on the image + frozen anatomix features, with view "
+        "masking) or its ERM baseline (image only) on labelled NIfTI volumes. --image and --label are paired by "
+        "order; each label file must be on its image's grid. The model file is written atomically every "
+        "--checkpoint-every steps and at the end; Ctrl-C keeps the last one, --resume continues it.",
+    )
+    data = tr.add_argument_group("data")
+    data.add_argument("--image", action="append", required=True, metavar="IMAGE.nii.gz",
+                      help="training image (repeat for more volumes)")
+    data.add_argument("--label", action="append", required=True, metavar="LABELS.nii.gz",
+                      help="labels of the matching --image (integer values, 0 = background)")
+    data.add_argument("--val-image", action="append", metavar="IMAGE.nii.gz", help="validation image (repeatable)")
+    data.add_argument("--val-label", action="append", metavar="LABELS.nii.gz",
+                      help="labels of the matching --val-image")
+    data.add_argument("--class-names", metavar="NAMES",
+                      help="comma-separated names of the label values in increasing order, background first "
+                      "(e.g. background,grey matter,white matter); default 'class <value>'")
+    data.add_argument("--clip", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                      help="clip intensities to these percentiles before min-max scaling (kept in the model)")
+    tr.add_argument("--out", metavar="MODEL.pt", help="model file to write (default with --resume: that file)")
+    start = tr.add_mutually_exclusive_group()
+    start.add_argument("--resume", metavar="CKPT", help="continue an interrupted run exactly (its own settings)")
+    start.add_argument("--init", metavar="CKPT",
+                       help="fine-tune: start from this model's network, classes and extractor")
+    model = tr.add_argument_group("model")
+    model.add_argument("--baseline", choices=["erm"], help="train the ERM baseline (image only, no features)")
+    model.add_argument("--weights", default=d.weights,
+                       help="feature extractor: registry name (anatomix, anatomix-dev) or a .pth path "
+                       "(default: anatomix)")
+    model.add_argument("--layer", choices=list(LAYER_DESCRIPTIONS), default=d.layer,
+                       help="; ".join(f"{k}: {v}" for k, v in LAYER_DESCRIPTIONS.items()) + " (default: final)")
+    model.add_argument("--mask-rate", type=float, default=d.mask_rate, metavar="P",
+                       help=MASK_RATE_HELP.replace("%", "%%") + f" (default: {d.mask_rate})")
+    model.add_argument("--preset", choices=["auto", "paper", "cpu"], default=d.preset,
+                       help="UNet size: paper (base 20, 5 levels), cpu (base 8, 4 levels); auto: paper on a GPU, "
+                       "cpu otherwise (default: auto)")
+    opt = tr.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default: {d.steps})")
+    opt.add_argument("--crop", type=int, default=d.crop,
+                     help=f"training crop and inference window edge in voxels (default: {d.crop}; paper: 128)")
+    opt.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default: {d.batch_size} (paper: 4)")
+    opt.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate, cosine to 0 (default: {d.lr:g})")
+    opt.add_argument("--no-augment", action="store_true", help="no augmentation (default: the paper's, p = 0.33 each)")
+    opt.add_argument("--no-flips", action="store_true",
+                     help="no flips / 90° rotations (for left/right-sensitive anatomy)")
+    opt.add_argument("--seed", type=int, default=d.seed, help=f"seeds every random draw (default: {d.seed})")
+    opt.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N",
+                     help=f"write the model every N steps and at the end (default: {d.checkpoint_every})")
+    opt.add_argument("--validate-every", type=int, default=d.validate_every, metavar="N",
+                     help="validation Dice every N steps and at the end, with --val-image "
+                     f"(default: {d.validate_every})")
+    opt.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    opt.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=d.precision,
+                     help="UNet autocast: auto = bf16 on CUDA, fp32 elsewhere")
+    tr.add_argument("--quiet", action="store_true", help="no progress lines")
+    tr.set_defaults(func=_train)
+
+
+def _add_segment_parser(commands) -> None:
+    seg = commands.add_parser(
+        "segment",
+        help="segment a NIfTI volume with a MaskGen/ERM model",
+        description="Segment IMAGE with a model from `domaingen train`: labels (the training label values) written "
+        "on IMAGE's grid with IMAGE's affine, qform and sform; optionally the class probabilities as a 4D NIfTI.",
+    )
+    seg.add_argument("image", help="input volume (.nii / .nii.gz)")
+    seg.add_argument("--model", required=True, metavar="MODEL.pt", help="model file written by `domaingen train`")
+    seg.add_argument("--out", required=True, metavar="SEG.nii.gz", help="output labels")
+    seg.add_argument("--probabilities", metavar="PROB.nii.gz",
+                     help="also write the softmax probabilities (4D, one channel per class, channels last)")
+    seg.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (default: 0.5)")
+    seg.add_argument("--feature-mode", choices=["auto", "shared", "per-window"], default="auto",
+                     help="shared: features of the whole volume once (fast); per-window: each window's own features, "
+                     "as in the MaskGen code; auto (default): shared when they fit in half the free memory")
+    seg.add_argument("--ablate", choices=["none", "image", "features"], default="none",
+                     help="zero the image or the feature channels (MaskGen only) to see what the model relies on")
+    seg.add_argument("--weights", metavar="PATH",
+                     help="the extractor file to use when the one recorded in the model is elsewhere (same weights)")
+    seg.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    seg.add_argument("--quiet", action="store_true", help="no progress lines")
+    seg.set_defaults(func=_segment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="domaingen",
@@ -247,7 +642,14 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--out", metavar="DIR", help="write the results here (headless)")
     target.add_argument("--gui", action="store_true", help="open napari with the sample data and all dock widgets")
     demo.add_argument("--weights", default="anatomix", help="feature extractor: registry name or .pth (default: anatomix)")
+    demo.add_argument("--train-steps", type=int, default=25, metavar="N",
+                      help="steps of the demo's MaskGen (or, without the anatomix weights, ERM) training on the sample "
+                      "brain (default: 25, well under a minute on an idle 2-core CPU; 0 skips training and "
+                      "segmentation)")
     demo.set_defaults(func=_demo)
+
+    _add_train_parser(commands)
+    _add_segment_parser(commands)
 
     from .io.intensity import CT_WINDOWS
 
