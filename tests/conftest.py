@@ -48,3 +48,19 @@ def fresh_feature_caches(monkeypatch):
     monkeypatch.setattr(features, "_MODEL_CACHE", OrderedDict())
     yield
     features.FEATURE_CACHE.clear()
+
+
+def tcga_tumour_region(half: int | tuple[int, int, int]):
+    """The TCGA-DU-7294 T1 and its fused tumour labels (0 background, 1 and 2 tumour sub-regions; 240×240×155,
+    1 mm) as display-order Volumes, and the slices of a region ``±half`` voxels around the tumour's centre.
+    Skips the test when ../shared is absent."""
+    import numpy as np
+
+    from napari_domaingen.io.nifti import read_nifti
+
+    folder = ("data", "mri", "tcga-du-7294")
+    image = read_nifti(shared_file(*folder, "TCGA-DU-7294_t1_bet.nii.gz"))
+    labels = read_nifti(shared_file(*folder, "tcga-du-7294_seg-fusion-simple.nii.gz"), as_label=True)
+    halves = (half,) * 3 if isinstance(half, int) else half
+    centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
+    return image, labels, tuple(slice(c - h, c + h) for c, h in zip(centre, halves))

@@ -9,9 +9,8 @@ from napari_domaingen.core.maskgen_training import TrainSettings, train, validat
 from napari_domaingen.core.progress import Cancelled, run
 from napari_domaingen.core.segmentation_data import labelled_volume
 
-from ..conftest import shared_file
+from ..conftest import tcga_tumour_region
 
-TCGA = ("data", "mri", "tcga-du-7294")
 
 
 @pytest.fixture(autouse=True)
@@ -22,12 +21,7 @@ def _fresh(fresh_feature_caches):
 @pytest.fixture(scope="module")
 def tumour_crop():
     """A 48³ crop of the TCGA T1 around its tumour labels (0 background, 1 and 2 tumour sub-regions), 1 mm."""
-    from napari_domaingen.io.nifti import read_nifti
-
-    image = read_nifti(shared_file(*TCGA, "TCGA-DU-7294_t1_bet.nii.gz"))
-    labels = read_nifti(shared_file(*TCGA, "tcga-du-7294_seg-fusion-simple.nii.gz"), as_label=True)
-    centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
-    region = tuple(slice(c - 24, c + 24) for c in centre)
+    image, labels, region = tcga_tumour_region(24)
     return labelled_volume(image.data[region], labels.data[region], "tcga crop", spacing=image.spacing)
 
 

@@ -12,9 +12,8 @@ from napari_domaingen.core.progress import Cancelled, run
 from napari_domaingen.core.segment import SegmentSettings, segment, spacing_warning
 from napari_domaingen.core.segmentation_data import labelled_volume
 
-from ..conftest import shared_file
+from ..conftest import tcga_tumour_region
 
-TCGA = ("data", "mri", "tcga-du-7294")
 
 
 @pytest.fixture(autouse=True)
@@ -25,12 +24,7 @@ def _fresh(fresh_feature_caches):
 @pytest.fixture(scope="module")
 def case():
     """A 56×48×40 crop of the TCGA T1 around the tumour, its labels, and its source geometry."""
-    from napari_domaingen.io.nifti import read_nifti
-
-    image = read_nifti(shared_file(*TCGA, "TCGA-DU-7294_t1_bet.nii.gz"))
-    labels = read_nifti(shared_file(*TCGA, "tcga-du-7294_seg-fusion-simple.nii.gz"), as_label=True)
-    centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
-    region = tuple(slice(c - h, c + h) for c, h in zip(centre, (28, 24, 20)))
+    image, labels, region = tcga_tumour_region((28, 24, 20))
     return image, image.data[region], labels.data[region]
 
 

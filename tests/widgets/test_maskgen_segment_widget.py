@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from ..conftest import shared_file
+from ..conftest import tcga_tumour_region
 
 PLUGIN = "napari-domaingen"
-TCGA = ("data", "mri", "tcga-du-7294")
 SCALE = (2.0, 0.9, 0.8)
 TRANSLATE = (10.0, -5.0, 3.0)
 CLASS_NAMES = ("background", "necrosis", "oedema")
@@ -23,12 +22,7 @@ def _fresh(fresh_feature_caches, monkeypatch):
 @pytest.fixture(scope="module")
 def case():
     """(image, labels) 40³ around the TCGA tumour, the labels' 2 renamed 4: values 0, 1, 4 (not contiguous)."""
-    from napari_domaingen.io.nifti import read_nifti
-
-    image = read_nifti(shared_file(*TCGA, "TCGA-DU-7294_t1_bet.nii.gz"))
-    labels = read_nifti(shared_file(*TCGA, "tcga-du-7294_seg-fusion-simple.nii.gz"), as_label=True)
-    centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
-    region = tuple(slice(c - 20, c + 20) for c in centre)
+    image, labels, region = tcga_tumour_region(20)
     crop = labels.data[region].astype(np.uint8)
     crop[crop == 2] = 4
     return image.data[region].astype(np.float32), crop

@@ -8,10 +8,9 @@ import pytest
 
 from napari_domaingen.core.maskgen import read_model_file
 
-from ..conftest import shared_file
+from ..conftest import tcga_tumour_region
 
 PLUGIN = "napari-domaingen"
-TCGA = ("data", "mri", "tcga-du-7294")
 SCALE = (1.0, 1.0, 1.0)
 TRANSLATE = (10.0, -5.0, 3.0)
 CLASS_NAMES = ["background", "necrosis", "oedema"]
@@ -28,12 +27,7 @@ def _fresh(fresh_feature_caches, monkeypatch):
 @pytest.fixture(scope="module")
 def tumour_crop():
     """(image, labels) 40³ around the TCGA tumour: labels 0 background, 1 and 2 tumour sub-regions."""
-    from napari_domaingen.io.nifti import read_nifti
-
-    image = read_nifti(shared_file(*TCGA, "TCGA-DU-7294_t1_bet.nii.gz"))
-    labels = read_nifti(shared_file(*TCGA, "tcga-du-7294_seg-fusion-simple.nii.gz"), as_label=True)
-    centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
-    region = tuple(slice(c - 20, c + 20) for c in centre)
+    image, labels, region = tcga_tumour_region(20)
     return image.data[region].astype(np.float32), labels.data[region].astype(np.uint8)
 
 
