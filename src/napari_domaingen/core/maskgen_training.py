@@ -37,6 +37,7 @@ from .maskgen import (
     FeatureInput,
     ModelCompatibilityError,
     ModelSpec,
+    extractor_location,
     read_model_file,
     save_model,
     view_mask,
@@ -189,8 +190,6 @@ def train(
     if stored is not None and spec is not None:
         features = FeatureInput.none(device)
         if spec.features is not None:
-            from .maskgen import extractor_location
-
             weights = settings.weights if init is not None and settings.weights != TrainSettings.weights else None
             features = FeatureInput.load(extractor_location(spec, weights), spec.features.layer, device)
         features.check_matches(spec)
