@@ -266,16 +266,10 @@ def _pairs(images: list[str] | None, labels: list[str] | None, image_flag: str, 
 
 def _labelled(image_path: str, label_path: str, clip: tuple[float, float] | None):
     """A checked (image, labels) pair for training: labels must be on the image's grid (shape and affine)."""
-    from .core.segmentation_data import labelled_volume
-    from .io.nifti import read_nifti
+    from .core.segmentation_data import labelled_volume_from_files
 
-    image = _read_3d(image_path)
-    labels = read_nifti(label_path, as_label=True)
     try:
-        return labelled_volume(
-            image.data, labels.data, name=Path(image_path).name, spacing=image.spacing,
-            image_affine=image.display_affine, labels_affine=labels.display_affine, clip_percentiles=clip,
-        )
+        return labelled_volume_from_files(image_path, label_path, clip)
     except ValueError as exc:
         raise ValueError(f"{exc} (labels: {label_path})") from None
 

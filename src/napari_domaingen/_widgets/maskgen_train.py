@@ -53,10 +53,16 @@ from ..core.device import available_devices, resolve_device
 from ..core.maskgen import DEFAULT_MASK_RATE, MASK_RATE_HELP
 from ..core.maskgen_training import TrainResult, TrainSettings, train
 from ..core.progress import Progress
-from ..core.segmentation_data import LabelledVolume, LabelMap, augmentation_names, labelled_volume
+from ..core.segmentation_data import (
+    LabelledVolume,
+    LabelMap,
+    augmentation_names,
+    default_class_name,
+    labelled_volume,
+    labelled_volume_from_files,
+)
 from ..core.training import format_seconds
 from ..io.geometry import same_grid
-from ..io.nifti import read_nifti
 from ..models.segunet import PRESETS
 from ._choices import ExtractorChoice, follow_layer_list, volume_layers
 from ._jobs import JobRunner, set_status, show_problem
@@ -139,7 +145,7 @@ def class_names_for(values: Sequence[int], known: dict[int, str]) -> tuple[str, 
     ``None`` (all defaults) when nothing is known."""
     if not known:
         return None
-    return tuple(known.get(int(v), "background" if v == 0 else f"class {v}") for v in values)
+    return tuple(known.get(int(v), default_class_name(v)) for v in values)
 
 
 @dataclass
@@ -177,16 +183,6 @@ class PairSnapshot:
 def layer_pair_volume(image: Any, labels: Any) -> LabelledVolume:
     """A checked training volume from an (Image, Labels) layer pair; ``ValueError`` saying what is wrong."""
     return PairSnapshot.of(image, labels).build()
-
-
-def file_pair_volume(image_path: str | Path, labels_path: str | Path) -> LabelledVolume:
-    """A checked training volume from a pair of NIfTI files (read in display order with their affines)."""
-    image = read_nifti(image_path, as_label=False)
-    labels = read_nifti(labels_path, as_label=True)
-    return labelled_volume(
-        image.data, labels.data, name=f"{image.name} + {labels.name}", spacing=image.spacing,
-        image_affine=image.display_affine, labels_affine=labels.display_affine,
-    )
 
 
 @dataclass
@@ -433,7 +429,7 @@ class MaskGenTrainWidget(QWidget):
             self._show_problem("choose an image file and its labels file (NIfTI) first")
             return
         try:
-            volume = file_pair_volume(*paths)  # type: ignore[arg-type]
+            volume = labelled_volume_from_files(*paths)  # type: ignore[arg-type]
         except (OSError, ValueError) as err:
             self._show_problem(str(err))
             return

@@ -44,7 +44,7 @@ from .maskgen import (
 )
 from .progress import Cancelled, Progress
 from .segment import predict_logits
-from .segmentation_data import CropSampler, LabelledVolume, LabelMap
+from .segmentation_data import CropSampler, LabelledVolume, LabelMap, default_class_name
 from .training import StepClock, cosine_scheduler, format_seconds, seeded_torch, step_seed
 
 __all__ = ["TrainResult", "TrainSettings", "resolve_preset", "train"]
@@ -138,7 +138,7 @@ def _class_names(values: Sequence[int], names: Sequence[str] | None) -> tuple[st
         if len(names) != len(values):
             raise ValueError(f"{len(names)} class names given for {len(values)} classes (label values {list(values)})")
         return tuple(str(n) for n in names)
-    return tuple("background" if v == 0 else f"class {v}" for v in values)
+    return tuple(default_class_name(v) for v in values)
 
 
 def _median_spacing(volumes: Sequence[LabelledVolume]) -> tuple[float, float, float]:

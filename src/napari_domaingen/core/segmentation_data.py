@@ -13,6 +13,7 @@ min-max scaled again at the end. Every draw of step ``k`` is seeded from ``(seed
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +30,9 @@ __all__ = [
     "LabelMap",
     "LabelledVolume",
     "augmentation_names",
+    "default_class_name",
     "labelled_volume",
+    "labelled_volume_from_files",
 ]
 
 #: Probability of each augmentation (MaskGen code: 0.33 each).
@@ -103,6 +106,28 @@ def labelled_volume(
         spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
         foreground=foreground,
     )
+
+
+def labelled_volume_from_files(
+    image_path: str | os.PathLike[str],
+    labels_path: str | os.PathLike[str],
+    clip_percentiles: tuple[float, float] | None = None,
+) -> LabelledVolume:
+    """:func:`labelled_volume` of a NIfTI (image, labels) pair, read in display order; the labels must lie on the
+    image's grid (shape and affine). Read errors name the file."""
+    from ..io.nifti import read_nifti
+
+    image = read_nifti(image_path, as_label=False)
+    labels = read_nifti(labels_path, as_label=True)
+    return labelled_volume(
+        image.data, labels.data, name=f"{image.name} + {labels.name}", spacing=image.spacing,
+        image_affine=image.display_affine, labels_affine=labels.display_affine, clip_percentiles=clip_percentiles,
+    )
+
+
+def default_class_name(value: int) -> str:
+    """The name of a label value nobody named: ``"background"`` for 0, else ``"class <value>"``."""
+    return "background" if int(value) == 0 else f"class {int(value)}"
 
 
 @dataclass(frozen=True)
