@@ -36,6 +36,13 @@ def available_devices() -> list[str]:
     return names
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """The tensor layout 3D convolutions run fastest in on ``device``: ``channels_last_3d`` on CPU (oneDNN; about
+    2× faster for the anatomix and segmentation UNets on this project's benchmark CPU, same values to 1e-6),
+    the default contiguous layout elsewhere. Apply it to the model *and* its inputs."""
+    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+
+
 def fast_bf16(device: torch.device) -> bool:
     """True where bf16 autocast speeds up convolutions: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX."""
     if device.type == "cuda":

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..io.intensity import CT_WINDOWS
 from ..models.anatomix import AnatomixUNet, load_anatomix
-from .device import available_memory_bytes, fast_bf16, resolve_device
+from .device import available_memory_bytes, fast_bf16, memory_format, resolve_device
 from .progress import Cancelled, Progress, in_background
 
 FeatureLayer = Literal["final", "penultimate"]
@@ -176,7 +176,7 @@ def get_extractor(weights: str, device: torch.device) -> AnatomixUNet:
         if key in _MODEL_CACHE:
             _MODEL_CACHE.move_to_end(key)
             return _MODEL_CACHE[key]
-    model = load_anatomix(weights, device=device)
+    model = load_anatomix(weights, device=device).to(memory_format=memory_format(device))
     with _MODEL_LOCK:
         _MODEL_CACHE[key] = model
         while len(_MODEL_CACHE) > 2:
@@ -288,7 +288,8 @@ def _autocast(device: torch.device, precision: str):
 def _whole(model, x, settings, precision, device, tracker) -> torch.Tensor:
     tracker.expect(windows=1)
     with torch.inference_mode(), _autocast(device, precision):
-        return model.features(x.to(device), layer=settings.layer)[0].float().cpu()
+        x = x.to(device).contiguous(memory_format=memory_format(device))
+        return model.features(x, layer=settings.layer)[0].float().cpu().contiguous()
 
 
 def sliding_window_count(spatial: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:
@@ -306,7 +307,8 @@ def _sliding(model, x, settings, precision, device, tracker) -> torch.Tensor:
     tracker.expect(windows=sliding_window_count(spatial, roi, settings.overlap))
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
-        return model.features(window, layer=settings.layer).float()
+        window = window.contiguous(memory_format=memory_format(device))
+        return model.features(window, layer=settings.layer).float().contiguous()
 
     with torch.inference_mode(), _autocast(device, precision):
         out = sliding_window_inference(

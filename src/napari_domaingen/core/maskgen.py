@@ -29,7 +29,7 @@ from ..models.anatomix import AnatomixUNet
 from ..models.checkpoints import CheckpointLoadError, atomic_save, read_checkpoint
 from ..models.segunet import SegUNet
 from ..models.weights import REGISTRY
-from .device import fast_bf16
+from .device import fast_bf16, memory_format
 from .features import EXTRACTOR_LOCK, get_extractor, model_family
 
 __all__ = [
@@ -245,7 +245,8 @@ class FeatureInput:
         with torch.no_grad(), EXTRACTOR_LOCK, torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"
         ):
-            raw = self.extractor.features(image.to(self.device), layer=self.spec.layer)  # type: ignore[arg-type]
+            image = image.to(self.device).contiguous(memory_format=memory_format(self.device))
+            raw = self.extractor.features(image, layer=self.spec.layer)  # type: ignore[arg-type]
         return instance_normalise(raw)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:

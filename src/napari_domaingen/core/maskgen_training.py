@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..models.segunet import PRESETS, SegUNet
+from .device import memory_format as preferred_memory_format
 from .device import resolve_device
 from .maskgen import (
     DEFAULT_MASK_RATE,
@@ -218,7 +219,7 @@ def train(
     model.check_crop(spec.crop)
     if stored is not None:
         model.load_state_dict(stored["state_dict"])
-    memory_format = torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+    memory_format = preferred_memory_format(device)
     model = model.to(device=device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = cosine_scheduler(optimizer, settings.steps)

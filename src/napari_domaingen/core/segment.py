@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..models.segunet import SegUNet
-from .device import available_memory_bytes, resolve_device
+from .device import available_memory_bytes, memory_format, resolve_device
 from .features import (
     FeatureSettings,
     check_volume,
@@ -99,16 +99,20 @@ def predict_logits(
     """Class logits ``(K, Z, Y, X)`` of ``volume`` ``(1, C0, Z, Y, X)`` by MONAI sliding window.
 
     Each window goes through ``make_input`` (→ the network's input channels), ``ablation``, and the model.
-    ``on_window()`` runs before every window (progress, cancellation: it may raise).
+    ``on_window()`` runs before every window (progress, cancellation: it may raise). The model is put in the
+    device's fastest memory layout (:func:`~napari_domaingen.core.device.memory_format`), in place.
     """
     from monai.inferers import sliding_window_inference
 
     device = next(model.parameters()).device
+    layout = memory_format(device)
+    model = model.to(memory_format=layout)
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         if on_window is not None:
             on_window()
-        return model(ablate(make_input(window.to(device)), ablation)).float()
+        x = ablate(make_input(window.to(device)), ablation).contiguous(memory_format=layout)
+        return model(x).float().contiguous()
 
     out = sliding_window_inference(
         volume, roi, sw_batch_size=1, predictor=predictor, overlap=overlap, mode="gaussian",
