@@ -48,6 +48,11 @@ def test_wheel_contains_the_manifest(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "napari_domaingen/napari.yaml" in names
+        # the shipped anatomy/style model, and no data files besides it (never ../shared images)
+        assert "napari_domaingen/weights/dgm-small-histology.pt" in names
+        assert archive.getinfo("napari_domaingen/weights/dgm-small-histology.pt").file_size <= 20 * 2**20
+        data = [n for n in names if n.startswith("napari_domaingen/") and not n.endswith((".py", ".yaml", ".md"))]
+        assert data == ["napari_domaingen/weights/dgm-small-histology.pt"], data
         manifest = yaml.safe_load(archive.read("napari_domaingen/napari.yaml"))
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "napari_domaingen:napari.yaml" in archive.read(entry_points).decode()
