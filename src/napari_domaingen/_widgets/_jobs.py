@@ -49,6 +49,13 @@ def show_problem(status: Label, message: str) -> None:
     show_error(message)
 
 
+def cancelled_training_message(step: int, steps: Any, kept_step: int | None, out: Any, hint: str) -> str:
+    """The status line of a cancelled training run: which checkpoint survived (``hint``: what to do with it)."""
+    if kept_step is not None:
+        return f"cancelled after step {step}/{steps}; kept the checkpoint of step {kept_step}: {out} ({hint})"
+    return f"cancelled after step {step}, before the first checkpoint: nothing was written"
+
+
 def set_status(status: Label, text: str) -> None:
     status.value = text
     status.tooltip = text

@@ -96,6 +96,13 @@ class LossPlot(QWidget):
             self._set_limits(self.total_steps, top)
         self.schedule()
 
+    def set_loss_top(self, top: float) -> None:
+        """Set the loss axis to ``[0, top]`` for the current run, e.g. from the first loss of a run whose losses lie
+        far below the default top (an axis that a loss later climbs above still grows)."""
+        if (self.total_steps, float(top)) != self._limits:
+            self._set_limits(self.total_steps, float(top))
+            self.schedule()
+
     def add_loss(self, step: int, loss: float) -> None:
         if not self.steps or step > self.steps[-1]:
             self.steps.append(int(step))

@@ -65,7 +65,7 @@ from ..core.training import format_seconds
 from ..io.geometry import same_grid
 from ..models.segunet import PRESETS
 from ._choices import ExtractorChoice, follow_layer_list, volume_layers
-from ._jobs import JobRunner, set_status, show_problem
+from ._jobs import JobRunner, cancelled_training_message, set_status, show_problem
 from ._loss_plot import LossPlot
 from .compare import layer_display_affine
 
@@ -584,13 +584,9 @@ class MaskGenTrainWidget(QWidget):
 
     def _show_status(self, text: str) -> None:
         if text == "cancelled":
-            kept, out = self._run_info.get("kept_step"), self._run_info.get("out")
-            step = self._run_info.get("step", 0)
-            if kept is not None:
-                text = (f"cancelled after step {step}/{self._run_info.get('steps')}; kept the checkpoint of step "
-                        f"{kept}: {out} (tick 'resume' to continue it)")
-            else:
-                text = f"cancelled after step {step}, before the first checkpoint: nothing was written"
+            info = self._run_info
+            text = cancelled_training_message(info.get("step", 0), info.get("steps"), info.get("kept_step"),
+                                              info.get("out"), "tick 'resume' to continue it")
         set_status(self._status, text)
 
     def _on_progress(self, update: Progress) -> None:
