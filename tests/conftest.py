@@ -38,6 +38,19 @@ def anatomix_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No weights on disk and no hub: registry names cannot be resolved."""
+    import huggingface_hub
+
+    def refuse(*args, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline (test)")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DOMAINGEN_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+
+
+@pytest.fixture
 def fresh_feature_caches(monkeypatch):
     """No features or models left over from other tests."""
     from collections import OrderedDict

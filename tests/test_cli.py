@@ -24,18 +24,6 @@ def test_console_script_help():
     assert "--out" in result.stdout and "--gui" in result.stdout
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No weights on disk and no hub: registry names cannot be resolved."""
-    import huggingface_hub
-
-    def refuse(*args, **kwargs):
-        raise huggingface_hub.errors.LocalEntryNotFoundError("offline (test)")
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("DOMAINGEN_WEIGHTS_DIR", str(tmp_path / "no-weights"))
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
-
 
 
 

@@ -2,13 +2,15 @@
 
 Subcommands:
   demo       run the product on the plugin's sample data (NIfTI + PNG previews, a short MaskGen/ERM training and
-             segmentation); ``--gui`` opens napari instead.
+             segmentation, an anatomy/style swap of the histology pair); ``--gui`` opens napari instead.
   train      train, fine-tune or resume a MaskGen (or ERM baseline) segmentation model on labelled NIfTI volumes.
   segment    segment a NIfTI volume with such a model → labels (and probabilities) with the image's affine.
   features   frozen anatomix features of a NIfTI volume → a 4D NIfTI (channels last) with the source affine.
   compare    feature stability of two co-registered volumes (e.g. FLAIR vs T1): CKA, cosine map, RGB renderings.
   info       header facts of a NIfTI file, a DICOM folder/zip (one block per series) or a DICOM file.
   convert    a DICOM series (folder, zip or one of its files) → NIfTI with the right affine.
+  swap       DGM-DR anatomy/style swap of two 2D histology images: ANATOMY rendered with STYLE's stain look.
+  swap-train train, fine-tune or resume a DGM-DR anatomy/style model on 2D histology images.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
         written.append(save_png(out / f"{stem}_preview.png", mid_slice_montage(volume)))
     for stem, image in {"ihc": samples.ihc(), "he_like_restain_synthetic": samples.he_like_restain()}.items():
         written.append(save_png(out / f"{stem}.png", image.data))
+    written += _demo_swap(out)
     features, missing = _demo_features(volumes["mni152_t1"], out, args.weights)
     written += features
     if args.train_steps > 0:
@@ -88,6 +91,30 @@ def _demo_features(volume, out: Path, weights: str) -> tuple[list[Path], str | N
         write_nifti(out / "mni152_t1_features.nii.gz", result.features, source=volume.source),
         save_png(out / "mni152_t1_features_rgb.png", rgb_montage(rgb, volume.spacing)),
     ], None
+
+
+def _demo_swap(out: Path) -> list[Path]:
+    """Anatomy/style swap of the histology pair with the shipped model, both ways; a note (no files) without it."""
+    from .core.swap import encode, mean_style, render
+    from .core.swap_model import DEFAULT_MODEL, load_swap_model
+    from .io import samples
+    from .io.preview import save_png
+
+    try:
+        model = load_swap_model(DEFAULT_MODEL, "cpu")
+    except FileNotFoundError as exc:
+        print(f"Skipping the anatomy/style swap: {exc}. The rest of the demo goes on.")
+        return []
+    print(f"Anatomy/style swap (DGM-DR) with the shipped model ({model.describe()}): the IHC image's tissue with the "
+          "mean stain style of the synthetic H&E-like restain, and the reverse. The shipped model was trained on "
+          "images generated from this IHC image, so this shows the workflow on data it has seen.")
+    ihc, he = samples.ihc().data, samples.he_like_restain().data
+    ihc_encoded = encode(model, ihc, name="IHC sample")
+    he_encoded = encode(model, he, name="H&E-like sample")
+    return [
+        save_png(out / "swap_ihc_anatomy_he_style.png", render(model, ihc_encoded, mean_style(he_encoded))),
+        save_png(out / "swap_he_anatomy_ihc_style.png", render(model, he_encoded, mean_style(ihc_encoded))),
+    ]
 
 
 #: The demo's training: small enough for a 2-core laptop (about a minute), large enough to show the workflow.
@@ -510,6 +537,211 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Output file types of ``swap`` (written by scikit-image; lossless except JPEG).
+_SWAP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def _style_point(text: str) -> tuple[float, float]:
+    """``"y,x"`` (pixels of the style image, row then column) → ``(y, x)``."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        y, x = float(parts[0]), float(parts[1])
+        if not (np.isfinite(y) and np.isfinite(x)):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--style-point expects 'y,x': the row and column of a pixel of the style image, e.g. "
+                         f"--style-point 120,80; got {text!r}") from None
+    return y, x
+
+
+def _load_swap(model: str, device: str):
+    """The swap model of ``--model`` on ``device``, with a hint at ``--model`` when the shipped one is missing."""
+    from .core.device import resolve_device
+    from .core.swap_model import DEFAULT_MODEL, load_swap_model
+
+    try:
+        return load_swap_model(model, resolve_device(device))
+    except FileNotFoundError as exc:
+        if model == DEFAULT_MODEL:
+            raise FileNotFoundError(f"{exc} (--model PATH)") from None
+        raise
+
+
+def _swap(args: argparse.Namespace) -> int:
+    import time
+
+    from .core.swap import encode, mean_style, point_style, reconstruct, render
+    from .io.histology import read_histology
+    from .io.preview import save_png
+
+    out = Path(args.out)
+    if out.suffix.lower() not in _SWAP_SUFFIXES:
+        raise ValueError(f"{out}: the output file name must end in {', '.join(_SWAP_SUFFIXES)}")
+    if out.resolve() in {Path(args.anatomy).resolve(), Path(args.style).resolve()}:
+        raise ValueError(f"{out}: --out must not overwrite an input image")
+    point = _style_point(args.style_point) if args.style_point else None
+    if not 0.0 <= args.overlap < 1.0:
+        raise ValueError(f"--overlap must be in [0, 1), got {args.overlap:g}")
+    images = {}
+    for role, path in (("anatomy", args.anatomy), ("style", args.style)):
+        image = read_histology(path)
+        if image.downsamples[0] != 1:
+            print(f"note: {path} is too large to load whole; using it reduced {image.downsamples[0]:g}× "
+                  f"({image.data.shape[0]} × {image.data.shape[1]} px)")
+        images[role] = image.data
+    if point is not None:
+        height, width = images["style"].shape[:2]
+        if not (0 <= point[0] < height and 0 <= point[1] < width):
+            raise ValueError(f"--style-point {point[0]:g},{point[1]:g} lies outside the style image {args.style} "
+                             f"({height} × {width} px; y must be in [0, {height}), x in [0, {width}))")
+    model = _load_swap(args.model, args.device)
+    patch = model.config.patch_size
+    for role, path in (("anatomy", args.anatomy), ("style", args.style)):
+        height, width = images[role].shape[:2]
+        if height < patch or width < patch:
+            raise ValueError(f"{path}: the {role} image ({height} × {width} px) is smaller than one "
+                             f"{patch} × {patch} patch of the model {model.name}")
+    print(f"Model: {model.describe()}")
+    big = max(image.shape[0] * image.shape[1] for image in images.values())
+    if big > 4 * 2**20:
+        print(f"Encoding images of up to {big / 1e6:.0f} Mpx in {model.config.img_size} px tiles: this takes a "
+              "while ...", flush=True)
+    start = time.perf_counter()
+    anatomy = encode(model, images["anatomy"], args.overlap, name=f"anatomy image {args.anatomy}")
+    style_encoded = None
+    if point is None or args.reconstructions:
+        style_encoded = encode(model, images["style"], args.overlap, name=f"style image {args.style}")
+    if point is None:
+        style = mean_style(style_encoded)
+        how = f"the mean style of {args.style}"
+    else:
+        style = point_style(model, images["style"], *point)
+        how = f"the style of the patch at (y {point[0]:g}, x {point[1]:g}) of {args.style}"
+    written = [save_png(out, render(model, anatomy, style))]
+    print(f"wrote {out}: the anatomy of {args.anatomy} with {how} ({time.perf_counter() - start:.2f} s)")
+    if args.reconstructions:
+        from skimage.metrics import peak_signal_noise_ratio
+
+        stem = out.with_suffix("")
+        for label, path, encoded in (("anatomy", args.anatomy, anatomy), ("style", args.style, style_encoded)):
+            recon = reconstruct(model, encoded)
+            target = out.with_name(f"{stem.name}_recon_{label}{out.suffix}")
+            written.append(save_png(target, recon))
+            psnr = peak_signal_noise_ratio(images[label], recon, data_range=255)
+            print(f"wrote {target}: {path} re-synthesized from its own anatomy and style (PSNR {psnr:.2f} dB)")
+        reverse = out.with_name(f"{stem.name}_reverse{out.suffix}")
+        written.append(save_png(reverse, render(model, style_encoded, mean_style(anatomy))))
+        print(f"wrote {reverse}: the reverse swap, the anatomy of {args.style} with the mean style of {args.anatomy}")
+    return 0
+
+
+def _swap_interrupted(out: Path, before: tuple[int, int] | None, resumed: bool) -> str:
+    """What survives a Ctrl-C of ``swap-train``: the last checkpoint this run wrote, or what was there before."""
+    from .core.swap_model import read_swap_file
+
+    if _file_state(out) not in (None, before):
+        where = ""
+        try:
+            state = read_swap_file(out).get("training", {})
+            where = f" (step {state['step']} of {state['steps']})"
+        except (ValueError, OSError, KeyError):
+            pass
+        return (f"interrupted: the last checkpoint {out}{where} is intact; to continue, run the same command "
+                "(same images) with --resume")
+    if resumed:
+        return f"interrupted before this run wrote a checkpoint: {out} is unchanged; --resume continues it"
+    if before is not None:
+        return f"interrupted before the first checkpoint of this run: nothing saved, {out} is unchanged"
+    return "interrupted before the first checkpoint: nothing was saved (see --checkpoint-every)"
+
+
+def _swap_train(args: argparse.Namespace) -> int:
+    from .core.progress import run
+    from .core.swap_model import DEFAULT_MODEL, default_model_path, read_swap_file
+    from .core.swap_training import SwapTrainSettings, train_swap
+    from .core.training import format_seconds
+    from .io.histology import read_histology
+    from .models.dgm import PRESETS, ViTConfig
+
+    out = Path(args.out)
+    inputs = {Path(path).resolve() for path in args.images}
+    if out.resolve() in inputs:
+        raise ValueError(f"{out}: --out must not overwrite a training image")
+    defaults = SwapTrainSettings()
+    resume = None
+    init = args.init
+    config = PRESETS[args.preset]
+    if args.resume:
+        if out.exists():
+            stored = read_swap_file(out)  # fails clearly for a file that is not an anatomy/style model
+            state = stored.get("training")
+            if state is None:
+                done = stored.get("card", {}).get("steps", "?")
+                raise ValueError(
+                    f"{out}: a finished model ({done} steps) without training state: there is nothing to resume. To "
+                    f"train it further, fine-tune it: --init {out} --steps N (with --out {out} or a new file)"
+                )
+            resume = out
+            saved = state["settings"]
+            config = ViTConfig(**stored["config"])
+            print(f"Resuming {out} at step {state['step']} of {state['steps']} with the run's own settings (batch "
+                  f"{saved['batch_size']}, lr {saved['lr']:g}, {saved['num_mixes']} mixes, checkpoint every "
+                  f"{saved['checkpoint_every']}, seed {saved['seed']}; only --device and a larger --steps apply)")
+            if args.steps is not None and args.steps < state["steps"]:
+                print(f"  note: --steps {args.steps} is below the run's {state['steps']} steps; it runs to "
+                      f"{state['steps']}")
+        else:
+            print(f"Nothing to resume at {out} yet: starting a new run.")
+    elif init is not None:
+        source = default_model_path() if init == DEFAULT_MODEL else Path(init)
+        if init == DEFAULT_MODEL and not source.is_file():
+            raise FileNotFoundError(f"the shipped anatomy/style model is missing from the installation ({source}); "
+                                    "reinstall napari-domaingen or pass --init PATH")
+        config = ViTConfig(**read_swap_file(source)["config"])  # fails early for a file that is not a model
+        print(f"Fine-tuning {init}: its encoder and normalisation, with the images, steps and lr given here")
+    steps = args.steps if args.steps is not None else (1 if resume else defaults.steps)
+    settings = SwapTrainSettings(
+        preset=args.preset, steps=steps, batch_size=args.batch, num_mixes=args.mixes, lr=args.lr,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
+    )
+    settings.check()
+    print(f"Reading {len(args.images)} training image(s) ...", flush=True)
+    images, names = [], []
+    for path in args.images:
+        image = read_histology(path)
+        height, width = image.data.shape[:2]
+        note = f", reduced {image.downsamples[0]:g}× (too large to load whole)" if image.downsamples[0] != 1 else ""
+        print(f"  {path}: {height} × {width} px{note}")
+        if min(height, width) < config.img_size:
+            print(f"  warning: {path} is smaller than the model's {config.img_size} px tile; its crops are padded "
+                  "by reflection")
+        images.append(image.data)
+        names.append(Path(path).name)
+    before = _file_state(out)
+    printer = None if args.quiet else _TrainPrinter()
+    try:
+        result = run(train_swap(images, out, settings, init=None if resume else init, resume=resume, names=names,
+                                card={"training_images": names}), printer)
+    except KeyboardInterrupt:
+        print(f"domaingen swap-train: {_swap_interrupted(out, before, resume is not None)}", file=sys.stderr)
+        return 130
+    except FloatingPointError as exc:  # a diverging loss: the core's message says what to do
+        raise RuntimeError(str(exc)) from None
+    history = result.history
+    c = config
+    losses = ", ".join(f"{key} {history[key][-1]:.4f}" for key in ("reconstruction", "anatomy", "characteristics")
+                       if history.get(key))
+    print(f"wrote {result.checkpoint}: ViT {c.img_size} px tiles, patch {c.patch_size}, {c.embed_dim}-d tokens, "
+          f"depth {c.depth}")
+    if history.get("loss"):
+        print(f"  {result.steps} steps, final loss {history['loss'][-1]:.4f} ({losses}); "
+              f"{format_seconds(result.seconds)}")
+    print(f"  swap with: domaingen swap ANATOMY.png STYLE.png --model {result.checkpoint} --out OUT.png")
+    return 0
+
+
 def _add_feature_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that extracts features."""
     from .core.features import LAYER_DESCRIPTIONS
@@ -622,6 +854,72 @@ def _add_segment_parser(commands) -> None:
     seg.set_defaults(func=_segment)
 
 
+def _add_swap_parsers(commands) -> None:
+    from .core.swap import DEFAULT_OVERLAP
+    from .core.swap_training import SwapTrainSettings
+    from .models.dgm import PRESETS
+
+    sw = commands.add_parser(
+        "swap",
+        help="anatomy/style swap (DGM-DR) of two 2D histology images",
+        description="Render the tissue (anatomy) of ANATOMY with the stain look (style) of STYLE, with a DGM-DR "
+        "anatomy/style model: the style of one patch of STYLE (--style-point) or its mean style (default). Any "
+        "image `domaingen` reads (PNG, JPEG, TIFF incl. 16-bit, RGBA, grayscale, SVS). Large images are tiled "
+        "with overlapping, Gaussian-blended tiles of the model's size. The output has ANATOMY's size.",
+    )
+    sw.add_argument("anatomy", metavar="ANATOMY", help="image whose tissue is kept")
+    sw.add_argument("style", metavar="STYLE", help="image whose stain look is applied")
+    sw.add_argument("--out", required=True, metavar="OUT.png", help="output image (.png, .tif, .jpg)")
+    sw.add_argument("--model", default="default", metavar="PATH",
+                    help="anatomy/style model file (default: the shipped model, 'default')")
+    which = sw.add_mutually_exclusive_group()
+    which.add_argument("--style-point", metavar="Y,X",
+                       help="use the style of the patch under this pixel of STYLE (row, column)")
+    which.add_argument("--style", dest="style_mode", choices=["mean"],
+                       help="mean: the mean style over all of STYLE (default)")
+    sw.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+                    help=f"tile overlap for images larger than a tile (default: {DEFAULT_OVERLAP:g})")
+    sw.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    sw.add_argument("--reconstructions", action="store_true",
+                    help="also write OUT_recon_anatomy / OUT_recon_style (each image from its own anatomy and style, "
+                    "with their PSNR) and OUT_reverse (STYLE's anatomy with ANATOMY's mean style)")
+    sw.set_defaults(func=_swap)
+
+    d = SwapTrainSettings()
+    st = commands.add_parser(
+        "swap-train",
+        help="train, fine-tune or resume a DGM-DR anatomy/style model on 2D histology images",
+        description="Train a DGM-DR anatomy/style model on random crops (with flips and 90° rotations) of IMAGES "
+        "with the paper's losses (reconstruction, anatomy and characteristics consistency over num-mixes style "
+        "mixes). The model file is written atomically every --checkpoint-every steps and at the end; Ctrl-C keeps "
+        "the last one and --resume continues it exactly.",
+    )
+    st.add_argument("images", nargs="+", metavar="IMAGE", help="training images (PNG, JPEG, TIFF, SVS, ...)")
+    st.add_argument("--out", required=True, metavar="MODEL.pt", help="model file to write (and to --resume)")
+    start = st.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the interrupted run saved in --out (its own settings; a larger --steps "
+                       "extends it); starts a new run when --out does not exist yet")
+    start.add_argument("--init", metavar="PATH|default",
+                       help="fine-tune this model ('default': the shipped one) with the settings given here")
+    st.add_argument("--preset", choices=list(PRESETS), default=d.preset,
+                    help="encoder size of a new model: small (64 px tiles, 2.7M parameters, CPU-friendly) or paper "
+                    f"(ViT-B/16 at 224 px) (default: {d.preset})")
+    st.add_argument("--steps", type=int, default=None,
+                    help=f"training steps (default: {d.steps}; with --resume: the run's own)")
+    st.add_argument("--batch", type=int, default=d.batch_size, help=f"crops per step (default: {d.batch_size})")
+    st.add_argument("--lr", type=float, default=d.lr,
+                    help=f"AdamW learning rate, warm-up then cosine to 0 (default: {d.lr:g})")
+    st.add_argument("--mixes", type=int, default=d.num_mixes,
+                    help=f"style mixes per image and step (default: {d.num_mixes}, as the paper)")
+    st.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N",
+                    help=f"write the model every N steps and at the end (default: {d.checkpoint_every})")
+    st.add_argument("--seed", type=int, default=d.seed, help=f"seeds every random draw (default: {d.seed})")
+    st.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    st.add_argument("--quiet", action="store_true", help="no progress lines")
+    st.set_defaults(func=_swap_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="domaingen",
@@ -644,6 +942,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(commands)
     _add_segment_parser(commands)
+    _add_swap_parsers(commands)
 
     from .io.intensity import CT_WINDOWS
 
