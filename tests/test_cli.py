@@ -108,6 +108,20 @@ def test_features_command_offline_says_where_to_put_the_weights(tmp_path, capsys
     assert not (tmp_path / "f.nii.gz").exists()
 
 
+def test_pretrain_extractor_then_use_it(tmp_path, capsys):
+    model = tmp_path / "mine.pt"
+    tiny = ["--width", "4", "--crop", "32", "--batch", "1", "--voxels", "128", "--checkpoint-every", "2"]
+    assert main(["pretrain-extractor", "--out", str(model), "--steps", "3", *tiny, "--quiet"]) == 0
+    assert f"wrote {model}: AnatomixUNet width 4, 3 steps" in capsys.readouterr().out
+    # finished: nothing to resume
+    assert main(["pretrain-extractor", "--out", str(model), "--resume", "--steps", "4", "--quiet"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    image = _small_volume(tmp_path)
+    out = tmp_path / "f.nii.gz"
+    assert main(["features", str(image), "--out", str(out), "--weights", str(model), "--quiet"]) == 0
+    assert nib.load(str(out)).shape[:3] == nib.load(str(image)).shape
+
+
 def test_features_command_refuses_a_bad_checkpoint(tmp_path, capsys):
     image = _small_volume(tmp_path)
     bogus = tmp_path / "model.pth"

@@ -11,6 +11,8 @@ Subcommands:
   convert    a DICOM series (folder, zip or one of its files) → NIfTI with the right affine.
   swap       DGM-DR anatomy/style swap of two 2D histology images: ANATOMY rendered with STYLE's stain look.
   swap-train train, fine-tune or resume a DGM-DR anatomy/style model on 2D histology images.
+  pretrain-extractor
+             pretrain a stable 3D feature extractor on synthetic label ensembles (anatomix's recipe, small).
 """
 
 from __future__ import annotations
@@ -742,6 +744,50 @@ def _swap_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_extractor(args: argparse.Namespace) -> int:
+    from .core.pretrain import PretrainSettings, pretrain, shippable
+    from .core.progress import run
+    from .core.training import format_seconds
+    from .models.checkpoints import read_checkpoint
+
+    out = Path(args.out)
+    resume = None
+    if args.resume:
+        if out.exists():
+            state = read_checkpoint(out).get("training")
+            if state is None:
+                raise ValueError(f"{out}: a finished extractor without training state: there is nothing to resume")
+            resume = out
+            print(f"Resuming {out} at step {state['step']} of {state['steps']} with the run's own settings (only "
+                  "--device and a larger --steps apply)")
+        else:
+            print(f"Nothing to resume at {out} yet: starting a new run.")
+    settings = PretrainSettings(
+        ngf=args.width, crop=args.crop, batch_size=args.batch, voxels=args.voxels, lr=args.lr,
+        tissue_fraction=args.tissue_fraction, steps=args.steps, checkpoint_every=args.checkpoint_every,
+        seed=args.seed, device=args.device,
+    )
+    settings.check()
+    before = _file_state(out)
+    try:
+        result = run(pretrain(out, settings, resume=resume), None if args.quiet else _TrainPrinter())
+    except KeyboardInterrupt:
+        after = _file_state(out)
+        kept = ("the last checkpoint in " + str(out) + " is intact; continue it with --resume"
+                if after is not None and after != before else "no checkpoint was written yet")
+        print(f"domaingen pretrain-extractor: interrupted; {kept}", file=sys.stderr)
+        return 130
+    except FloatingPointError as exc:
+        raise RuntimeError(str(exc)) from None
+    path = shippable(result.checkpoint, out)
+    final = result.history["loss"][-1] if result.history.get("loss") else float("nan")
+    print(f"wrote {path}: AnatomixUNet width {settings.ngf}, {result.steps} steps, final loss {final:.4f}, "
+          f"{format_seconds(result.seconds)}")
+    print(f"  use it with: domaingen features IMAGE.nii.gz --weights {path} --out FEATURES.nii.gz "
+          "(or the file field of the feature widgets)")
+    return 0
+
+
 def _add_feature_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that extracts features."""
     from .core.features import LAYER_DESCRIPTIONS
@@ -920,6 +966,40 @@ def _add_swap_parsers(commands) -> None:
     st.set_defaults(func=_swap_train)
 
 
+def _add_pretrain_parser(commands) -> None:
+    from .core.pretrain import PretrainSettings
+
+    p = PretrainSettings()
+    pre = commands.add_parser(
+        "pretrain-extractor",
+        help="pretrain a stable 3D feature extractor on synthetic label ensembles (anatomix's recipe, small scale)",
+        description="Pretrain an AnatomixUNet with anatomix's recipe at small scale: random label maps (warped "
+        "Voronoi cells and ellipsoids, and MNI152 tissue crops with lesions), two random contrasts of each, and a "
+        "voxel-wise supervised contrastive loss. The file is written atomically every --checkpoint-every steps; "
+        "Ctrl-C keeps the last one and --resume continues it exactly. The finished file loads like the anatomix "
+        "weights: --weights OUT in the other commands.",
+    )
+    pre.add_argument("--out", required=True, metavar="MODEL.pt", help="extractor file to write (and to --resume)")
+    pre.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
+    pre.add_argument("--steps", type=int, default=p.steps, help=f"training steps (default: {p.steps})")
+    pre.add_argument("--width", type=int, default=p.ngf, help=f"channels of the first level (default: {p.ngf}; "
+                     "anatomix uses 16)")
+    pre.add_argument("--crop", type=int, default=p.crop, help=f"label-map side in voxels (default: {p.crop})")
+    pre.add_argument("--batch", type=int, default=p.batch_size,
+                     help=f"label maps per step, two views each (default: {p.batch_size})")
+    pre.add_argument("--voxels", type=int, default=p.voxels,
+                     help=f"voxels sampled per view for the loss (default: {p.voxels})")
+    pre.add_argument("--tissue-fraction", type=float, default=p.tissue_fraction,
+                     help=f"share of MNI152 tissue label maps (default: {p.tissue_fraction})")
+    pre.add_argument("--lr", type=float, default=p.lr, help=f"AdamW learning rate, cosine to 0 (default: {p.lr:g})")
+    pre.add_argument("--checkpoint-every", type=int, default=p.checkpoint_every, metavar="N",
+                     help=f"write the file every N steps and at the end (default: {p.checkpoint_every})")
+    pre.add_argument("--seed", type=int, default=p.seed, help=f"seeds every random draw (default: {p.seed})")
+    pre.add_argument("--device", default=p.device, help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    pre.add_argument("--quiet", action="store_true", help="no progress lines")
+    pre.set_defaults(func=_pretrain_extractor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="domaingen",
@@ -943,6 +1023,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(commands)
     _add_segment_parser(commands)
     _add_swap_parsers(commands)
+    _add_pretrain_parser(commands)
 
     from .io.intensity import CT_WINDOWS
 
