@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -303,18 +303,22 @@ def _labelled(image_path: str, label_path: str, clip: tuple[float, float] | None
         raise ValueError(f"{exc} (labels: {label_path})") from None
 
 
+def _kept_step(out: str | Path, read: Callable[[str | Path], dict]) -> str:
+    """`` (step k of n)`` of the training state in checkpoint ``out`` (read with ``read``), or ``""``."""
+    try:
+        state = read(out).get("training", {})
+        return f" (step {state['step']} of {state['steps']})"
+    except (ValueError, OSError, KeyError):
+        return ""
+
+
 def _interrupted(out: str, before: tuple[int, int] | None, resume: str | None) -> str:
     """What survives a Ctrl-C: the last checkpoint this run wrote, or what was there before."""
     from .core.maskgen import read_model_file
 
     again = "run the same command (same --image/--label) with"
     if _file_state(out) not in (None, before):
-        where = ""
-        try:
-            state = read_model_file(out).get("training", {})
-            where = f" (step {state['step']} of {state['steps']})"
-        except (ValueError, OSError, KeyError):
-            pass
+        where = _kept_step(out, read_model_file)
         return (f"interrupted: the last checkpoint {out}{where} is intact; to continue, {again} --resume {out}")
     if resume:
         return (f"interrupted before this run wrote a checkpoint: {resume} is unchanged; to continue, {again} "
@@ -644,12 +648,7 @@ def _swap_interrupted(out: Path, before: tuple[int, int] | None, resumed: bool) 
     from .core.swap_model import read_swap_file
 
     if _file_state(out) not in (None, before):
-        where = ""
-        try:
-            state = read_swap_file(out).get("training", {})
-            where = f" (step {state['step']} of {state['steps']})"
-        except (ValueError, OSError, KeyError):
-            pass
+        where = _kept_step(out, read_swap_file)
         return (f"interrupted: the last checkpoint {out}{where} is intact; to continue, run the same command "
                 "(same images) with --resume")
     if resumed:
@@ -772,9 +771,8 @@ def _pretrain_extractor(args: argparse.Namespace) -> int:
     try:
         result = run(pretrain(out, settings, resume=resume), None if args.quiet else _TrainPrinter())
     except KeyboardInterrupt:
-        after = _file_state(out)
-        kept = ("the last checkpoint in " + str(out) + " is intact; continue it with --resume"
-                if after is not None and after != before else "no checkpoint was written yet")
+        kept = (f"the last checkpoint {out}{_kept_step(out, read_checkpoint)} is intact; continue it with --resume"
+                if _file_state(out) not in (None, before) else "no checkpoint was written yet")
         print(f"domaingen pretrain-extractor: interrupted; {kept}", file=sys.stderr)
         return 130
     except FloatingPointError as exc:

@@ -12,6 +12,13 @@ from ..core.features import LAYER_DESCRIPTIONS
 from ..models.weights import available_weights
 
 
+def file_value(value: Any) -> Path | None:
+    """A ``FileEdit`` value as a path (``~`` expanded), ``None`` when the field is empty."""
+    if value is None or str(value).strip() in ("", "."):
+        return None
+    return Path(value).expanduser()
+
+
 class ExtractorChoice:
     """Which frozen extractor to run: a registry name or a local ``.pth`` (the file wins), and which features."""
 
@@ -27,9 +34,9 @@ class ExtractorChoice:
 
     def choice(self) -> tuple[str, str]:
         """(what to load, short name for layer titles)."""
-        path = self.weights_file.value
-        if path is not None and str(path).strip() not in ("", "."):
-            return str(path), Path(path).stem
+        path = file_value(self.weights_file.value)
+        if path is not None:
+            return str(path), path.stem
         return str(self.weights.value), str(self.weights.value)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from magicgui.widgets import Label, PushButton
+from magicgui.widgets import Label, ProgressBar, PushButton
 
 from ..core.progress import Cancelled, Progress
 
@@ -39,6 +39,12 @@ def _guarded(job: Generator[Progress, None, Any], cancel: Callable[[], bool]) ->
     if cancel():
         return JobOutcome(cancelled=True)
     return JobOutcome(value=value)
+
+
+def show_fraction(bar: ProgressBar, update: Progress) -> None:
+    """Move a progress bar to the ``fraction`` of a progress dict (clamped to [0, 1]; no fraction: unchanged)."""
+    if "fraction" in update:
+        bar.value = round(bar.max * min(1.0, max(0.0, float(update["fraction"]))))
 
 
 def show_problem(status: Label, message: str) -> None:

@@ -22,7 +22,7 @@ from ..core.stability import require_same_grid
 from ..io.geometry import resample_to_grid
 from ..models.weights import REGISTRY
 from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
-from ._choices import ExtractorChoice, volume_layers
+from ._choices import ExtractorChoice, file_value, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 
 if TYPE_CHECKING:
@@ -201,8 +201,7 @@ class CompareRepresentationsWidget(QWidget):
 
     def _on_weights(self, _value: Any = None) -> None:
         """Channel spin boxes up to the model's channel count (unknown for a file: up to 64)."""
-        path = self._weights_file.value
-        spec = None if path is not None and str(path).strip() not in ("", ".") else REGISTRY.get(self._weights.value)
+        spec = None if file_value(self._weights_file.value) is not None else REGISTRY.get(self._weights.value)
         top = int(spec.config.get("out_channels", MAX_CHANNELS)) - 1 if spec is not None else MAX_CHANNELS - 1
         for box in self._channels:
             box.max = top

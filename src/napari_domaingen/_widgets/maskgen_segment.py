@@ -21,7 +21,7 @@ from ..core.device import available_devices
 from ..core.maskgen import ModelCompatibilityError, ModelSpec, extractor_location, read_model_file
 from ..core.segment import SegmentSettings, Segmentation, segment
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
-from ._choices import follow_layer_list, volume_layers
+from ._choices import file_value, follow_layer_list, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from .maskgen_train import latest_checkpoint
 
@@ -134,10 +134,7 @@ class MaskGenSegmentWidget(QWidget):
     # ------------------------------------------------------------------------------------------- model
 
     def _model_path(self) -> Path | None:
-        value = self._model.value
-        if value is None or str(value).strip() in ("", "."):
-            return None
-        return Path(value).expanduser()
+        return file_value(self._model.value)
 
     def _on_model(self, _value: Any = None) -> None:
         """Read the chosen checkpoint and describe it (or say why it is not a model)."""
@@ -175,8 +172,8 @@ class MaskGenSegmentWidget(QWidget):
 
     def settings(self) -> SegmentSettings:
         """The settings the controls describe."""
-        weights = self._weights_file.value
-        weights = None if weights is None or str(weights).strip() in ("", ".") else str(Path(weights).expanduser())
+        weights = file_value(self._weights_file.value)
+        weights = None if weights is None else str(weights)
         return SegmentSettings(
             overlap=float(self._overlap.value),
             feature_mode=self._feature_mode.value,

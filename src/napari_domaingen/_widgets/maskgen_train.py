@@ -64,8 +64,8 @@ from ..core.segmentation_data import (
 from ..core.training import format_seconds
 from ..io.geometry import same_grid
 from ..models.segunet import PRESETS
-from ._choices import ExtractorChoice, follow_layer_list, volume_layers
-from ._jobs import JobRunner, cancelled_training_message, set_status, show_problem
+from ._choices import ExtractorChoice, file_value, follow_layer_list, volume_layers
+from ._jobs import JobRunner, cancelled_training_message, set_status, show_fraction, show_problem
 from ._loss_plot import LossPlot
 from .compare import layer_display_affine
 
@@ -424,7 +424,7 @@ class MaskGenTrainWidget(QWidget):
 
     def add_file_pair(self, _value: Any = None) -> None:
         """Read, check and add the NIfTI (image, labels) file pair chosen above."""
-        paths = [_path_or_none(self._image_file.value), _path_or_none(self._labels_file.value)]
+        paths = [file_value(self._image_file.value), file_value(self._labels_file.value)]
         if None in paths:
             self._show_problem("choose an image file and its labels file (NIfTI) first")
             return
@@ -531,7 +531,7 @@ class MaskGenTrainWidget(QWidget):
         if not pairs:
             self._show_problem("add an (image, labels) pair: a 3D image layer and its 3D labels layer")
             return
-        out = _path_or_none(self._output.value)
+        out = file_value(self._output.value)
         if out is None:
             self._show_problem("choose where to save the model ('save model to')")
             return
@@ -539,7 +539,7 @@ class MaskGenTrainWidget(QWidget):
         if resume is not None and not resume.is_file():
             self._show_problem(f"nothing to resume: {resume} does not exist")
             return
-        init = None if resume is not None else _path_or_none(self._init.value)
+        init = None if resume is not None else file_value(self._init.value)
         if init is not None and not init.is_file():
             self._show_problem(f"the model to start from does not exist: {init}")
             return
@@ -591,8 +591,7 @@ class MaskGenTrainWidget(QWidget):
 
     def _on_progress(self, update: Progress) -> None:
         """A progress dict of the running job → plot, checkpoint line, CPU cost line."""
-        if "fraction" in update:
-            self._progress.value = round(self._progress.max * min(1.0, max(0.0, float(update["fraction"]))))
+        show_fraction(self._progress, update)
         if (update.get("history") or {}).get("loss"):  # a resumed run: its losses so far
             self.plot.reset(update["history"], int(update.get("steps", 1)))
         elif update.get("stage") == "train" and int(update.get("steps", 0)) not in (0, self.plot.total_steps):
@@ -627,10 +626,3 @@ class MaskGenTrainWidget(QWidget):
             f"done: {result.steps_done} steps in {format_seconds(result.seconds)}, final loss "
             f"{result.final_loss:.4f}; model saved to {result.checkpoint} (use it in MaskGen — segment)",
         )
-
-
-def _path_or_none(value: Any) -> Path | None:
-    """A FileEdit value as a path, ``None`` when empty."""
-    if value is None or str(value).strip() in ("", "."):
-        return None
-    return Path(value).expanduser()

@@ -64,7 +64,8 @@ from ..core.swap_model import (
 )
 from ..core.swap_training import SwapTrainResult, SwapTrainSettings, train_swap
 from ..core.training import format_seconds
-from ._jobs import JobRunner, cancelled_training_message, set_status, show_problem
+from ._choices import file_value
+from ._jobs import JobRunner, cancelled_training_message, set_status, show_fraction, show_problem
 from ._loss_plot import LossPlot
 
 if TYPE_CHECKING:
@@ -448,10 +449,7 @@ class SwapWidget(QWidget):
         return [(MODEL_CHOICES[key], key) for key in keys]
 
     def _file_value(self) -> Path | None:
-        value = self._model_file.value
-        if value is None or str(value).strip() in ("", "."):
-            return None
-        return Path(value).expanduser()
+        return file_value(self._model_file.value)
 
     def model_source(self) -> str:
         """What the model choice points at: ``"default"`` or a file path; ``ValueError`` saying what is missing."""
@@ -744,7 +742,7 @@ class SwapWidget(QWidget):
         set_status(self._status, text)
 
     def _on_swap_progress(self, update: Progress) -> None:
-        self._progress.value = round(self._progress.max * min(1.0, max(0.0, float(update.get("fraction", 0.0)))))
+        show_fraction(self._progress, {"fraction": 0.0, **update})
 
     def _on_swapped(self, outcome: SwapOutcome) -> None:
         """Cache what the run computed and add / update the output layers."""
@@ -851,11 +849,10 @@ class SwapWidget(QWidget):
         except ValueError as err:
             show_problem(self._ft_status, str(err))
             return
-        value = self._ft_output.value
-        if value is None or str(value).strip() in ("", "."):
+        out = file_value(self._ft_output.value)
+        if out is None:
             show_problem(self._ft_status, "choose where to save the fine-tuned model ('save model to')")
             return
-        out = Path(value).expanduser()
         inputs = [(layer.name, layer.data) for layer in layers]
         self._train_info = {"out": out, "step": 0, "steps": settings.steps, "kept_step": None}
         self.plot.prepare(settings.steps)
@@ -882,8 +879,7 @@ class SwapWidget(QWidget):
         set_status(self._ft_status, text)
 
     def _on_train_progress(self, update: Progress) -> None:
-        if "fraction" in update:
-            self._ft_progress.value = round(self._ft_progress.max * min(1.0, max(0.0, float(update["fraction"]))))
+        show_fraction(self._ft_progress, update)
         if update.get("stage") == "train" and "loss" in update:
             self._train_info["step"] = int(update["step"])
             if not self.plot.steps and math.isfinite(float(update["loss"])):

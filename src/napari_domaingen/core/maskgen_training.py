@@ -46,7 +46,7 @@ from .maskgen import (
 from .progress import Cancelled, Progress
 from .segment import predict_logits
 from .segmentation_data import CropSampler, LabelledVolume, LabelMap, default_class_name
-from .training import StepClock, cosine_scheduler, format_seconds, seeded_torch, step_seed
+from .training import StepClock, checkpoint_due, cosine_scheduler, format_seconds, seeded_torch, step_seed
 
 __all__ = ["TrainResult", "TrainSettings", "resolve_preset", "train"]
 
@@ -321,7 +321,7 @@ def train(
             history["val"].append([done, dice])
             update = {**update, "stage": "validate", "val_dice": dice, "val_dice_per_class": per_class,
                       "message": f"step {done}: validation Dice {dice:.3f}"}
-        if done == settings.steps or (settings.checkpoint_every and done % settings.checkpoint_every == 0):
+        if checkpoint_due(done, settings.steps, settings.checkpoint_every):
             path = checkpoint(done)
             update = {**update, "checkpoint": str(path), "checkpoint_step": done}
         yield update

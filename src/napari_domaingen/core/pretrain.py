@@ -38,7 +38,7 @@ from ..models.anatomix import AnatomixUNet
 from ..models.checkpoints import atomic_save, read_checkpoint
 from .device import memory_format, resolve_device
 from .progress import Cancelled, Progress
-from .training import StepClock, cosine_scheduler, format_seconds, seeded_torch, step_seed
+from .training import StepClock, checkpoint_due, cosine_scheduler, format_seconds, seeded_torch, step_seed
 
 __all__ = [
     "PretrainResult",
@@ -422,7 +422,7 @@ def pretrain(
                    "message": f"re-estimating the batch-norm statistics on {settings.calibration_volumes} whole-brain "
                               "renders"}
             calibrate_batchnorm(model, settings)
-        if done == settings.steps or (settings.checkpoint_every and done % settings.checkpoint_every == 0):
+        if checkpoint_due(done, settings.steps, settings.checkpoint_every):
             path = checkpoint(done)
             update = {**update, "checkpoint": str(path), "checkpoint_step": done}
         yield update

@@ -33,7 +33,7 @@ from .device import resolve_device
 from .progress import Cancelled, Progress
 from .swap import as_rgb
 from .swap_model import CAMELYON_MEAN, CAMELYON_STD, SwapModel, load_swap_model, read_swap_file, save_swap_model
-from .training import StepClock, format_seconds, seeded_torch, step_seed
+from .training import StepClock, checkpoint_due, format_seconds, seeded_torch, step_seed
 
 __all__ = ["SwapTrainResult", "SwapTrainSettings", "swap_losses", "train_swap"]
 
@@ -267,7 +267,7 @@ def train_swap(
                        f"{values['reconstruction']:.4f}), {clock.seconds_per_step:.2f} s/step, "
                        f"{format_seconds(clock.eta(left))} left",
         }
-        if done == settings.steps or (settings.checkpoint_every and done % settings.checkpoint_every == 0):
+        if checkpoint_due(done, settings.steps, settings.checkpoint_every):
             path = checkpoint(done)
             update = {**update, "checkpoint": str(path), "checkpoint_step": done}
         yield update

@@ -20,13 +20,19 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["StepClock", "cosine_scheduler", "format_seconds", "seeded_torch", "step_seed"]
+__all__ = ["StepClock", "checkpoint_due", "cosine_scheduler", "format_seconds", "seeded_torch", "step_seed"]
 
 
 def step_seed(seed: int, step: int, stream: int = 0) -> int:
     """A 31-bit seed for the random draws of ``step`` of a run seeded with ``seed`` (``stream`` separates uses)."""
     value = (int(seed) * 1_000_003 + int(step) * 7_919 + int(stream) * 104_729) % (2**31 - 1)
     return value
+
+
+def checkpoint_due(done: int, steps: int, every: int) -> bool:
+    """Whether a run of ``steps`` steps writes its checkpoint after step ``done``: every ``every`` steps (0:
+    never in between) and always at the end."""
+    return done == steps or bool(every and done % every == 0)
 
 
 @contextlib.contextmanager
