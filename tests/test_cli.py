@@ -18,6 +18,19 @@ def test_help_lists_demo(capsys):
     assert "demo" in capsys.readouterr().out
 
 
+def test_every_command_prints_its_help(capsys):
+    from napari_domaingen.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    assert "pretrain-extractor" in commands
+    for name in commands:
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0, name
+        assert "usage:" in capsys.readouterr().out, name
+
+
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "napari_domaingen", "demo", "--help"], capture_output=True, text=True)
     assert result.returncode == 0

@@ -989,7 +989,9 @@ def _add_pretrain_parser(commands) -> None:
                      help=f"voxels sampled per view for the loss (default: {p.voxels})")
     pre.add_argument("--tissue-fraction", type=float, default=p.tissue_fraction,
                      help=f"share of MNI152 tissue label maps (default: {p.tissue_fraction})")
-    pre.add_argument("--lr", type=float, default=p.lr, help=f"AdamW learning rate, cosine to 0 (default: {p.lr:g})")
+    pre.add_argument("--lr", type=float, default=p.lr,
+                     help=f"AdamW learning rate: linear warm-up over the first {p.warmup_fraction * 100:g} %% of the steps, "
+                     f"then cosine to 0; gradients clipped to norm {p.grad_clip:g} (default: {p.lr:g})")
     pre.add_argument("--checkpoint-every", type=int, default=p.checkpoint_every, metavar="N",
                      help=f"write the file every N steps and at the end (default: {p.checkpoint_every})")
     pre.add_argument("--seed", type=int, default=p.seed, help=f"seeds every random draw (default: {p.seed})")

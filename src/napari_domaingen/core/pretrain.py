@@ -224,21 +224,24 @@ class PretrainSettings:
     """``ngf``/``out_channels``/``num_downs``: the AnatomixUNet (batch norm, max pooling, nearest upsampling);
     ``crop``: label-map side in voxels (a multiple of ``2**num_downs``); ``batch_size`` label maps per step, two
     views each; ``tissue_fraction``: share of label maps taken from MNI152 tissue (:func:`tissue_ensemble`), the
-    rest procedural (:func:`label_ensemble`); ``voxels``: voxels sampled per view for the loss; ``temperature``; AdamW ``lr``/``weight_decay``
-    with a per-step cosine schedule; ``checkpoint_every``; ``seed``; ``device``; ``calibration_volumes``: whole-brain
-    renders that re-estimate the batch-norm statistics at the end (:func:`calibrate_batchnorm`; 0: keep the
-    statistics of the training crops)."""
+    rest procedural (:func:`label_ensemble`); ``voxels``: voxels sampled per view for the loss; ``temperature``;
+    AdamW ``lr``/``weight_decay`` with a linear warm-up over ``warmup_fraction`` of the steps, then per-step cosine
+    decay; gradients clipped to norm ``grad_clip`` (0: off); ``checkpoint_every``; ``seed``; ``device``;
+    ``calibration_volumes``: whole-brain renders that re-estimate the batch-norm statistics at the end
+    (:func:`calibrate_batchnorm`; 0: keep the statistics of the training crops)."""
 
     ngf: int = 8
     out_channels: int = 16
     num_downs: int = 4
-    crop: int = 48
+    crop: int = 32
     batch_size: int = 2
     tissue_fraction: float = 0.5
     voxels: int = 1024
     temperature: float = 0.1
-    lr: float = 1e-4
+    lr: float = 1e-3
     weight_decay: float = 1e-5
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
     steps: int = 1000
     checkpoint_every: int = 50
     seed: int = 0
@@ -251,6 +254,9 @@ class PretrainSettings:
                              f"{2 ** (self.num_downs + 1)}")
         if self.steps < 1 or self.batch_size < 1 or self.voxels < 8:
             raise ValueError("steps and batch size must be at least 1, voxels at least 8")
+        if not 0.0 <= self.warmup_fraction < 1.0 or self.grad_clip < 0:
+            raise ValueError(f"warmup_fraction must be in [0, 1) and grad_clip at least 0, got "
+                             f"{self.warmup_fraction} and {self.grad_clip}")
         if not 0.0 <= self.tissue_fraction <= 1.0:
             raise ValueError(f"tissue_fraction must be in [0, 1], got {self.tissue_fraction}")
 
@@ -339,7 +345,8 @@ def pretrain(
         stored = read_checkpoint(resume)
         if not isinstance(stored, dict) or "training" not in stored:
             raise ValueError(f"{Path(resume).name} holds no pretraining state to resume")
-        saved = stored["training"]["settings"]
+        saved = {"warmup_fraction": 0.0, "grad_clip": 0.0,  # files from before these settings existed
+                 **stored["training"]["settings"]}
         settings = PretrainSettings(**{**saved, "steps": max(settings.steps, saved["steps"]),
                                        "device": settings.device})
     settings.check()
@@ -351,7 +358,8 @@ def pretrain(
         model.load_state_dict(stored["state_dict"])
     model = model.to(device=device, memory_format=layout).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = cosine_scheduler(optimizer, settings.steps)
+    warmup = int(settings.warmup_fraction * settings.steps)
+    scheduler = cosine_scheduler(optimizer, settings.steps, warmup_steps=warmup)
     history: dict[str, list] = {"loss": [], "lr": []}
     first_step = 0
     if stored is not None:
@@ -403,6 +411,8 @@ def pretrain(
             raise FloatingPointError(f"the loss became {loss.item()} at step {step + 1}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()

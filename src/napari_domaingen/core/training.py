@@ -44,9 +44,20 @@ def seeded_torch(seed: int) -> Iterator[None]:
         yield
 
 
-def cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step cosine decay from the optimizer's lr to 0 over ``total_steps`` (call ``.step()`` after every step)."""
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total_steps)), eta_min=0.0)
+def cosine_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step cosine decay from the optimizer's lr to 0 over ``total_steps`` (call ``.step()`` after every step);
+    with ``warmup_steps``, the lr first rises linearly from ``lr / warmup_steps`` to ``lr`` over that many steps."""
+    total = max(1, int(total_steps))
+    if warmup_steps <= 0:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
+    warmup = int(warmup_steps)
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def format_seconds(seconds: float) -> str:
