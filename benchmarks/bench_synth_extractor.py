@@ -5,15 +5,18 @@ T1 vs FLAIR and T1 vs T2, from ../shared/data/mri), on the voxels inside both br
 for every row), prints the linear CKA of
 
 * the features of ``--weights`` (e.g. a file written by ``domaingen pretrain-extractor``),
-* the same architecture with random weights (``--random-seeds`` seeds; mean and range), as initialised by
-  PyTorch and with its batch-norm statistics calibrated like a pretrained one (``random+cal``),
-* raw intensities (1 column; = squared Pearson correlation) and 3×3×3 intensity patches (27 columns).
+* the same architecture (read from the ``--weights`` file) with random weights (``--random-seeds`` seeds; mean
+  and range) as initialised by PyTorch, and — for a batch-norm network — with its batch-norm statistics
+  re-estimated on whole-brain renders as pretraining does at the end (``random+cal``),
+* raw intensities (1 column; = squared Pearson correlation) and 3×3×3 intensity patches (27 columns),
+* the **silhouette control**: the CKA between the features of T1 and the features of the brain mask itself
+  (a flat image, 1 inside the brain, 0 outside). A high cross-contrast CKA means little if the features only
+  encode the brain's outline, which every contrast shares; an extractor that sees anatomy keeps its
+  cross-contrast CKA above its silhouette CKA.
 
 Features go through the product's pipeline (min-max input, whole volume, instance normalisation, fp32).
 
-    python benchmarks/bench_synth_extractor.py --weights MODEL.pt [--random-seeds 3] [--json out.json]
-
-The random baselines use the architecture of ``PretrainSettings()`` (width 8, 16 channels).
+    python benchmarks/bench_synth_extractor.py --weights MODEL.pt [MODEL2.pt …] [--random-seeds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from napari_domaingen.core.progress import run  # noqa: E402
 from napari_domaingen.core.stability import compare  # noqa: E402
 from napari_domaingen.io.nifti import read_nifti  # noqa: E402
 from napari_domaingen.models.anatomix import AnatomixUNet  # noqa: E402
-
-SYNTH_CONFIG = PretrainSettings().network()
+from napari_domaingen.models.checkpoints import read_checkpoint  # noqa: E402
+from napari_domaingen.models.weights import resolve_weights  # noqa: E402
 
 MRI = SHARED / "data" / "mri"
 PAIRS = {
@@ -50,15 +53,15 @@ PAIRS = {
 }
 
 
-def random_weights(folder: Path, seed: int, calibrated: bool) -> str:
-    """A file holding the ``PretrainSettings()`` architecture with freshly initialised weights (PyTorch defaults); with
+def random_weights(folder: Path, config: dict, seed: int, calibrated: bool) -> str:
+    """A file holding the ``config`` architecture with freshly initialised weights (PyTorch defaults); with
     ``calibrated``, its batch-norm statistics re-estimated as :func:`pretrain` does at the end."""
     torch.manual_seed(seed)
-    model = AnatomixUNet(**SYNTH_CONFIG)
+    model = AnatomixUNet(**config)
     if calibrated:
-        calibrate_batchnorm(model, PretrainSettings())
+        calibrate_batchnorm(model, PretrainSettings(num_downs=config["num_downs"]))
     path = folder / f"random-{seed}{'-calibrated' if calibrated else ''}.pt"
-    torch.save({"state_dict": model.state_dict(), "config": dict(SYNTH_CONFIG)}, path)
+    torch.save({"state_dict": model.state_dict(), "config": dict(config)}, path)
     return str(path)
 
 
@@ -69,44 +72,64 @@ def features(image: np.ndarray, weights: str, cache: FeatureCache) -> np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, help="extractor checkpoint path (or a registry name)")
+    parser.add_argument("--weights", required=True, nargs="+",
+                        help="extractor checkpoint path(s) or registry name(s), all of one architecture")
     parser.add_argument("--random-seeds", type=int, default=3)
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; extractor: {args.weights}")
+    configs = [dict(read_checkpoint(resolve_weights(w))["config"]) for w in args.weights]
+    config = configs[0]
+    if any(c != config for c in configs):
+        sys.exit("--weights: every file must have the same architecture (one set of random baselines)")
+    baselines = ["random"] + (["random_cal"] if config.get("norm", "batch") == "batch" else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; architecture {config}")
+    models = {Path(w).stem: w for w in args.weights}
+    width = max(12, *(len(m) + 2 for m in models))
     rows = []
-    header = (f"{'case':<22}{'pair':<12}{'ours':>8}{'random (mean [min, max])':>28}{'random+cal':>28}"
-              f"{'intensity':>11}{'3³ patch':>10}{'voxels':>9}")
-    print(header)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        randoms = [random_weights(Path(tmp), seed, False) for seed in range(args.random_seeds)]
-        calibrated = [random_weights(Path(tmp), seed, True) for seed in range(args.random_seeds)]
+        files = {"random": [random_weights(Path(tmp), config, seed, False) for seed in range(args.random_seeds)]}
+        if "random_cal" in baselines:
+            files["random_cal"] = [random_weights(Path(tmp), config, seed, True) for seed in range(args.random_seeds)]
         for case, (folder, t1_name, others) in PAIRS.items():
             t1 = read_nifti(require(MRI / folder / t1_name)).data.astype(np.float32)
+            silhouette_image = (t1 != 0).astype(np.float32)
             cache = FeatureCache()
             for contrast, name in others.items():
                 other = read_nifti(require(MRI / folder / name)).data.astype(np.float32)
                 mask = comparison_mask(t1, other)
-                ours = compare(features(t1, args.weights, cache), features(other, args.weights, cache), t1, other,
-                               mask=mask)
-                row = {"case": case, "pair": f"T1 vs {contrast}", "ours": ours.cka_features,
-                       "intensity": ours.cka_intensity, "intensity_patch": ours.cka_intensity_patch,
-                       "voxels": ours.n_voxels}
-                for key, files in (("random", randoms), ("random_cal", calibrated)):
+                pair = f"T1 vs {contrast}"
+                base: dict = {"case": case, "pair": pair}
+                for key in baselines:
                     values = [compare(features(t1, w, cache), features(other, w, cache), t1, other, mask=mask)
-                              .cka_features for w in files]
-                    row |= {f"{key}_mean": float(np.mean(values)), f"{key}_min": float(np.min(values)),
-                            f"{key}_max": float(np.max(values))}
-                rows.append(row)
-                spans = "".join(f"{row[k + '_mean']:>12.3f} [{row[k + '_min']:.3f}, {row[k + '_max']:.3f}]"
-                                for k in ("random", "random_cal"))
-                print(f"{case:<22}{row['pair']:<12}{row['ours']:>8.3f}{spans}"
-                      f"{row['intensity']:>11.3f}{row['intensity_patch']:>10.3f}{row['voxels']:>9d}", flush=True)
-    for key in ("random_max", "random_cal_max"):
-        better = all(r["ours"] > r["intensity"] and r["ours"] > r[key] for r in rows)
-        print(f"ours above raw intensity and above every {key[:-4].replace('_cal', ' calibrated')} model on every "
-              f"pair: {better}")
+                              .cka_features for w in files[key]]
+                    base |= {f"{key}_mean": float(np.mean(values)), f"{key}_min": float(np.min(values)),
+                             f"{key}_max": float(np.max(values))}
+                spans = "  ".join(f"{k.replace('_cal', '+cal')} {base[k + '_mean']:.3f} [{base[k + '_min']:.3f}, "
+                                  f"{base[k + '_max']:.3f}]" for k in baselines)
+                for model, weights in models.items():
+                    t1_features = features(t1, weights, cache)
+                    ours = compare(t1_features, features(other, weights, cache), t1, other, mask=mask)
+                    silhouette = compare(t1_features, features(silhouette_image, weights, cache), t1, other,
+                                         mask=mask)
+                    if not base.get("intensity"):
+                        base |= {"intensity": ours.cka_intensity, "intensity_patch": ours.cka_intensity_patch,
+                                 "voxels": ours.n_voxels}
+                        print(f"\n{case} {pair} ({ours.n_voxels} voxels): {spans}  intensity "
+                              f"{ours.cka_intensity:.3f}  3³ patch {ours.cka_intensity_patch:.3f}")
+                        print(f"  {'extractor':<{width}}{'CKA':>8}{'silhouette':>12}")
+                    rows.append({**base, "model": model, "ours": ours.cka_features,
+                                 "silhouette": silhouette.cka_features})
+                    print(f"  {model:<{width}}{ours.cka_features:>8.3f}{silhouette.cka_features:>12.3f}", flush=True)
+    print()
+    for model in models:
+        mine = [r for r in rows if r["model"] == model]
+        verdicts = [f"above raw intensity on every pair: {all(r['ours'] > r['intensity'] for r in mine)}"]
+        verdicts += [f"above every {k.replace('_cal', '+cal')} model: {all(r['ours'] > r[k + '_max'] for r in mine)}"
+                     for k in baselines]
+        verdicts.append(f"above its silhouette control (not just the brain outline): "
+                        f"{all(r['ours'] > r['silhouette'] for r in mine)}")
+        print(f"{model}: " + "; ".join(verdicts))
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
