@@ -38,13 +38,14 @@ from napari_domaingen.core.compare import comparison_mask  # noqa: E402
 from napari_domaingen.core.features import FeatureCache, FeatureSettings, extract_features  # noqa: E402
 from napari_domaingen.core.pretrain import PretrainSettings, calibrate_batchnorm  # noqa: E402
 from napari_domaingen.core.progress import run  # noqa: E402
-from napari_domaingen.core.stability import compare  # noqa: E402
+from napari_domaingen.core.stability import linear_cka, patch_rows, sample_indices, voxel_rows  # noqa: E402
 from napari_domaingen.io.nifti import read_nifti  # noqa: E402
 from napari_domaingen.models.anatomix import AnatomixUNet  # noqa: E402
 from napari_domaingen.models.checkpoints import read_checkpoint  # noqa: E402
 from napari_domaingen.models.weights import resolve_weights  # noqa: E402
 
 MRI = SHARED / "data" / "mri"
+SAMPLES = 100_000  # brain voxels per pair, as in core.stability.compare
 PAIRS = {
     "BraTS-GLI-00001-000": ("brats23-gli-00001-000", "BraTS-GLI-00001-000-t1n.nii.gz",
                             {"FLAIR": "BraTS-GLI-00001-000-t2f.nii.gz", "T2": "BraTS-GLI-00001-000-t2w.nii.gz"}),
@@ -68,6 +69,11 @@ def random_weights(folder: Path, config: dict, seed: int, calibrated: bool) -> s
 def features(image: np.ndarray, weights: str, cache: FeatureCache) -> np.ndarray:
     settings = FeatureSettings(weights=weights, precision="fp32", strategy="whole", normalisation="instance")
     return run(extract_features(image, settings, cache=cache)).features
+
+
+def cka(features_a: np.ndarray, features_b: np.ndarray, index: np.ndarray) -> float:
+    """Linear CKA of two ``(C, Z, Y, X)`` feature stacks on the flat voxel indices ``index``."""
+    return linear_cka(voxel_rows(features_a, index), voxel_rows(features_b, index))
 
 
 def main() -> None:
@@ -97,30 +103,26 @@ def main() -> None:
             cache = FeatureCache()
             for contrast, name in others.items():
                 other = read_nifti(require(MRI / folder / name)).data.astype(np.float32)
-                mask = comparison_mask(t1, other)
+                index = sample_indices(t1.shape, comparison_mask(t1, other), SAMPLES)  # one sample for every row
                 pair = f"T1 vs {contrast}"
-                base: dict = {"case": case, "pair": pair}
+                base: dict = {"case": case, "pair": pair, "voxels": int(index.size),
+                              "intensity": linear_cka(np.ravel(t1)[index], np.ravel(other)[index]),
+                              "intensity_patch": linear_cka(patch_rows(t1, index), patch_rows(other, index))}
                 for key in baselines:
-                    values = [compare(features(t1, w, cache), features(other, w, cache), t1, other, mask=mask)
-                              .cka_features for w in files[key]]
+                    values = [cka(features(t1, w, cache), features(other, w, cache), index) for w in files[key]]
                     base |= {f"{key}_mean": float(np.mean(values)), f"{key}_min": float(np.min(values)),
                              f"{key}_max": float(np.max(values))}
                 spans = "  ".join(f"{k.replace('_cal', '+cal')} {base[k + '_mean']:.3f} [{base[k + '_min']:.3f}, "
                                   f"{base[k + '_max']:.3f}]" for k in baselines)
+                print(f"\n{case} {pair} ({index.size} voxels): {spans}  intensity {base['intensity']:.3f}  "
+                      f"3³ patch {base['intensity_patch']:.3f}")
+                print(f"  {'extractor':<{width}}{'CKA':>8}{'silhouette':>12}")
                 for model, weights in models.items():
                     t1_features = features(t1, weights, cache)
-                    ours = compare(t1_features, features(other, weights, cache), t1, other, mask=mask)
-                    silhouette = compare(t1_features, features(silhouette_image, weights, cache), t1, other,
-                                         mask=mask)
-                    if not base.get("intensity"):
-                        base |= {"intensity": ours.cka_intensity, "intensity_patch": ours.cka_intensity_patch,
-                                 "voxels": ours.n_voxels}
-                        print(f"\n{case} {pair} ({ours.n_voxels} voxels): {spans}  intensity "
-                              f"{ours.cka_intensity:.3f}  3³ patch {ours.cka_intensity_patch:.3f}")
-                        print(f"  {'extractor':<{width}}{'CKA':>8}{'silhouette':>12}")
-                    rows.append({**base, "model": model, "ours": ours.cka_features,
-                                 "silhouette": silhouette.cka_features})
-                    print(f"  {model:<{width}}{ours.cka_features:>8.3f}{silhouette.cka_features:>12.3f}", flush=True)
+                    ours = cka(t1_features, features(other, weights, cache), index)
+                    silhouette = cka(t1_features, features(silhouette_image, weights, cache), index)
+                    rows.append({**base, "model": model, "ours": ours, "silhouette": silhouette})
+                    print(f"  {model:<{width}}{ours:>8.3f}{silhouette:>12.3f}", flush=True)
     print()
     for model in models:
         mine = [r for r in rows if r["model"] == model]
