@@ -24,6 +24,17 @@ def mri_files() -> list[Path]:
     return sorted(MRI.glob("*/*.nii.gz")) if MRI.is_dir() else []
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(monkeypatch, tmp_path_factory):
+    """Settings (e.g. the radiological/neurological view) read from and written to a folder of the test's own,
+    never the user's configuration; no choice carried over from another test."""
+    from napari_domaingen._napari import view
+
+    monkeypatch.setenv(view.ENV_CONFIG_DIR, str(tmp_path_factory.mktemp("config")))
+    monkeypatch.delenv(view.ENV_VIEW, raising=False)
+    monkeypatch.setattr(view, "_session", {})
+
+
 @pytest.fixture(scope="session")
 def anatomix_weights(tmp_path_factory) -> Path:
     """The reference fixture's state dict (random anatomix weights, the real key layout) as a ``.pth`` file."""

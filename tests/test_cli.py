@@ -175,6 +175,9 @@ def test_compare_command_on_the_brats_case(tmp_path, fixture_weights, capsys):
     assert main(["compare", str(a), str(b), "--weights", str(fixture_weights), "--json"]) == 0
     numbers = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert numbers["cka_features"] == pytest.approx(summary["cka_features"])
+    brain = (nib.load(str(a)).get_fdata() != 0) & (nib.load(str(b)).get_fdata() != 0)
+    assert 0 < numbers["foreground_voxels"] - brain.sum() < 0.01 * brain.sum() + 1  # the brain (holes filled)
+    assert numbers["foreground_voxels"] < brain.size and numbers["nan_voxels_a"] == numbers["nan_voxels_b"] == 0
 
 
 def test_compare_command_checks_grids_and_resamples(tmp_path, fixture_weights, capsys):

@@ -490,6 +490,7 @@ def _compare(args: argparse.Namespace) -> int:
         progress,
     )
     numbers = comparison.summary.as_dict()
+    numbers["nan_voxels_a"], numbers["nan_voxels_b"] = comparison.non_finite
     if args.out:
         out = Path(args.out)
         stem_a, stem_b = strip_nifti_suffix(args.a), strip_nifti_suffix(args.b)
@@ -516,8 +517,12 @@ def _compare(args: argparse.Namespace) -> int:
         print(
             f"feature CKA {numbers['cka_features']:.3f} | intensity CKA {numbers['cka_intensity']:.3f} "
             f"(3x3x3 patches {numbers['cka_intensity_patch']:.3f}) | mean cosine {numbers['mean_cosine']:.3f} "
-            f"over {numbers['n_voxels']} foreground voxels"
+            f"over {numbers['n_voxels']:,} voxels sampled from {numbers['foreground_voxels']:,} foreground voxels"
         )
+        left_out = [f"{n:,} NaN/inf voxels of {name}" for name, n in ((args.a, numbers["nan_voxels_a"]),
+                                                                      (args.b, numbers["nan_voxels_b"])) if n]
+        if left_out:
+            print(f"  left out: {'; '.join(left_out)}")
     return 0
 
 

@@ -76,3 +76,22 @@ def test_bad_pairs(weights):
         run(compare_volumes(a, np.zeros_like(a), FeatureSettings(weights=weights)))
     with pytest.raises(ValueError, match="channels"):
         colour_projection(np.zeros((4, 2, 2, 2)), None, "channels", (0, 1, 7))
+
+
+def test_a_constant_offset_changes_no_figure(anatomix_weights, fresh_feature_caches):
+    """Skull-stripped-like volumes with negative tissue values: adding a constant to both changes nothing."""
+    from napari_domaingen.core.compare import compare_volumes
+    from napari_domaingen.core.features import FeatureSettings
+    from napari_domaingen.core.progress import run
+
+    rng = np.random.default_rng(7)
+    grid = np.indices((24, 32, 32)).astype(np.float32)
+    brain = sum(((g - c) / s) ** 2 for g, c, s in zip(grid, (11.5, 15.5, 15.5), (9.0, 12.0, 12.0))) < 1
+    a = np.where(brain, rng.normal(10.0, 40.0, brain.shape), 0.0).astype(np.float32)
+    b = np.where(brain, 50.0 - 0.5 * a + rng.normal(0.0, 10.0, brain.shape), 0.0).astype(np.float32)
+    settings = FeatureSettings(weights=str(anatomix_weights), device="cpu")
+    plain = run(compare_volumes(a, b, settings))
+    shifted = run(compare_volumes(a + 250.0, b + 250.0, settings))
+    assert plain.summary.foreground_voxels == shifted.summary.foreground_voxels == brain.sum()
+    for key, value in plain.summary.as_dict().items():
+        assert getattr(shifted.summary, key) == pytest.approx(value, abs=1e-4), key

@@ -74,7 +74,8 @@ def test_compare_summary_on_a_contrast_change():
     assert summary.cka_features == pytest.approx(1.0)
     assert summary.mean_cosine == pytest.approx(1.0)
     assert 0.8 < summary.cka_intensity < 1.0
-    assert set(summary.as_dict()) == {"cka_features", "cka_intensity", "cka_intensity_patch", "mean_cosine", "n_voxels"}
+    assert set(summary.as_dict()) == {"cka_features", "cka_intensity", "cka_intensity_patch", "mean_cosine", "n_voxels",
+                                       "foreground_voxels"}
 
 
 def test_grid_check_and_resampling():

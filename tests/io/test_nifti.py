@@ -179,3 +179,15 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     checkpoint = atomic_save({"a": 1}, tmp_path / "model.pt")
     assert os.stat(checkpoint).st_mode & 0o777 == default_file_mode()
     assert default_file_mode() & 0o044  # readable by others under the usual umask 022
+
+
+def test_fractional_labels_are_refused_for_what_they_are(tmp_path):
+    from napari_domaingen.io.errors import VolumeReadError
+
+    path = tmp_path / "mask.nii.gz"
+    data = np.zeros((6, 7, 8), np.float32)
+    data[2:4, 2:4, 2:4] = 0.5  # a probability map / linearly resampled mask
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    with pytest.raises(VolumeReadError, match=r"fractional values \(8 voxels, e\.g\. 0\.5\)") as err:
+        read_nifti(path, as_label=True)
+    assert str(path) in str(err.value) and "empty" not in str(err.value)

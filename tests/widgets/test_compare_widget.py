@@ -191,3 +191,126 @@ def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     # the fallback colour bar for napari versions without layer colour bars
     canvas = colorbar_canvas("PiYG", (-1.0, 1.0), "cosine")
     assert canvas.height() == 60
+
+
+# ---- as a user meets it: the dock from the Plugins menu, files opened with File ▸ Open ---------------------------
+
+TCGA = ("data", "mri", "tcga-du-7294")
+
+
+def _plugin_widget(viewer, weights_file):
+    from ._gui import plugin_widget
+
+    widget = plugin_widget(viewer, "Compare representations")
+    widget._weights_file.value = weights_file
+    return widget
+
+
+def _every_second_voxel(name, tmp_path):
+    """A TCGA volume subsampled 2× in each axis (nibabel keeps the affine right), written as a NIfTI file."""
+    import nibabel as nib
+
+    image = nib.load(str(shared_file(*TCGA, name)))
+    out = tmp_path / name
+    nib.save(image.slicer[::2, ::2, ::2], str(out))
+    return str(out)
+
+
+def test_skull_stripped_figures_are_computed_on_the_tissue(make_napari_viewer, qtbot, weights_file, tmp_path):
+    """TCGA's skull-stripped T1 has a zero background and negative tissue voxels: the figures must be those of
+    the brain, not of a volume that is 86 % background (2× subsampled to keep the test short)."""
+    viewer = make_napari_viewer()
+    (t1,) = viewer.open(_every_second_voxel("TCGA-DU-7294_t1_bet.nii.gz", tmp_path), plugin=PLUGIN)
+    (flair,) = viewer.open(_every_second_voxel("TCGA-DU-7294_fla_bet.nii.gz", tmp_path), plugin=PLUGIN)
+    assert t1.data.min() < 0
+    widget = _plugin_widget(viewer, weights_file)
+    widget._run.native.click()
+    _wait_done(qtbot, widget, timeout=180000)
+    summary = widget.comparison.summary
+    a, b = np.asarray(t1.data, float), np.asarray(flair.data, float)
+    tissue = (a != 0) & (b != 0)
+    mask = widget.comparison.mask
+    assert (mask & ~tissue).sum() < 0.002 * tissue.sum() and (tissue & ~mask).sum() == 0  # the brain (holes filled)
+    assert summary.foreground_voxels == mask.sum()  # not every voxel but three
+    pearson = np.corrcoef(a[tissue], b[tissue])[0, 1]
+    assert summary.cka_intensity == pytest.approx(pearson**2, abs=0.01)  # a 100k-voxel sample of the tissue
+    assert f"sampled from {summary.foreground_voxels:,} foreground voxels" in widget._summary.value
+    rgb = viewer.layers["TCGA-DU-7294_t1_bet features RGB"].data
+    assert not rgb[~mask].any() and rgb[mask].any()  # the background stays black
+
+
+def test_nan_voxels_are_left_out_and_counted(make_napari_viewer, qtbot, weights_file):
+    viewer = make_napari_viewer()
+    volume = _blob((24, 32, 32), (12, 16, 16))
+    volume[2:12, 10:20, 10:20] = np.nan  # a 10³ block of NaN voxels
+    viewer.add_image(volume, name="a")
+    viewer.add_image(volume.copy(), name="b")
+    widget = _plugin_widget(viewer, weights_file)
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    assert widget.comparison is not None, widget._status.value
+    assert "Left out: 1,000 NaN/inf voxels of A and 1,000 NaN/inf voxels of B" in widget._summary.value
+    assert not widget.comparison.mask[2:12, 10:20, 10:20].any()
+    assert widget.comparison.summary.cka_features == pytest.approx(1.0)
+
+
+def test_pick_after_resampling_reports_bs_own_voxel_and_millimetres(make_napari_viewer, qtbot, weights_file):
+    from ._gui import click, full_hd_window
+
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    a = viewer.add_image(_blob((30, 32, 32), (15, 16, 16)), name="a")
+    # B: the same object on a coarser grid, 10 slices of 3 mm (like a thick-slice PD)
+    b = viewer.add_image(_blob((10, 32, 32), (5, 16, 16), seed=2), name="b", scale=(3.0, 1.0, 1.0),
+                         translate=(1.0, 0.0, 0.0))
+    widget = _plugin_widget(viewer, weights_file)
+    widget._resample.value = True
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    assert widget.comparison is not None, widget._status.value
+    viewer.canvas.grid.enabled = False  # one view, to click in
+    viewer.dims.set_point(0, a.data_to_world((15, 16, 16))[0])
+    viewer.reset_view()
+    widget._pick_mode.value = True
+    click(qtbot, viewer, a.data_to_world((15, 16, 16)))  # a click on the canvas in pick mode
+    qtbot.waitUntil(lambda: widget.similarity is not None, timeout=30000)
+    assert "a[15, 16, 16]" in widget._status.value
+    status = widget._status.value
+    index = [int(v) for v in status.split("most similar point of b is voxel [")[1].split("]")[0].split(",")]
+    assert 0 <= index[0] < 10, status  # an index of B's own 10-slice grid, not of A's 30
+    best = np.unravel_index(int(np.nanargmax(widget.similarity * widget.comparison.mask)),
+                            widget.comparison.mask.shape)
+    world = np.asarray(a.data_to_world(best))
+    assert np.allclose(np.asarray(b.data_to_world(index)), world, atol=1.5)  # the nearest voxel of B
+    assert f"(S {world[0]:.1f}, A {world[1]:.1f}, R {world[2]:.1f} mm)" in status
+    assert "on its own 10×32×32 grid" in status
+
+
+def test_rerun_replaces_its_layers_and_clears_the_old_error(make_napari_viewer, qtbot, weights_file):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(_blob((16, 24, 24), (8, 12, 12)), name="a")
+    viewer.add_image(np.zeros((16, 24, 24), np.float32), name="empty")
+    b = viewer.add_image(_blob((16, 24, 24), (8, 12, 12), seed=3), name="b")
+    widget = _plugin_widget(viewer, weights_file)
+    widget._b.value = viewer.layers["empty"]
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    message = widget._status.value
+    assert message.startswith("error:") and "constant" in message
+
+    def error_popups():
+        from qtpy.QtWidgets import QApplication
+
+        return [w for w in QApplication.allWidgets() if type(w).__name__ == "NapariQtNotification"
+                and w.isVisible() and w.message.text() == message]
+
+    qtbot.waitUntil(lambda: len(error_popups()) == 1, timeout=5000)
+    widget._b.value = b
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    assert widget._status.value.startswith("done"), widget._status.value
+    qtbot.waitUntil(lambda: not error_popups(), timeout=5000)  # the old error is gone with the success
+    names = [layer.name for layer in viewer.layers]
+    widget._run.native.click()  # the same comparison again: its three layers are replaced, not stacked
+    _wait_done(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == names and not any("[1]" in name for name in names)

@@ -94,3 +94,25 @@ def test_only_feature_stacks_are_offered_and_menu_entry(make_napari_viewer, qtbo
     assert widget._features.value is stack  # picked up when added
     qtbot.waitUntil(lambda: widget.output is not None, timeout=10000)
     assert [name for name, _ in widget._feature_layers()] == ["vol features (anatomix, final)"]
+
+
+def test_skull_stripped_background_stays_black(make_napari_viewer, qtbot):
+    """A zero background with negative tissue values (skull-stripped MRI): only the tissue is coloured."""
+    from ._gui import plugin_widget
+
+    rng = np.random.default_rng(5)
+    brain = np.zeros(SHAPE, bool)
+    brain[2:10, 3:17, 4:20] = True
+    image = np.where(brain, rng.normal(0.0, 40.0, SHAPE), 0.0).astype(np.float32)  # half the tissue below 0
+    image[brain & (image == 0)] = 1.0
+    features = rng.normal(size=(16, *SHAPE)).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="vol")
+    meta = {"domaingen": {"features": {"source_layer": "vol", "weights_name": "anatomix"}}}
+    viewer.add_image(features, name="vol features", visible=False, metadata=meta)
+    widget = plugin_widget(viewer, "Feature RGB")
+    qtbot.waitUntil(lambda: widget.output is not None, timeout=10000)
+    _wait_idle(qtbot, widget)
+    rgb = widget.output.data
+    assert not rgb[~brain].any() and rgb[brain].any()
+    assert "fitted on the foreground" in widget._status.value

@@ -69,7 +69,7 @@ def test_run_adds_feature_stack_and_rgb_preview_on_source_grid(make_napari_viewe
     # instance normalisation: every channel has mean ~0 over the volume
     assert np.abs(feats.data.reshape(16, -1).mean(axis=1)).max() < 1e-2
 
-    assert rgb.name == "vol features RGB"
+    assert rgb.name == "vol features (anatomix, final) RGB"
     assert rgb.rgb and rgb.data.shape == (24, 40, 36, 3) and rgb.data.dtype == np.uint8
     assert tuple(rgb.scale) == SCALE and tuple(rgb.translate) == TRANSLATE
     assert widget.last_result is not None and widget.last_result.features.shape == (16, 24, 40, 36)
@@ -147,3 +147,28 @@ def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     assert [layer.name for layer in widget._image.choices] == ["a", "b"]  # refreshed on insert
     viewer.layers.remove("a")
     assert [layer.name for layer in widget._image.choices] == ["b"]  # and on removal
+
+
+def test_a_rerun_replaces_its_own_layers(make_napari_viewer, qtbot, weights_file):
+    """From the Plugins menu (napari's proxies): running again on the same image and model updates the feature
+    stack and the preview instead of stacking '… [1]' copies; another model gets layers of its own."""
+    from ._gui import plugin_widget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(_volume((16, 24, 24)), name="vol")
+    widget = plugin_widget(viewer, "Extract features")
+    widget._weights_file.value = weights_file
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    assert len(viewer.layers) == 3 and viewer.layers[1].name == "vol features (anatomix, final)"
+    first = viewer.layers[1].unique_id
+    viewer.layers[1].visible = True  # the user's choice is kept
+    widget._layer.value = "penultimate"
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    assert len(viewer.layers) == 5  # another feature layer: new layers
+    widget._layer.value = "final"
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    assert len(viewer.layers) == 5 and not any("[1]" in layer.name for layer in viewer.layers)
+    assert viewer.layers[1].unique_id == first and viewer.layers[1].visible  # the same layer, updated

@@ -161,3 +161,21 @@ def test_labels_load_as_labels_and_errors_are_reported(make_napari_viewer, qtbot
     assert isinstance(viewer.layers[0], Image) and isinstance(viewer.layers[1], Labels)
     assert viewer.layers[1].data.dtype == np.uint8
     assert widget.grid_label.text().startswith("2 volumes on one grid")
+
+
+def test_a_ct_preset_on_data_that_are_not_hounsfield_units_says_so(make_napari_viewer, tmp_path):
+    from ._gui import plugin_widget
+
+    path = tmp_path / "photo_like.nii.gz"
+    data = (np.random.default_rng(0).random((20, 30, 30)) * 255).astype(np.uint8)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-domaingen")
+    widget = plugin_widget(viewer, "Load volumes")
+    viewer.layers.selection.active = layer
+    widget.apply_preset("CT brain")
+    status = widget.status.text()
+    assert "'photo_like' holds 0 … 254 (uint8), not Hounsfield units" in status, status
+    assert "use an MRI preset or 'full range'" in status
+    widget.apply_preset("MRI 1–99 %")
+    assert "Hounsfield" not in widget.status.text()

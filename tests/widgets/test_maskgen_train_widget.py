@@ -245,3 +245,35 @@ def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     viewer.add_image(np.zeros((8, 9, 10)), name="a")
     viewer.add_labels(np.zeros((8, 9, 10), np.uint8), name="a labels")
     assert widget._image.value.name == "a" and widget._labels.value.name == "a labels"  # refreshed on insert
+
+
+def test_pairs_survive_unrelated_layer_changes_and_float_labels_are_named(make_napari_viewer, tmp_path,
+                                                                         tumour_crop):
+    """Opened from the Plugins menu (napari's proxies): the training pairs are kept while other layers come and
+    go; a labels file holding fractions (0 / 0.5) is refused for what it is, not as 'empty'."""
+    import nibabel as nib
+
+    from ._gui import plugin_widget
+
+    viewer = make_napari_viewer()
+    image, labels = _add_pair(viewer, tumour_crop)
+    widget = plugin_widget(viewer, "MaskGen — train")
+    widget._image.value, widget._labels.value = image, labels
+    widget._add_pair.native.click()
+    assert len(widget.pairs) == 1 and widget._table.rowCount() == 1
+    widget._add_pair.native.click()  # the same pair again: recognised through the proxies
+    assert len(widget.pairs) == 1 and "already in the list" in widget._status.value
+    other = viewer.add_image(np.zeros((4, 5, 6)), name="unrelated")
+    viewer.layers.remove(other)
+    assert len(widget.pairs) == 1 and widget._table.rowCount() == 1
+    viewer.layers.remove(labels)  # the pair's own layer gone: the pair goes too
+    assert widget.pairs == [] and widget._table.rowCount() == 0
+
+    image_path, labels_path = tmp_path / "t1.nii.gz", tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(tumour_crop[0], np.eye(4)), str(image_path))
+    nib.save(nib.Nifti1Image((tumour_crop[1] > 0).astype(np.float32) * 0.5, np.eye(4)), str(labels_path))
+    widget._image_file.value, widget._labels_file.value = image_path, labels_path
+    widget._add_files.native.click()
+    status = widget._status.value
+    assert "mask.nii.gz" in status and "fractional values" in status and "e.g. 0.5" in status, status
+    assert "empty" not in status and widget.pairs == []

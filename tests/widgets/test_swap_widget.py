@@ -244,3 +244,78 @@ def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="a", rgb=True)
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="b", rgb=True)
     assert widget._anatomy.value.name == "a" and widget._style.value.name == "b"  # refreshed on insert
+
+
+# ---- as a user meets it: the dock from the Plugins menu (napari's proxies), clicks on the canvas ------------------
+
+
+def _plugin_swap(viewer, model):
+    from ._gui import plugin_widget
+
+    widget = plugin_widget(viewer, "Anatomy / style swap")
+    widget._device.value = "cpu"
+    widget._model_file.value = model
+    return widget
+
+
+def _style_world(style, yx):
+    return np.asarray(style.data_to_world(np.asarray(yx, dtype=float)))
+
+
+def test_the_style_point_follows_clicks_and_drags(make_napari_viewer, qtbot, tiny_model, crops):
+    from ._gui import click, drag, full_hd_window
+
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    _anatomy, style = _add_pair(viewer, crops)
+    widget = _plugin_swap(viewer, tiny_model)
+    widget._swap_button.native.click()
+    _wait(qtbot, widget)
+    points = viewer.layers["style point"]
+    # after Swap: on top of the four opaque outputs, active, ready to drag
+    assert viewer.layers[-1].name == "style point" and viewer.layers.selection.active.name == "style point"
+    assert points.mode == "select" and points.selected_data == {0} and len(points.data) == 1
+    assert "click on 'he' or drag the style point" in widget._status.value
+
+    viewer.reset_view()
+    qtbot.wait(50)
+    outcome = widget.last_outcome
+    click(qtbot, viewer, _style_world(style, (20.0, 70.0)))  # a click off the point moves it there
+    _wait(qtbot, widget, outcome)
+    assert len(points.data) == 1 and np.allclose(points.data[0], (20.0, 70.0), atol=1.0)
+    assert widget.last_outcome.request.point == pytest.approx(tuple(points.data[0]))
+
+    viewer.add_image(np.zeros((8, 8)), name="unrelated")  # an unrelated layer: the point is not forgotten
+    viewer.layers.selection.active = points
+    outcome = widget.last_outcome
+    drag(qtbot, viewer, _style_world(style, points.data[0]), _style_world(style, (60.0, 30.0)))
+    _wait(qtbot, widget, outcome)
+    assert len(points.data) == 1 and np.allclose(points.data[0], (60.0, 30.0), atol=1.5)
+
+    points.mode = "add"  # in add mode a click puts the point there too: still one point
+    outcome = widget.last_outcome
+    click(qtbot, viewer, _style_world(style, (80.0, 80.0)))
+    _wait(qtbot, widget, outcome)
+    qtbot.waitUntil(lambda: len(points.data) == 1, timeout=2000)
+    assert np.allclose(points.data[0], (80.0, 80.0), atol=1.0)
+    assert len([layer for layer in viewer.layers if layer.name.startswith("style point")]) == 1
+
+
+def test_grid_mode_shows_the_point_on_the_style_image(make_napari_viewer, qtbot, tiny_model, crops):
+    viewer = make_napari_viewer()
+    anatomy, style = _add_pair(viewer, crops)
+    widget = _plugin_swap(viewer, tiny_model)
+    widget._swap_button.native.click()
+    _wait(qtbot, widget)
+    grid = viewer.canvas.grid
+    grid.enabled = True
+    layers = list(viewer.layers)
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    point_cell = grid.position(index["style point"], layers)
+    assert point_cell == grid.position(index["he"], layers)  # the point over the style image, not alone
+    cells = {grid.position(i, layers) for i in range(len(layers))}
+    assert len(cells) == 4  # style + point, A × S (over A's reconstruction), S × A (over S's), the anatomy
+    assert grid.position(index["ihc"], layers) not in {point_cell, grid.position(index["ihc anatomy × he style"],
+                                                                                   layers)}
+    grid.enabled = False  # the user's stride back, the point on top again
+    assert grid.stride == 1 and viewer.layers[-1].name == "style point"

@@ -16,15 +16,16 @@ def plugin_widget_names() -> list[str]:
 
 
 def open_demo_viewer(run: bool = True, show: bool = True) -> Any:
-    """A viewer with the brain sample (radiological view: anterior up, patient's right on the left) and widgets."""
+    """A viewer with the brain sample (radiological view unless chosen otherwise, see :mod:`.view`) and widgets."""
     import napari
 
+    from .view import follow
+
     viewer = napari.Viewer(title="napari-domaingen demo", show=show)
+    follow(viewer)
     viewer.open_sample(PLUGIN, "brain_two_contrasts")
     for layer in viewer.layers[1:-1]:  # show the T1 and the labels; the other contrast is one click away
         layer.visible = False
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
-    camera.orientation2d = ("up", "left")
     for name in plugin_widget_names():
         viewer.window.add_plugin_dock_widget(PLUGIN, name)
     if run:

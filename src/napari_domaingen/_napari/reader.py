@@ -9,6 +9,7 @@ from pathlib import Path
 from ..io.histology import is_histology_path, read_histology
 from ..io.nifti import is_nifti_path, read_nifti
 from .layers import LayerDataTuple, histology_layer_data, volume_layer_data
+from .view import follow_current_viewer
 
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerDataTuple]]
 
@@ -24,8 +25,11 @@ def get_nifti_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 
 def read_nifti_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
-    """Each file → one Image or Labels layer (4D files: one Image layer per volume), in RAS display order."""
-    return [volume_layer_data(read_nifti(p)) for p in _paths(path)]
+    """Each file → one Image or Labels layer (4D files: one Image layer per volume), in RAS display order; the
+    viewer they open in shows them in the radiological (or chosen) view."""
+    layers = [volume_layer_data(read_nifti(p)) for p in _paths(path)]
+    follow_current_viewer()
+    return layers
 
 
 def get_histology_reader(path: str | Sequence[str]) -> ReaderFunction | None:
@@ -60,4 +64,5 @@ def read_dicom_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
             layers.append(volume_layer_data(read_series(item)))
         else:
             layers += [volume_layer_data(read_series(series)) for series in list_series(item)]
+    follow_current_viewer()
     return layers

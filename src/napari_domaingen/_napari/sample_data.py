@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..io import samples
 from .layers import LayerDataTuple, histology_layer_data, volume_layer_data
+from .view import follow_current_viewer
 
 
 def _tissue_labels() -> LayerDataTuple:
@@ -14,16 +15,20 @@ def _tissue_labels() -> LayerDataTuple:
 
 def brain_mri() -> list[LayerDataTuple]:
     """MNI152 2009a T1 template (nilearn, 1 mm) and its tissue labels."""
-    return [volume_layer_data(samples.mni152_t1()), _tissue_labels()]
+    layers = [volume_layer_data(samples.mni152_t1()), _tissue_labels()]
+    follow_current_viewer()
+    return layers
 
 
 def brain_two_contrasts() -> list[LayerDataTuple]:
     """MNI152 T1, a synthetic FLAIR-like contrast of the same anatomy, and tissue labels (one grid)."""
-    return [
+    layers = [
         volume_layer_data(samples.mni152_t1()),
         volume_layer_data(samples.mni152_flair_like()),
         _tissue_labels(),
     ]
+    follow_current_viewer()
+    return layers
 
 
 def histology_pair() -> list[LayerDataTuple]:

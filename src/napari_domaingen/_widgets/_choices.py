@@ -1,8 +1,12 @@
-"""Controls and layer lists shared by the dock widgets."""
+"""Controls and layer lists shared by the dock widgets.
+
+Layers are compared by :func:`same_layer` (their ``unique_id``), never by ``is`` or ``id()``: napari hands plugin
+widgets proxy objects, a new one on every access, so the same layer is not ``is``-identical to itself twice.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,21 @@ class ExtractorChoice:
         if path is not None:
             return str(path), path.stem
         return str(self.weights.value), str(self.weights.value)
+
+
+def layer_key(layer: Any) -> Hashable:
+    """A key that stays the same for one layer through napari's proxies (its ``unique_id``)."""
+    return layer.unique_id
+
+
+def same_layer(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` are the same napari layer (either may be a proxy; ``None`` is no layer)."""
+    return a is not None and b is not None and layer_key(a) == layer_key(b)
+
+
+def find_layer(viewer: Any, key: Hashable) -> Any:
+    """The viewer's layer with :func:`layer_key` ``key``, or ``None`` when it was removed."""
+    return next((layer for layer in viewer.layers if layer_key(layer) == key), None)
 
 
 def volume_layers(viewer: Any, keep: Callable[[Any], bool] = lambda layer: True) -> list[tuple[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 from magicgui.widgets import Label, ProgressBar, PushButton
 
 from ..core.progress import Cancelled, Progress
+from ._layout import show_all_lines
 
 JobFactory = Callable[[Callable[[], bool]], Generator[Progress, None, Any]]
 
@@ -47,12 +48,44 @@ def show_fraction(bar: ProgressBar, update: Progress) -> None:
         bar.value = round(bar.max * min(1.0, max(0.0, float(update["fraction"]))))
 
 
-def show_problem(status: Label, message: str) -> None:
-    """Put ``message`` in the status line and in a napari error notification."""
+#: messages of the error notifications the widgets raised (newest last), to close them after a later success
+_ERRORS_SHOWN: list[str] = []
+_MAX_REMEMBERED = 50
+
+
+def notify_error(message: str) -> None:
+    """A napari error notification (the pop-up at the canvas corner) for ``message``."""
     from napari.utils.notifications import show_error
 
-    set_status(status, message)
+    _ERRORS_SHOWN.append(message)
+    del _ERRORS_SHOWN[:-_MAX_REMEMBERED]
     show_error(message)
+
+
+def clear_error_notifications() -> int:
+    """Close the error pop-ups raised by :func:`notify_error` that are still on screen (a later run succeeded,
+    so they no longer describe the state); returns how many were closed. Other plugins' pop-ups stay."""
+    if not _ERRORS_SHOWN:
+        return 0
+    from qtpy.QtWidgets import QApplication
+
+    shown = set(_ERRORS_SHOWN)
+    closed = 0
+    for widget in QApplication.allWidgets():
+        if type(widget).__name__ != "NapariQtNotification" or not widget.isVisible():
+            continue
+        text = getattr(getattr(widget, "message", None), "text", lambda: None)()
+        if text in shown:
+            widget.close()
+            closed += 1
+    _ERRORS_SHOWN.clear()
+    return closed
+
+
+def show_problem(status: Label, message: str) -> None:
+    """Put ``message`` in the status line and in a napari error notification."""
+    set_status(status, message)
+    notify_error(message)
 
 
 def cancelled_training_message(step: int, steps: Any, kept_step: int | None, out: Any, hint: str) -> str:
@@ -63,8 +96,10 @@ def cancelled_training_message(step: int, steps: Any, kept_step: int | None, out
 
 
 def set_status(status: Label, text: str) -> None:
+    """Show ``text`` in a status line (all of it: wrapped texts get the lines they need) and as its tooltip."""
     status.value = text
     status.tooltip = text
+    show_all_lines(status.native)
 
 
 def label_status(status: Label) -> Callable[[str], None]:
@@ -163,11 +198,9 @@ class JobRunner:
 
     def fail(self, exc: Exception) -> None:
         """Show an error in the status line and as a napari notification."""
-        from napari.utils.notifications import show_error
-
         message = f"error: {str(exc) or type(exc).__name__}"
         self.set_status(message)
-        show_error(message)
+        notify_error(message)
 
     def _on_yielded(self, update: Progress) -> None:
         if self.outcome is not None:  # a late progress signal after the result: nothing to say
@@ -192,8 +225,10 @@ class JobRunner:
             self.set_status("cancelled")
         elif outcome.error is not None:
             self.fail(outcome.error)
-        elif self._current_result is not None:
-            self._current_result(outcome.value)
+        else:
+            clear_error_notifications()  # earlier failures no longer describe the state
+            if self._current_result is not None:
+                self._current_result(outcome.value)
 
     def _on_errored(self, exc: Exception) -> None:  # only for failures outside the guarded job
         self.outcome = JobOutcome(error=exc)

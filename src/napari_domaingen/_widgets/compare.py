@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QComboBox, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
 from ..core.compare import Comparison, compare_volumes, describe_summary, similarity_to_voxel
 from ..core.features import FeatureSettings
@@ -22,7 +22,9 @@ from ..core.stability import require_same_grid
 from ..io.geometry import resample_to_grid
 from ..models.weights import REGISTRY
 from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
-from ._choices import ExtractorChoice, file_value, volume_layers
+from ._choices import ExtractorChoice, file_value, same_layer, volume_layers
+from ._outputs import OutputLayers
+from ._layout import scroll_layout
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 
 if TYPE_CHECKING:
@@ -101,7 +103,7 @@ class CompareRepresentationsWidget(QWidget):
         self.similarity: np.ndarray | None = None
         self._job: dict[str, Any] = {}
         self._result: dict[str, Any] = {}  # the layers/geometry the last comparison belongs to
-        self._outputs: dict[str, Any] = {}  # role → layer made by this widget (updated in place on re-runs)
+        self._outputs = OutputLayers(self.viewer)  # role → layer made by this widget (updated in place on re-runs)
         self._pending_pick: tuple[float, ...] | None = None
         self._colorbar_canvas: Any = None
 
@@ -149,8 +151,7 @@ class CompareRepresentationsWidget(QWidget):
         for combo in (self._a, self._b, self._weights, self._layer, self._mode):  # let the dock be narrow
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.native.setMinimumContentsLength(12)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = scroll_layout(self)
         layout.addWidget(self._container.native)
         self._colorbar_layout = layout
         layout.addStretch(1)
@@ -175,10 +176,10 @@ class CompareRepresentationsWidget(QWidget):
 
     def _default_b(self) -> None:
         """B defaults to the first layer that is not A."""
-        if self._b.value is not None and self._b.value is not self._a.value:
+        if self._b.value is not None and not same_layer(self._b.value, self._a.value):
             return
         for _, layer in self._image_layers():
-            if layer is not self._a.value:
+            if not same_layer(layer, self._a.value):
                 self._b.value = layer
                 return
 
@@ -229,7 +230,7 @@ class CompareRepresentationsWidget(QWidget):
         if layer_a is None or layer_b is None:
             self._set_status("add two 3D image layers of the same subject (e.g. T1 and FLAIR) first")
             return
-        if layer_a is layer_b:
+        if same_layer(layer_a, layer_b):
             self._refuse(f"A and B are the same layer ({layer_a.name}): pick two different layers")
             return
         try:
@@ -251,7 +252,8 @@ class CompareRepresentationsWidget(QWidget):
         _, weights_name = self._extractor.choice()
         mode, channels = self._mode.value, self.channels()
         self._job = {
-            "a": layer_a, "b": layer_b, "affine_a": affine_a, "resampled": resample is not None,
+            "a": layer_a, "b": layer_b, "affine_a": affine_a, "affine_b": affine_b, "shape_b": shape_b,
+            "resampled": resample is not None,
             "weights_name": weights_name, "mode": mode, "channels": channels,
         }
         self.runner.start(
@@ -276,7 +278,8 @@ class CompareRepresentationsWidget(QWidget):
         self.comparison = comparison
         layer_a, layer_b = self._job["a"], self._job["b"]
         geometry = geometry_kwargs(layer_a)
-        self._result = {"a": layer_a, "b": layer_b, "affine_a": self._job["affine_a"], "geometry": geometry}
+        self._result = {"a": layer_a, "b": layer_b, "geometry": geometry,
+                        **{key: self._job[key] for key in ("affine_a", "affine_b", "shape_b", "resampled")}}
         tag = {"a": layer_a.name, "b": layer_b.name, "weights": self._job["weights_name"],
                "mode": self._job["mode"], "resampled": self._job["resampled"]}
         self._put_layer("rgb_a", comparison.rgb_a, f"{layer_a.name} features RGB", geometry, tag, rgb=True)
@@ -288,8 +291,7 @@ class CompareRepresentationsWidget(QWidget):
         )
         self._show_colorbar(layer)
         _grid_of(self.viewer).enabled = True
-        n_foreground = int(comparison.mask.sum())
-        self._summary.value = describe_summary(comparison.summary, n_foreground)
+        set_status(self._summary, describe_summary(comparison.summary, comparison.non_finite))
         source = "B resampled onto A's grid" if self._job["resampled"] else "one voxel grid"
         timing = ", ".join(
             "cached" if r.cached else f"{r.seconds:.1f} s" for r in (comparison.features_a, comparison.features_b)
@@ -298,22 +300,9 @@ class CompareRepresentationsWidget(QWidget):
 
     def _put_layer(self, role: str, data: np.ndarray, name: str, geometry: dict[str, Any], tag: dict[str, Any],
                    **kwargs: Any) -> Any:
-        """Add a layer, or update the one this widget made for ``role`` before (same layer object)."""
+        """Add a layer, or update the one this widget made for ``role`` before (same layer)."""
         metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": role, **tag}}}
-        layer = self._outputs.get(role)
-        if layer is not None and layer in self.viewer.layers:
-            layer.data = data
-            layer.name = name
-            layer.scale, layer.translate, layer.affine = geometry["scale"], geometry["translate"], geometry["affine"]
-            layer.metadata = metadata
-            for key, value in kwargs.items():
-                if key != "rgb":
-                    setattr(layer, key, value)
-            layer.refresh()
-        else:
-            layer = self.viewer.add_image(data, name=name, **{**geometry, "metadata": metadata}, **kwargs)
-            self._outputs[role] = layer
-        return layer
+        return self._outputs.put(role, "image", data, name, **{**geometry, "metadata": metadata}, **kwargs)
 
     def _show_colorbar(self, layer: Any) -> None:
         """The layer's own colour bar (napari ≥ 0.6), else a small matplotlib bar under the summary."""
@@ -405,29 +394,48 @@ class CompareRepresentationsWidget(QWidget):
             "similarity", shown, f"similarity to {name_a}[{voxel[0]}, {voxel[1]}, {voxel[2]}]", geometry, tag,
             colormap=SIMILARITY_COLORMAP, contrast_limits=(0.0, 1.0),
         )
-        marker = self._outputs.get("marker")
         metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": "marker", **tag}}}
-        if marker is not None and marker in self.viewer.layers:
-            marker.data = np.asarray([voxel], dtype=float)
-            marker.metadata = metadata
-        else:
-            self._outputs["marker"] = self.viewer.add_points(
-                np.asarray([voxel], dtype=float), name="picked voxel", symbol="cross", size=6, face_color="cyan",
-                border_width=0, scale=geometry["scale"], translate=geometry["translate"],
-                affine=geometry["affine"], metadata=metadata,
-            )
-        best = (
-            [int(v) for v in np.unravel_index(int(np.nanargmax(shown)), shown.shape)] if np.isfinite(shown).any()
-            else "–"
-        )
+        self._outputs.put("marker", "points", np.asarray([voxel], dtype=float), "picked voxel", symbol="cross",
+                          size=6, face_color="cyan", border_width=0, scale=geometry["scale"],
+                          translate=geometry["translate"], affine=geometry["affine"], metadata=metadata)
+        at_voxel = f"cosine with {name_b} at the same point {float(comparison.cosine[voxel]):.2f}"
+        if not np.isfinite(shown).any():
+            self._set_status(f"{name_a}{list(voxel)} {_mm(self._result['affine_a'], voxel)}: {at_voxel}; no "
+                             f"foreground voxel of {name_b} to compare with")
+            return
+        best = np.unravel_index(int(np.nanargmax(shown)), shown.shape)
+        index_b, world = voxel_of_other_grid(self._result["affine_a"], best, self._result["affine_b"])
+        where = f"voxel {list(index_b)} of {name_b} at {_format_mm(world)}"
+        if self._result["resampled"]:
+            where += " on its own {}×{}×{} grid".format(*self._result["shape_b"])
         self._set_status(
-            f"{name_a}{list(voxel)}: cosine with {name_b} at the same voxel {float(comparison.cosine[voxel]):.2f}; "
-            f"the most similar voxel of {name_b} is {best} ({float(np.nanmax(shown)) if best != '–' else 0:.2f})"
+            f"{name_a}{list(voxel)} {_mm(self._result['affine_a'], voxel)}: {at_voxel}; the most similar point of "
+            f"{name_b} is {where}, cosine {float(shown[best]):.2f}"
         )
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         self._disconnect()
         super().closeEvent(event)
+
+
+def voxel_of_other_grid(
+    affine_a: np.ndarray, voxel_a: tuple[int, ...], affine_b: np.ndarray
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A voxel index on A's grid → the nearest voxel index on B's grid and the world point (S, A, R mm), through
+    the two ``(4, 4)`` display affines (identical grids give the same index)."""
+    world = np.asarray(affine_a, float) @ np.append(np.asarray(voxel_a, float), 1.0)
+    index = np.linalg.solve(np.asarray(affine_b, float), world)[:3]
+    return tuple(int(v) for v in np.round(index)), world[:3]  # type: ignore[return-value]
+
+
+def _format_mm(world: np.ndarray) -> str:
+    """World (S, A, R) millimetres as text."""
+    s, a, r = (float(v) for v in world[:3])
+    return f"(S {s:.1f}, A {a:.1f}, R {r:.1f} mm)"
+
+
+def _mm(affine: np.ndarray, voxel: tuple[int, ...]) -> str:
+    return _format_mm(np.asarray(affine, float) @ np.append(np.asarray(voxel, float), 1.0))
 
 
 def colorbar_canvas(colormap: str, limits: tuple[float, float], label: str) -> Any:

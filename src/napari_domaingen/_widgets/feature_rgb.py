@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, SpinBox
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from ..core.rgb import render_rgb
 from .._napari.layers import META_KEY, spatial_geometry_kwargs
-from ._choices import follow_layer_list, volume_layers
+from ._layout import scroll_layout
+from ._choices import follow_layer_list, layer_key, volume_layers
+from ._jobs import clear_error_notifications, notify_error, set_status
+from ._layout import wrap_text
 
 if TYPE_CHECKING:
     import napari
@@ -51,7 +54,7 @@ class FeatureRGBWidget(QWidget):
         self.viewer = napari_viewer
         self.worker: Any = None
         self.output: Any = None  # the RGB layer of the current feature layer
-        self._outputs: dict[int, tuple[Any, Any]] = {}  # id(features layer) → (features layer, RGB layer)
+        self._outputs: dict[Any, tuple[Any, Any]] = {}  # layer_key(features layer) → (features layer, RGB layer)
         self._dirty = False
 
         self._features = ComboBox(
@@ -60,8 +63,9 @@ class FeatureRGBWidget(QWidget):
         )
         self._source = ComboBox(
             label="mask from", choices=self._source_layers, nullable=True,
-            tooltip="the image the features came from: its foreground (above its minimum) is where the colours "
-            "are fitted, and the background is shown black",
+            tooltip="the image the features came from: its foreground (the tissue, found from the background level at "
+            "the volume's border; NaN voxels excluded) is where the colours are fitted, and the background is shown "
+            "black",
         )
         self._source.null_string = NO_MASK  # the empty choice, first in the list
         self._source.reset_choices()
@@ -75,10 +79,9 @@ class FeatureRGBWidget(QWidget):
         ]
         self._channel_row = Container(widgets=self._channels, layout="horizontal", labels=False, label="R, G, B")
         self._status = Label(value="")
-        self._status.native.setWordWrap(True)
+        wrap_text(self._status.native)
         container = Container(widgets=[self._features, self._source, self._mode, self._channel_row, self._status])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = scroll_layout(self)
         layout.addWidget(container.native)
         layout.addStretch(1)
 
@@ -180,12 +183,11 @@ class FeatureRGBWidget(QWidget):
             QTimer.singleShot(0, self.render)
             return
         if isinstance(result, Exception):
-            from napari.utils.notifications import show_error
-
-            message = str(result) or type(result).__name__
-            self._set_status(f"error: {message}")
-            show_error(message)
+            message = f"error: {str(result) or type(result).__name__}"
+            self._set_status(message)
+            notify_error(message)
             return
+        clear_error_notifications()
         rgb, seconds, masked = result
         self._put_output(job, rgb)
         how = "PCA, top 3 components" if job["mode"] == "pca" else f"channels {list(job['channels'])} as R, G, B"
@@ -197,8 +199,8 @@ class FeatureRGBWidget(QWidget):
         geometry = spatial_geometry_kwargs(layer)
         entry = geometry["metadata"][META_KEY]
         entry[OUTPUT_KEY] = {"features_layer": layer.name, "mode": job["mode"], "channels": list(job["channels"])}
-        known = self._outputs.get(id(layer))
-        output = known[1] if known is not None and known[0] is layer else None
+        known = self._outputs.get(layer_key(layer))
+        output = known[1] if known is not None else None
         if output is not None and output in self.viewer.layers:
             output.data = rgb
             output.name = job["name"]
@@ -206,9 +208,8 @@ class FeatureRGBWidget(QWidget):
             output.metadata = geometry["metadata"]
         else:
             output = self.viewer.add_image(rgb, name=job["name"], rgb=True, **geometry)
-            self._outputs[id(layer)] = (layer, output)
+            self._outputs[layer_key(layer)] = (layer, output)
         self.output = output
 
     def _set_status(self, text: str) -> None:
-        self._status.value = text
-        self._status.tooltip = text
+        set_status(self._status, text)

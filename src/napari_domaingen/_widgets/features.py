@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from ..core.device import available_devices
 from ..core.features import (
@@ -25,7 +25,9 @@ from ..core.progress import Cancelled, Progress, rescaled
 from ..core.rgb import pca_rgb
 from ..io.intensity import CT_WINDOWS
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
-from ._choices import ExtractorChoice, follow_layer_list, volume_layers
+from ._choices import ExtractorChoice, follow_layer_list, layer_key, volume_layers
+from ._outputs import OutputLayers
+from ._layout import scroll_layout, wrap_text
 from ._jobs import JobRunner, button_busy, label_status, set_status
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class ExtractFeaturesWidget(QWidget):
         self.viewer = napari_viewer
         self.last_result: FeatureResult | None = None
         self._job: dict[str, Any] = {}
+        self._outputs = OutputLayers(self.viewer)
 
         self._image = ComboBox(label="image", choices=self._image_layers, nullable=False)
         self._extractor = ExtractorChoice()
@@ -84,7 +87,7 @@ class ExtractFeaturesWidget(QWidget):
         self._run = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
-        self._status.native.setWordWrap(True)
+        wrap_text(self._status.native)
 
         self._container = Container(
             widgets=[
@@ -94,8 +97,7 @@ class ExtractFeaturesWidget(QWidget):
                 self._status,
             ]
         )
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = scroll_layout(self)
         layout.addWidget(self._container.native)
         layout.addStretch(1)
 
@@ -180,6 +182,10 @@ class ExtractFeaturesWidget(QWidget):
         }
         stack["metadata"] = {**stack["metadata"], META_KEY: entry}
         name = f"{src.name} features ({self._job['weights_name']}, {settings.layer})"
-        self.viewer.add_image(result.features, name=name, visible=False, **stack)
-        self.viewer.add_image(rgb, name=f"{src.name} features RGB", rgb=True, **geometry_kwargs(src))
+        # one feature stack (and one RGB preview) per source layer and extractor: a re-run replaces them
+        role = (layer_key(src), self._job["weights_name"], settings.layer)
+        features = self._outputs.get(("features", *role))
+        visible = features.visible if features is not None else False
+        self._outputs.put(("features", *role), "image", result.features, name, visible=visible, **stack)
+        self._outputs.put(("rgb", *role), "image", rgb, f"{name} RGB", rgb=True, **geometry_kwargs(src))
         set_status(self._status, f"{result.features.shape[0]} feature channels: {result.describe()}")

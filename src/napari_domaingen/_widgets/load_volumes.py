@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -39,11 +38,14 @@ from ..io.volume_set import (
     contrast_limits_for,
     grid_report,
     iter_load_group,
+    preset_problem,
     reference_index,
     scan,
 )
 from .._napari.layers import META_KEY, volume_layer_data
+from .._napari.view import CONVENTIONS, follow, set_view_convention, view_convention
 from ._jobs import JobRunner
+from ._layout import scroll_layout, show_all_lines, wrap_text
 
 if TYPE_CHECKING:
     import napari
@@ -92,9 +94,8 @@ class LoadVolumesWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.grid_label = QLabel("")
-        self.grid_label.setWordWrap(True)
+        wrap_text(self.status, self.grid_label)
         self.resample_button = QPushButton("Resample onto …")
         self.resample_button.setVisible(False)
         self.preset = QComboBox()
@@ -102,9 +103,16 @@ class LoadVolumesWidget(QWidget):
         self.preset.setCurrentText(DEFAULT_PRESET)
         self.preset.setToolTip("contrast limits of the selected image layers (else the loaded ones); data unchanged")
         self.apply_preset_button = QPushButton("Apply")
+        self.view = QComboBox()
+        self.view.addItems(list(CONVENTIONS))
+        self.view.setCurrentText(view_convention())
+        self.view.setToolTip(
+            "how 2D slices of medical volumes are shown (saved for later sessions). radiological: anterior up, the "
+            "patient's right on the screen's left; neurological: the patient's right on the right. World "
+            "coordinates stay scanner millimetres (S, A, R) either way"
+        )
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
+        layout = scroll_layout(self, margins=4)
         row = QHBoxLayout()
         for button in (self.add_files_button, self.add_folder_button, self.clear_button):
             row.addWidget(button)
@@ -124,6 +132,10 @@ class LoadVolumesWidget(QWidget):
         row.addWidget(self.preset, 1)
         row.addWidget(self.apply_preset_button)
         layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("view"))
+        row.addWidget(self.view, 1)
+        layout.addLayout(row)
 
         self.add_files_button.clicked.connect(self._choose_files)
         self.add_folder_button.clicked.connect(self._choose_folder)
@@ -134,6 +146,8 @@ class LoadVolumesWidget(QWidget):
         self.resample_button.clicked.connect(self.resample_group)
         self.apply_preset_button.clicked.connect(lambda: self.apply_preset(self.preset.currentText()))
         self.preset.textActivated.connect(self.apply_preset)
+        self.view.textActivated.connect(self.set_view)
+        follow(self.viewer)
 
     # --------------------------------------------------------------------------------------------- candidates
 
@@ -233,9 +247,9 @@ class LoadVolumesWidget(QWidget):
                 added.append(layer)
         images = [layer for layer in added if isinstance(layer, Image)]
         preset = self.preset.currentText()
-        if preset != "full range":
-            self._apply(preset, images)
-        self._set_status(f"loaded {len(added)} layer(s): {', '.join(layer.name for layer in added)}")
+        problems = self._apply(preset, images) if preset != "full range" else []
+        self._set_status(f"loaded {len(added)} layer(s): {', '.join(layer.name for layer in added)}"
+                         + "".join(f". Note: {problem}" for problem in problems))
         self.check_grid()
 
     def _add_layer(self, volume: Volume) -> Any:
@@ -271,6 +285,7 @@ class LoadVolumesWidget(QWidget):
         ref = volumes[reference_index(volumes)]
         if report:
             self.grid_label.setText("not on one grid: " + "; ".join(report))
+            show_all_lines(self.grid_label)
             self.grid_label.setStyleSheet(WARNING_STYLE)
             self.resample_button.setText(f"Resample onto {ref.name}")
             self.resample_button.setVisible(True)
@@ -278,6 +293,7 @@ class LoadVolumesWidget(QWidget):
             shape = "×".join(str(s) for s in ref.spatial_shape)
             spacing = "×".join(_num(s) for s in ref.spacing)
             self.grid_label.setText(f"{len(volumes)} volumes on one grid ({shape} voxels of {spacing} mm)")
+            show_all_lines(self.grid_label)
             self.grid_label.setStyleSheet(OK_STYLE)
             self.resample_button.setVisible(False)
         return report
@@ -321,18 +337,40 @@ class LoadVolumesWidget(QWidget):
 
         selected = [layer for layer in self.viewer.layers.selection if isinstance(layer, Image) and not layer.rgb]
         targets = selected or [layer for layer, _ in self._live_group() if isinstance(layer, Image)]
-        self._apply(preset, targets)
+        problems = self._apply(preset, targets)
         if targets:
-            self._set_status(f"{preset}: {', '.join(layer.name for layer in targets)}")
+            self._set_status(f"{preset}: {', '.join(layer.name for layer in targets)}"
+                             + "".join(f". Note: {problem}" for problem in problems))
         return targets
 
     @staticmethod
-    def _apply(preset: str, layers: Sequence[Any]) -> None:
+    def _apply(preset: str, layers: Sequence[Any]) -> list[str]:
+        """Set the preset's contrast limits on ``layers``; returns (and shows as warnings) where it does not fit."""
+        from napari.utils.notifications import show_warning
+
+        problems = []
         for layer in layers:
-            low, high = contrast_limits_for(np.asarray(layer.data), preset)
+            data = np.asarray(layer.data)
+            problem = preset_problem(data, preset, layer.name)
+            if problem is not None:
+                problems.append(problem)
+                show_warning(problem)
+            low, high = contrast_limits_for(data, preset)
             range_low, range_high = layer.contrast_limits_range
             layer.contrast_limits_range = (min(low, range_low), max(high, range_high))
             layer.contrast_limits = (low, high)
+        return problems
+
+    def set_view(self, convention: str) -> None:
+        """Show medical volumes radiologically or neurologically, in every viewer, now and in later sessions."""
+        try:
+            set_view_convention(convention)
+        except (OSError, ValueError) as err:
+            self._set_status(f"error: {err}")
+            return
+        self._set_status(f"{convention} view: " + (
+            "anterior up, the patient's right on the screen's left" if convention == "radiological"
+            else "anterior up, the patient's right on the screen's right"))
 
     # ---------------------------------------------------------------------------------------------- workers
 
@@ -354,6 +392,7 @@ class LoadVolumesWidget(QWidget):
     def _set_status(self, text: str) -> None:
         self.status.setText(text)
         self.status.setToolTip(text)
+        show_all_lines(self.status)
 
 
 def _num(value: float) -> str:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
 from ..core.device import available_devices
 from ..core.maskgen import ModelCompatibilityError, ModelSpec, extractor_location, read_model_file
 from ..core.segment import SegmentSettings, Segmentation, segment
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ._choices import file_value, follow_layer_list, volume_layers
+from ._layout import scroll_layout
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from .maskgen_train import latest_checkpoint
 
@@ -115,8 +116,7 @@ class MaskGenSegmentWidget(QWidget):
         )
         for combo in (self._image, self._feature_mode, self._ablation):
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = scroll_layout(self)
         layout.addWidget(self._container.native)
         layout.addStretch(1)
 
@@ -142,18 +142,17 @@ class MaskGenSegmentWidget(QWidget):
         self.model_spec = None
         if path is None:
             self._model_problem = "choose a model checkpoint (.pt) first"
-            self._model_info.value = ""
+            set_status(self._model_info, "")
             return
         try:
             self.model_spec, text = describe_model_file(path)
         except (OSError, ValueError) as err:
             self._model_problem = str(err)
-            self._model_info.value = ""
+            set_status(self._model_info, "")
             show_problem(self._status, self._model_problem)
             return
         self._model_problem = None
-        self._model_info.value = text
-        self._model_info.tooltip = text
+        set_status(self._model_info, text)
         self._ablation.enabled = self.model_spec.features is not None
         if self.model_spec.features is None:
             self._ablation.value = "none"

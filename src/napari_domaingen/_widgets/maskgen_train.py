@@ -45,7 +45,6 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -62,9 +61,11 @@ from ..core.segmentation_data import (
     labelled_volume_from_files,
 )
 from ..core.training import format_seconds
+from ..io.errors import DomaingenIOError
 from ..io.geometry import same_grid
 from ..models.segunet import PRESETS
-from ._choices import ExtractorChoice, file_value, follow_layer_list, volume_layers
+from ._choices import ExtractorChoice, file_value, follow_layer_list, layer_key, same_layer, volume_layers
+from ._layout import scroll_layout
 from ._jobs import JobRunner, cancelled_training_message, set_status, show_fraction, show_problem
 from ._loss_plot import LossPlot
 from .compare import layer_display_affine
@@ -351,8 +352,7 @@ class MaskGenTrainWidget(QWidget):
         for combo in (self._image, self._labels, self._val_image, self._val_labels, self._method, self._weights,
                       self._layer):  # let the dock be narrow
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = scroll_layout(self)
         layout.addWidget(self._container.native)
         layout.addWidget(self._table)
         layout.addWidget(self._files.native)
@@ -390,8 +390,9 @@ class MaskGenTrainWidget(QWidget):
     def _on_layers_changed(self) -> None:
         for combo in (self._image, self._labels, self._val_image, self._val_labels):
             combo.reset_choices()
-        present = set(map(id, self.viewer.layers))
-        kept = [p for p in self.pairs if p.is_file or (id(p.image) in present and id(p.labels) in present)]
+        present = {layer_key(layer) for layer in self.viewer.layers}
+        kept = [p for p in self.pairs
+                if p.is_file or (layer_key(p.image) in present and layer_key(p.labels) in present)]
         if len(kept) != len(self.pairs):
             self.pairs = kept
             self._refresh_table()
@@ -410,7 +411,7 @@ class MaskGenTrainWidget(QWidget):
         if image is None or labels is None:
             self._show_problem("choose a 3D image layer and its 3D labels layer first")
             return
-        if any(p.image is image and p.labels is labels for p in self.pairs):
+        if any(not p.is_file and same_layer(p.image, image) and same_layer(p.labels, labels) for p in self.pairs):
             set_status(self._status, f"{image.name} + {labels.name} is already in the list")
             return
         try:
@@ -430,7 +431,7 @@ class MaskGenTrainWidget(QWidget):
             return
         try:
             volume = labelled_volume_from_files(*paths)  # type: ignore[arg-type]
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, DomaingenIOError) as err:
             self._show_problem(str(err))
             return
         self.pairs.append(TrainingPair(paths[0], paths[1], volume))
@@ -499,7 +500,7 @@ class MaskGenTrainWidget(QWidget):
     def _update_cost(self, _value: Any = None, seconds_per_step: float | None = None) -> None:
         """The CPU advice line: what a step costs here, and the 'cpu' preset when 'paper' is chosen."""
         if not self._on_cpu():
-            self._cost.value = ""
+            set_status(self._cost, "")
             return
         parts = []
         if seconds_per_step is not None:
@@ -510,8 +511,7 @@ class MaskGenTrainWidget(QWidget):
         if self._preset.value == "paper":
             parts.append("the 'paper' UNet (36.9M parameters) is meant for a GPU: choose the 'cpu' preset "
                          "(≈7× less compute per voxel) on this machine")
-        self._cost.value = "; ".join(parts)
-        self._cost.tooltip = self._cost.value
+        set_status(self._cost, "; ".join(parts))
 
     # ------------------------------------------------------------------------------------------- running
 
@@ -565,7 +565,7 @@ class MaskGenTrainWidget(QWidget):
                           "batch": settings.batch_size, "crop": settings.crop}
         self.plot.prepare(settings.steps)
         self._progress.value = 0
-        self._checkpoint_line.value = ""
+        set_status(self._checkpoint_line, "")
         self._update_cost()
         what = "resuming" if resume else "fine-tuning" if init else "training"
         method = "MaskGen" if settings.use_features else "ERM"
@@ -597,7 +597,7 @@ class MaskGenTrainWidget(QWidget):
         elif update.get("stage") == "train" and int(update.get("steps", 0)) not in (0, self.plot.total_steps):
             self.plot.prepare(int(update["steps"]))  # resumed with the checkpoint's own number of steps
         if "spec" in update:
-            self._checkpoint_line.value = f"model: {update['spec']}"
+            set_status(self._checkpoint_line, f"model: {update['spec']}")
         if "steps" in update:
             self._run_info["steps"] = int(update["steps"])
         if update.get("stage") in ("train", "validate") and "loss" in update:
@@ -611,8 +611,7 @@ class MaskGenTrainWidget(QWidget):
             self._run_info["kept_step"] = int(update.get("checkpoint_step", update.get("step", 0)))
             _remember(path)
             text = f"checkpoint of step {self._run_info['kept_step']}/{update.get('steps')}: {path}"
-            self._checkpoint_line.value = text
-            self._checkpoint_line.tooltip = text
+            set_status(self._checkpoint_line, text)
         if "seconds_per_step" in update:
             self._update_cost(seconds_per_step=float(update["seconds_per_step"]))
 

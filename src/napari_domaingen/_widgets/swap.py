@@ -5,7 +5,7 @@ the model just fine-tuned here) and a style rule (a point on the style image, th
 inside a painted region), and runs :mod:`napari_domaingen.core.swap` in a ``thread_worker``:
 :func:`~napari_domaingen.core.swap.encode` (the expensive part) once per layer and model, then
 :func:`~napari_domaingen.core.swap.render` for every output. Encodings are cached per layer (its identity, the
-identity of its data array, shape and dtype), model file and tile overlap, so moving the style point or
+``unique_id``, the identity of its data array, shape and dtype), model file and tile overlap, so moving the style point or
 repainting the region only re-renders the one output that depends on it.
 
 Outputs are RGB image layers, added or updated in place (by name), each on the grid of the image whose anatomy
@@ -17,15 +17,15 @@ style rule) and ``<S> anatomy × <A> style`` (the mean style of A). *Generate va
 The *Fine-tune* panel trains the current model on the two images
 (:func:`~napari_domaingen.core.swap_training.train_swap` with ``init=`` the current model) and selects the result
 as "the model just fine-tuned" when it finishes.
+
+What runs in the worker is in :mod:`.swap_jobs`; the style point and region layers (and how they show in grid
+mode) in :mod:`._swap_layers`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,43 +45,44 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy, QToolButton, QVBoxLayout, QWi
 
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ..core.device import available_devices, resolve_device
-from ..core.progress import Cancelled, Progress
-from ..core.swap import (
-    DEFAULT_OVERLAP,
-    EncodedImage,
-    encode,
-    mean_style,
-    random_styles,
-    reconstruct,
-    render,
-    style_at,
-)
-from ..core.swap_model import (
-    DEFAULT_MODEL,
-    SwapModel,
-    default_model_path,
-    load_swap_model,
-)
-from ..core.swap_training import SwapTrainResult, SwapTrainSettings, train_swap
+from ..core.progress import Progress
+from ..core.swap import DEFAULT_OVERLAP, EncodedImage
+from ..core.swap_model import DEFAULT_MODEL, SwapModel, default_model_path
+from ..core.swap_training import SwapTrainResult, SwapTrainSettings
 from ..core.training import format_seconds
-from ._choices import file_value
+from ._choices import file_value, layer_key, same_layer
 from ._jobs import JobRunner, cancelled_training_message, set_status, show_fraction, show_problem
+from ._layout import scroll_layout
 from ._loss_plot import LossPlot
+from ._swap_layers import (
+    OUTPUT_KEY,
+    POINT_LAYER,
+    REGION_LAYER,
+    StylePickers,
+    arrange_grid,
+    bring_to_top,
+    grid_of,
+)
+from .swap_jobs import (
+    DEFAULT_VARIANTS,
+    CacheKey,
+    ImageInput,
+    ModelKey,
+    SwapOutcome,
+    SwapRequest,
+    finetune_job,
+    swap_job,
+)
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["DEFAULT_FINETUNE_OUTPUT", "OUTPUT_KEY", "SwapWidget", "image_layer_problem"]
 
-#: key in ``metadata["domaingen"]`` marking the layers this widget made (they are not offered as inputs)
-OUTPUT_KEY = "swap"
-POINT_LAYER = "style point"
-REGION_LAYER = "style region"
 DEFAULT_FINETUNE_OUTPUT = Path.home() / ".cache" / "napari-domaingen" / "swap-finetuned.pt"
 FINETUNE_LR = 1e-4  # a tenth of the from-scratch rate: adapt the shipped model without forgetting it
 FINETUNE_STEPS = 200
 FINETUNE_BATCH = 8
-DEFAULT_VARIANTS = 8
 AUTO_RENDER_MS = 60  # point moves / paint strokes within this interval share one re-render
 MAX_CACHED_ENCODINGS = 6
 MODEL_CHOICES = {"default": "shipped default", "file": "model file", "finetuned": "the model just fine-tuned"}
@@ -90,9 +91,6 @@ STYLE_MODES = {
     "mean": "mean: the mean style of the whole style image",
     "region": "region: the mean style inside the region painted in the 'style region' Labels layer",
 }
-
-ModelKey = tuple[str, int, int, str]  # (file, mtime_ns, size, device)
-CacheKey = tuple[ModelKey, float, tuple[Any, ...]]  # (model, overlap, layer key)
 
 
 def _is_output(layer: Any) -> bool:
@@ -124,9 +122,16 @@ def _layer_named(viewer: Any, name: str) -> Any:
     return None
 
 
+def _output_named(viewer: Any, name: str) -> Any:
+    """This widget's output layer called ``name``, or ``None``."""
+    layer = _layer_named(viewer, name)
+    return layer if layer is not None and _is_output(layer) else None
+
+
 def _layer_key(layer: Any) -> tuple[Any, ...]:
+    """What an encoding is cached under: the layer (through napari's proxies), its data array, shape and dtype."""
     data = layer.data
-    return (id(layer), id(data), tuple(data.shape), str(getattr(data, "dtype", "")))
+    return (layer_key(layer), id(data), tuple(data.shape), str(getattr(data, "dtype", "")))
 
 
 def _input_note(layer: Any, role: str) -> str:
@@ -136,129 +141,6 @@ def _input_note(layer: Any, role: str) -> str:
     if layer.data.shape[-1] == 4:
         return f"{role} image '{layer.name}' is RGBA: composited on white"
     return ""
-
-
-# ---------------------------------------------------------------------------------------------------- jobs
-
-
-@dataclass
-class ImageInput:
-    """One input image, taken from its layer on the GUI thread (no copy), with its cached encoding if any."""
-
-    role: str
-    name: str
-    data: Any
-    key: CacheKey
-    encoded: EncodedImage | None = None
-
-
-@dataclass
-class SwapRequest:
-    """What a swap run computes: ``what`` is ``"all"`` (4 outputs), ``"cross"`` (only A × S's style: the style
-    point / region changed) or ``"variants"``."""
-
-    what: str
-    model_key: ModelKey
-    model_path: str
-    device: str
-    model: SwapModel | None
-    anatomy: ImageInput
-    style: ImageInput
-    mode: str
-    overlap: float
-    point: tuple[float, float] | None = None
-    mask: np.ndarray | None = None
-    count: int = DEFAULT_VARIANTS
-    seed: int = 0
-
-
-@dataclass
-class SwapOutcome:
-    """What a swap run hands back: the model and encodings (for the caches), outputs by name → ``(rgb, role)``
-    (role: whose geometry the layer takes), the variants stack and their style patch centres."""
-
-    request: SwapRequest
-    model: SwapModel
-    encodings: dict[CacheKey, EncodedImage]
-    outputs: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
-    variants: np.ndarray | None = None
-    centres: list[tuple[int, int]] = field(default_factory=list)
-    seconds: float = 0.0
-    encoded_now: int = 0
-
-
-def _swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Progress, None, SwapOutcome]:
-    """Worker body: load the model (unless cached), encode the inputs (unless cached), render the outputs."""
-    start = time.perf_counter()
-    model = request.model
-    if model is None:
-        label = "the shipped model" if request.model_path == DEFAULT_MODEL else Path(request.model_path).name
-        yield {"stage": "load", "fraction": 0.02, "message": f"loading {label} on {request.device}"}
-        model = load_swap_model(request.model_path, request.device)
-    encodings: dict[CacheKey, EncodedImage] = {}
-    inputs = [request.anatomy] if request.style.key == request.anatomy.key else [request.anatomy, request.style]
-    encoded_now = 0
-    for index, item in enumerate(inputs):
-        encoded = item.encoded
-        if encoded is None:
-            shape = np.shape(item.data)
-            yield {"stage": "encode", "fraction": 0.05 + 0.6 * index / len(inputs),
-                   "message": f"encoding the {item.role} image '{item.name}' ({shape[0]} × {shape[1]} px)"}
-            encoded = encode(model, np.asarray(item.data), request.overlap, cancel=cancel,
-                             name=f"{item.role} image '{item.name}'")
-            encoded_now += 1
-        encodings[item.key] = encoded
-    if cancel():
-        raise Cancelled("swap cancelled")
-    anatomy, style = encodings[request.anatomy.key], encodings[request.style.key]
-    a_name, s_name = request.anatomy.name, request.style.name
-    outcome = SwapOutcome(request=request, model=model, encodings=encodings, encoded_now=encoded_now)
-    if request.what == "variants":
-        picks = random_styles(style, request.count, request.seed)
-        frames = []
-        for index, (vector, centre) in enumerate(picks):
-            if cancel():
-                raise Cancelled("variants cancelled")
-            yield {"stage": "render", "fraction": 0.7 + 0.3 * index / len(picks),
-                   "message": f"rendering variant {index + 1}/{len(picks)}"}
-            frames.append(render(model, anatomy, vector))
-            outcome.centres.append(centre)
-        outcome.variants = np.stack(frames)
-    else:
-        yield {"stage": "render", "fraction": 0.7, "message": "rendering"}
-        if request.mode == "point":
-            assert request.point is not None
-            vector = style_at(style, *request.point)
-        elif request.mode == "region":
-            vector = mean_style(style, request.mask)
-        else:
-            vector = mean_style(style)
-        if request.what == "all":
-            outcome.outputs[f"{a_name} reconstruction"] = (reconstruct(model, anatomy), "anatomy")
-            if len(inputs) == 2:
-                outcome.outputs[f"{s_name} reconstruction"] = (reconstruct(model, style), "style")
-                outcome.outputs[f"{s_name} anatomy × {a_name} style"] = (
-                    render(model, style, mean_style(anatomy)), "style")
-        outcome.outputs[f"{a_name} anatomy × {s_name} style"] = (render(model, anatomy, vector), "anatomy")
-    outcome.seconds = time.perf_counter() - start
-    return outcome
-
-
-def _finetune_job(
-    inputs: list[tuple[str, Any]],
-    out: Path,
-    settings: SwapTrainSettings,
-    init: str,
-    cancel: Callable[[], bool],
-) -> Generator[Progress, None, SwapTrainResult]:
-    """Worker body: the two images as RGB (off the GUI thread), then the core training job."""
-    from ..core.swap import as_rgb
-
-    yield {"stage": "prepare", "fraction": 0.0, "message": "preparing the training images"}
-    images = [as_rgb(np.asarray(data), name) for name, data in inputs]
-    names = [name for name, _ in inputs]
-    card = {"fine_tuned_on": names, "source": "napari-domaingen 'Anatomy / style swap' widget"}
-    return (yield from train_swap(images, out, settings, init=init, cancel=cancel, names=names, card=card))
 
 
 # ---------------------------------------------------------------------------------------------------- widget
@@ -278,8 +160,8 @@ class SwapWidget(QWidget):
         self._job: dict[str, Any] = {}
         self._train_info: dict[str, Any] = {}
         self._pending_auto = False
-        self._point_layer: Any = None
-        self._region_layer: Any = None
+        self.pickers = StylePickers(self.viewer, self._on_point_moved, self._on_paint)
+        self._stride_before: int | None = None  # the grid stride the user had before the swap grid took over
         self._auto_default_style = True
 
         # ---- inputs and model
@@ -366,8 +248,7 @@ class SwapWidget(QWidget):
         for combo in (self._anatomy, self._style, self._model, self._mode):  # let the dock be narrow
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.native.setMinimumContentsLength(12)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = scroll_layout(self)
         layout.addWidget(self._container.native)
         layout.addWidget(self._finetune_toggle)
         layout.addWidget(self._finetune_panel)
@@ -397,6 +278,7 @@ class SwapWidget(QWidget):
         self._on_model()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_layers)
+        grid_of(self.viewer).events.enabled.connect(self._on_grid)
 
     # ------------------------------------------------------------------------------------------- layers
 
@@ -410,10 +292,10 @@ class SwapWidget(QWidget):
         """Style defaults to the first image that is not the anatomy image (until the user picks one)."""
         if not self._auto_default_style:
             return
-        if self._style.value is not None and self._style.value is not self._anatomy.value:
+        if self._style.value is not None and not same_layer(self._style.value, self._anatomy.value):
             return
         for _, layer in self._image_layers():
-            if layer is not self._anatomy.value:
+            if not same_layer(layer, self._anatomy.value):
                 self._set_style_quietly(layer)
                 return
 
@@ -433,14 +315,12 @@ class SwapWidget(QWidget):
         except RuntimeError:  # the Qt side is gone (widget closed): stop listening
             for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
                 event.disconnect(self._refresh_layers)
+            grid_of(self.viewer).events.enabled.disconnect(self._on_grid)
             return
-        present = {id(layer) for layer in self.viewer.layers}
+        present = {layer_key(layer) for layer in self.viewer.layers}
         for key in [k for k in self._encodings if k[2][0] not in present]:  # encodings of removed layers
             del self._encodings[key]
-        if self._point_layer is not None and id(self._point_layer) not in present:
-            self._point_layer = None
-        if self._region_layer is not None and id(self._region_layer) not in present:
-            self._region_layer = None
+        self.pickers.forget_removed()
 
     # ------------------------------------------------------------------------------------------- model
 
@@ -505,8 +385,7 @@ class SwapWidget(QWidget):
         return text
 
     def _set_info(self, text: str) -> None:
-        self._model_info.value = text
-        self._model_info.tooltip = text
+        set_status(self._model_info, text)
 
     # ------------------------------------------------------------------------------------------- style helpers
 
@@ -515,108 +394,68 @@ class SwapWidget(QWidget):
         if style is None or image_layer_problem(style, "style") is not None:
             return
         if value == "point":
-            layer = self._ensure_point_layer(style)
-            self.viewer.layers.selection.active = layer
-            set_status(self._status, f"click on '{style.name}' to put the style point there (or drag it in "
-                                     "select mode)")
+            self.pickers.present_point(style)
+            set_status(self._status, f"click on '{style.name}' to move the style point there, or drag it")
         elif value == "region":
-            layer, _ = self._ensure_region_layer(style)
-            self.viewer.layers.selection.active = layer
-            layer.mode = "paint"
+            self.pickers.present_region(style)
             set_status(self._status, f"paint the region on '{style.name}' in the '{REGION_LAYER}' layer, then Swap")
         else:
             set_status(self._status, "")
+        self._update_grid()
         if value != "mean" and self._cached(style) is not None:
             self._schedule_auto()
 
-    def _ensure_point_layer(self, style: Any) -> Any:
-        """The 'style point' Points layer on the style image's grid, with one point (the centre when empty)."""
-        layer = self._point_layer
-        if layer is None or layer not in self.viewer.layers:
-            layer = _layer_named(self.viewer, POINT_LAYER)
-            if layer is not None and layer.__class__.__name__ != "Points":
-                layer = None
-        height, width = style.data.shape[:2]
-        geometry = geometry_kwargs(style)
-        geometry["metadata"] = {META_KEY: {OUTPUT_KEY: {"role": "style point"}}}
-        if layer is None:
-            layer = self.viewer.add_points(
-                np.array([[height / 2, width / 2]]), name=POINT_LAYER, size=max(4.0, max(height, width) / 20),
-                face_color="transparent", border_color="yellow", border_width=0.25, symbol="disc", **geometry,
-            )
-            layer.mode = "add"  # a click on the style image moves the style point there
-            layer.events.data.connect(self._on_point_event)
-            self.viewer.layers.selection.active = layer
-        else:
-            for attribute in ("scale", "translate", "affine"):
-                if not np.allclose(np.asarray(getattr(layer, attribute) if attribute != "affine"
-                                              else layer.affine.affine_matrix), np.asarray(geometry[attribute])):
-                    setattr(layer, attribute, geometry[attribute])
-            if len(layer.data) == 0:
-                layer.add(np.array([[height / 2, width / 2]]))
-            if self._point_layer is not layer:
-                layer.events.data.connect(self._on_point_event)
-        self._point_layer = layer
-        return layer
-
-    def _on_point_event(self, event: Any) -> None:
-        action = str(getattr(event, "action", "changed")).lower()
-        if action in ("adding", "changing", "removing"):  # the change is still to come
-            return
-        layer = self._point_layer
-        if layer is not None and action == "added" and len(layer.data) > 1:
-            QTimer.singleShot(0, self._keep_one_point)  # a click moves the style point: keep only the new one
+    def _on_point_moved(self) -> None:
         if self._mode.value == "point":
             self._schedule_auto()
 
-    def _keep_one_point(self) -> None:
-        layer = self._point_layer
-        if layer is not None and len(layer.data) > 1:
-            layer.data = np.asarray(layer.data)[-1:]
-            layer.selected_data = {0}
-
-    def style_point(self, style: Any) -> tuple[float, float] | None:
-        """The style point in the style image's pixel coordinates ``(y, x)``: the selected point of 'style
-        point', else its last one; ``None`` when there is no point."""
-        layer = self._point_layer
-        if layer is None or len(layer.data) == 0:
-            return None
-        selected = sorted(layer.selected_data)
-        index = selected[-1] if selected else len(layer.data) - 1
-        world = layer.data_to_world(np.asarray(layer.data[index], dtype=float))
-        y, x = np.asarray(style.world_to_data(world), dtype=float)[-2:]
-        return float(y), float(x)
-
-    def _ensure_region_layer(self, style: Any) -> tuple[Any, str]:
-        """The 'style region' Labels layer on the style image's grid (emptied if it did not fit the image)."""
-        from napari.layers import Labels
-
-        shape = tuple(style.data.shape[:2])
-        geometry = geometry_kwargs(style)
-        geometry["metadata"] = {META_KEY: {OUTPUT_KEY: {"role": "style region"}}}
-        layer = self._region_layer
-        if layer is None or layer not in self.viewer.layers:
-            layer = _layer_named(self.viewer, REGION_LAYER)
-            if layer is not None and not isinstance(layer, Labels):
-                layer = None
-        note = ""
-        if layer is None:
-            layer = self.viewer.add_labels(np.zeros(shape, np.uint8), name=REGION_LAYER, opacity=0.4, **geometry)
-            layer.brush_size = max(5, max(shape) // 20)
-            layer.selected_label = 1
-        elif tuple(layer.data.shape) != shape:
-            layer.data = np.zeros(shape, np.uint8)
-            for attribute in ("scale", "translate", "affine"):
-                setattr(layer, attribute, geometry[attribute])
-            note = f"the '{REGION_LAYER}' layer did not fit the style image and was emptied: paint it again"
-        if self._region_layer is not layer:
-            layer.events.paint.connect(self._on_paint)
-        self._region_layer = layer
-        return layer, note
-
-    def _on_paint(self, _event: Any = None) -> None:
+    def _on_paint(self) -> None:
         if self._mode.value == "region":
             self._schedule_auto()
+
+    def style_point(self, style: Any) -> tuple[float, float] | None:
+        """The style point in the style image's pixel coordinates ``(y, x)`` (``None``: no point)."""
+        return self.pickers.point(style)
+
+    # ------------------------------------------------------------------------------------------- grid mode
+
+    def _on_grid(self, _event: Any = None) -> None:
+        try:
+            self._update_grid()
+        except RuntimeError:  # the widget's Qt side is gone
+            grid_of(self.viewer).events.enabled.disconnect(self._on_grid)
+
+    def _update_grid(self) -> None:
+        """In grid mode with a point or region style, the picker shares the style image's cell (cells of two
+        layers, see :func:`arrange_grid`); otherwise the user's stride comes back and the picker is on top."""
+        grid = grid_of(self.viewer)
+        picker = self._picker_layer()
+        if grid.enabled and picker is not None and self._arrange_swap_grid(picker):
+            return
+        if self._stride_before is not None:
+            grid.stride, self._stride_before = self._stride_before, None
+        if picker is not None:
+            bring_to_top(self.viewer, picker)
+
+    def _picker_layer(self) -> Any:
+        mode = self._mode.value
+        return (self.pickers.point_layer if mode == "point" else self.pickers.region_layer if mode == "region"
+                else None)
+
+    def _arrange_swap_grid(self, picker: Any) -> bool:
+        anatomy, style = self._anatomy.value, self._style.value
+        if anatomy is None or style is None or same_layer(anatomy, style):
+            return False
+        a, s = anatomy.name, style.name
+        outputs = [f"{a} anatomy × {s} style", f"{a} reconstruction", f"{s} anatomy × {a} style",
+                   f"{s} reconstruction"]
+        stack = [picker, style, *(_output_named(self.viewer, name) for name in outputs), anatomy]
+        before = grid_of(self.viewer).stride
+        if not arrange_grid(self.viewer, stack):
+            return False
+        if self._stride_before is None and before != -2:
+            self._stride_before = before
+        return True
 
     # ------------------------------------------------------------------------------------------- running
 
@@ -662,8 +501,8 @@ class SwapWidget(QWidget):
                               count=int(self._count.value), seed=int(self._seed.value))
         notes = [note for note in (_input_note(anatomy, "anatomy"), _input_note(style, "style")) if note]
         if what != "variants" and request.mode == "point":
-            self._ensure_point_layer(style)
-            request.point = self.style_point(style)
+            self.pickers.ensure_point(style)
+            request.point = self.pickers.point(style)
             if request.point is None:
                 show_problem(self._status, f"put a point in the '{POINT_LAYER}' layer on the style image")
                 return None
@@ -673,13 +512,12 @@ class SwapWidget(QWidget):
                 notes.append(f"the style point ({y:.0f}, {x:.0f}) lies outside '{style.name}': the nearest patch "
                              "is used")
         elif what != "variants" and request.mode == "region":
-            layer, note = self._ensure_region_layer(style)
+            layer, note = self.pickers.ensure_region(style)
             if note:
                 notes.append(note)
             mask = np.asarray(layer.data) > 0
             if not mask.any():
-                self.viewer.layers.selection.active = layer
-                layer.mode = "paint"
+                self.pickers.present_region(style)
                 show_problem(self._status, f"the '{REGION_LAYER}' layer is empty: paint the region of "
                                            f"'{style.name}' whose style to use, then Swap")
                 return None
@@ -706,7 +544,7 @@ class SwapWidget(QWidget):
 
     def _start(self, request: SwapRequest, description: str) -> None:
         self._progress.value = 0
-        self.runner.start(lambda cancel: _swap_job(request, cancel), description)
+        self.runner.start(lambda cancel: swap_job(request, cancel), description)
 
     def _schedule_auto(self) -> None:
         self._auto_timer.start()
@@ -776,9 +614,14 @@ class SwapWidget(QWidget):
                 self._put_layer(name, rgb, geometry_kwargs(anatomy if role == "anatomy" else style), entry)
             what = "swapped" if request.what == "all" else "re-rendered"
             text = f"{what} in {outcome.seconds:.2f} s: {entry['style_rule']}"
-            if request.what == "all" and request.mode != "mean":
-                text += ("; drag or click the style point to try another patch" if request.mode == "point"
-                         else "; paint more of the region to update")
+            if request.what == "all" and request.mode == "point":
+                self.pickers.present_point(style)  # on top, active and selected: ready to click or drag
+                text += f"; click on '{style.name}' or drag the style point to try another patch"
+            elif request.what == "all" and request.mode == "region":
+                self.pickers.present_region(style)
+                text += "; paint more of the region to update"
+            if request.what == "all":
+                self._update_grid()
         if outcome.encoded_now:
             text += f" (encoded {outcome.encoded_now} image(s) with {outcome.model.name}; cached)"
         notes = self._job.get("notes") or []
@@ -839,7 +682,7 @@ class SwapWidget(QWidget):
             if problem is not None:
                 show_problem(self._ft_status, problem)
                 return
-            if all(layer is not other for other in layers):
+            if not any(same_layer(layer, other) for other in layers):
                 layers.append(layer)
         try:
             init = self.model_source()
@@ -859,7 +702,7 @@ class SwapWidget(QWidget):
         self._ft_progress.value = 0
         start_from = "the shipped model" if init == DEFAULT_MODEL else Path(init).name
         self.train_runner.start(
-            lambda cancel: _finetune_job(inputs, out, settings, init, cancel),
+            lambda cancel: finetune_job(inputs, out, settings, init, cancel),
             f"fine-tuning {start_from} on {' and '.join(repr(layer.name) for layer in layers)}",
         )
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+
 import numpy as np
 
 from .features import FeatureCache, FeatureResult, FeatureSettings, extract_features
+from .foreground import Foreground, find_foreground
 from .progress import Progress, rescaled
-from .rgb import ColourMode, colour_projection, foreground_mask
-from .stability import StabilitySummary, compare, cosine_map
+from .rgb import ColourMode, colour_projection
+from .stability import GridMismatchError, StabilitySummary, compare, cosine_map
 
 @dataclass
 class Comparison:
     """Everything the views show. RGBs ``(Z, Y, X, 3)`` uint8 share one projection (fitted on A);
-    ``cosine`` ``(Z, Y, X)`` float32; ``mask`` the foreground (A ∧ B) the numbers are computed in."""
+    ``cosine`` ``(Z, Y, X)`` float32; ``mask`` the foreground (A ∧ B, NaN voxels excluded) the numbers are
+    computed in; ``non_finite`` the NaN/inf voxels of A and B (left out of every figure)."""
 
     features_a: FeatureResult
     features_b: FeatureResult
@@ -27,17 +30,54 @@ class Comparison:
     cosine: np.ndarray
     mask: np.ndarray
     summary: StabilitySummary
+    non_finite: tuple[int, int] = (0, 0)
+
+
+MIN_COMMON_VOXELS = 10
+
+
+def common_foreground(
+    image_a: np.ndarray, image_b: np.ndarray, names: tuple[str, str] = ("A", "B")
+) -> tuple[np.ndarray, Foreground, Foreground]:
+    """The foreground both volumes share ``(Z, Y, X)`` bool (see :mod:`.foreground`), and each one's foreground.
+
+    ``ValueError`` naming the real problem: a volume without finite voxels, a constant volume, a volume without
+    foreground, or two foregrounds that do not overlap.
+    """
+    found = []
+    for name, image in zip(names, (image_a, image_b)):
+        try:
+            foreground = find_foreground(image)
+        except ValueError as err:
+            raise ValueError(f"volume {name}: {err}") from None
+        nan = f" ({foreground.non_finite:,} NaN/inf voxels left out)" if foreground.non_finite else ""
+        finite = np.asarray(image)[np.isfinite(image)] if foreground.non_finite else np.asarray(image)
+        if finite.min() == finite.max():
+            raise ValueError(f"volume {name} is constant (every voxel is {finite.min():g}){nan}: there is nothing "
+                             "to compare")
+        if foreground.voxels == 0:
+            raise ValueError(f"volume {name} has no foreground: it is its background level {foreground.level:g} "
+                             f"everywhere but its NaN voxels{nan}")
+        found.append(foreground)
+    mask = found[0].mask & found[1].mask
+    if np.count_nonzero(mask) < MIN_COMMON_VOXELS:
+        raise ValueError(
+            f"{names[0]} ({found[0].voxels:,} foreground voxels) and {names[1]} ({found[1].voxels:,}) have "
+            f"{int(np.count_nonzero(mask))} foreground voxels in common: are they on one grid and of the same subject?"
+        )
+    return mask, found[0], found[1]
 
 
 def comparison_mask(image_a: np.ndarray, image_b: np.ndarray) -> np.ndarray:
-    """Foreground of both volumes ``(Z, Y, X)`` bool; a clear error when there is none."""
-    for name, image in (("A", image_a), ("B", image_b)):
-        if np.ptp(np.asarray(image)) == 0:
-            raise ValueError(f"volume {name} is constant (e.g. all zero): there is nothing to compare")
-    mask = foreground_mask(image_a) & foreground_mask(image_b)
-    if mask.sum() < 10:
-        raise ValueError("the two volumes share no foreground: are they on one grid and of the same subject?")
-    return mask
+    """The foreground both volumes share ``(Z, Y, X)`` bool; a clear error when there is none."""
+    return common_foreground(image_a, image_b)[0]
+
+
+def finite_or_background(image: np.ndarray, foreground: Foreground) -> np.ndarray:
+    """``image`` with its NaN/inf voxels set to the background level (the feature extractor needs finite input)."""
+    if not foreground.non_finite:
+        return image
+    return np.where(np.isfinite(image), image, np.asarray(foreground.level, dtype=image.dtype))
 
 
 def compare_volumes(
@@ -56,12 +96,11 @@ def compare_volumes(
     """
     image_a, image_b = np.asarray(image_a), np.asarray(image_b)
     if image_a.shape != image_b.shape:
-        from .stability import GridMismatchError
-
         raise GridMismatchError(
             f"A {image_a.shape} and B {image_b.shape} are not on one voxel grid; resample B onto A's grid first"
         )
-    mask = comparison_mask(image_a, image_b)
+    mask, foreground_a, foreground_b = common_foreground(image_a, image_b)
+    image_a, image_b = finite_or_background(image_a, foreground_a), finite_or_background(image_b, foreground_b)
     results = []
     for name, image, offset in (("A", image_a, 0.0), ("B", image_b, 0.45)):
         job = extract_features(image, settings, cancel=cancel, cache=cache)
@@ -79,6 +118,7 @@ def compare_volumes(
         cosine=cosine,
         mask=mask,
         summary=summary,
+        non_finite=(foreground_a.non_finite, foreground_b.non_finite),
     )
     yield {"stage": "done", "fraction": 1.0, "message": "done"}
     return comparison
@@ -106,8 +146,11 @@ def similarity_to_voxel(features_query: np.ndarray, voxel: tuple[int, int, int],
 # Added for the "Compare representations" widget (plain text, no Qt/napari; usable by the CLI as well).
 
 
-def describe_summary(summary: StabilitySummary, n_foreground: int | None = None, margin: float = 0.05) -> str:
-    """One paragraph for people: feature CKA against the intensity baselines, mean cosine, voxels compared.
+def describe_summary(
+    summary: StabilitySummary, non_finite: tuple[int, int] = (0, 0), margin: float = 0.05
+) -> str:
+    """One paragraph for people: feature CKA against the intensity baselines, mean cosine, voxels compared (and
+    the NaN/inf voxels of A and B that were left out).
 
     The features are called "more alike" (or "less alike") than the images when the feature CKA beats (or trails)
     both intensity baselines — single voxels and 3×3×3 patches — by more than ``margin``.
@@ -120,11 +163,13 @@ def describe_summary(summary: StabilitySummary, n_foreground: int | None = None,
     else:
         verdict = "the features are about as alike across these two volumes as the images are"
     sampled = f"{summary.n_voxels:,} voxels"
-    if n_foreground is not None and n_foreground > summary.n_voxels:
-        sampled += f" sampled from {n_foreground:,} foreground voxels"
-    elif n_foreground is not None:
+    if summary.foreground_voxels > summary.n_voxels:
+        sampled += f" sampled from {summary.foreground_voxels:,} foreground voxels"
+    else:
         sampled += " (the whole common foreground)"
+    left_out = [f"{count:,} NaN/inf voxels of {name}" for name, count in zip("AB", non_finite) if count]
+    note = f" Left out: {' and '.join(left_out)}." if left_out else ""
     return (
         f"Feature CKA {features:.2f} vs intensity CKA {intensity:.2f} (3×3×3 patches {patch:.2f}): {verdict}. "
-        f"Mean cosine of the feature vectors {summary.mean_cosine:.2f} inside the foreground; {sampled}."
+        f"Mean cosine of the feature vectors {summary.mean_cosine:.2f} inside the foreground; {sampled}.{note}"
     )

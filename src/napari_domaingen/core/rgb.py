@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 
+from .foreground import foreground_mask
+
 ColourMode = Literal["pca", "channels"]
 
 
@@ -113,12 +115,6 @@ def _sample_voxels(features: np.ndarray, mask: np.ndarray | None, max_samples: i
     if index.size > max_samples:
         index = np.sort(np.random.default_rng(seed).choice(index, max_samples, replace=False))
     return flat[:, index].T.astype(np.float64)
-
-
-def foreground_mask(image: np.ndarray) -> np.ndarray:
-    """``(Z, Y, X)`` bool: voxels above the lowest intensity (background of skull-stripped MRI, air in CT)."""
-    image = np.asarray(image)
-    return image > image.min()
 
 
 def render_rgb(

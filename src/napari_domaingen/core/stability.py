@@ -78,13 +78,14 @@ def cosine_map(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StabilitySummary:
-    """Numbers of one comparison; ``n_voxels`` compared (sampled inside the mask)."""
+    """Numbers of one comparison: ``n_voxels`` compared, sampled from the ``foreground_voxels`` of the mask."""
 
     cka_features: float
     cka_intensity: float
     cka_intensity_patch: float
     mean_cosine: float
     n_voxels: int
+    foreground_voxels: int
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -93,6 +94,7 @@ class StabilitySummary:
             "cka_intensity_patch": self.cka_intensity_patch,
             "mean_cosine": self.mean_cosine,
             "n_voxels": self.n_voxels,
+            "foreground_voxels": self.foreground_voxels,
         }
 
 
@@ -114,6 +116,7 @@ def compare(
     if np.shape(image_a) != np.shape(image_b):
         raise GridMismatchError(f"volumes differ in shape: {np.shape(image_a)} vs {np.shape(image_b)}")
     index = sample_indices(np.shape(image_a), mask, max_samples, seed)
+    foreground_voxels = int(np.count_nonzero(mask)) if mask is not None else int(np.prod(np.shape(image_a)))
     rows_a, rows_b = voxel_rows(features_a, index), voxel_rows(features_b, index)
     dot = (rows_a * rows_b).sum(1)
     norms = np.linalg.norm(rows_a, axis=1) * np.linalg.norm(rows_b, axis=1)
@@ -123,6 +126,7 @@ def compare(
         cka_intensity_patch=linear_cka(patch_rows(image_a, index), patch_rows(image_b, index)),
         mean_cosine=float(np.mean(dot / np.maximum(norms, 1e-8))),
         n_voxels=int(index.size),
+        foreground_voxels=foreground_voxels,
     )
 
 

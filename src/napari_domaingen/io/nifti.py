@@ -200,7 +200,17 @@ def _as_label_array(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if data.dtype.kind == "f":
         if not np.isfinite(data).all():
             raise VolumeReadError(path, "label file contains NaN or infinite values")
-        data = np.round(data)
+        rounded = np.round(data)
+        fractional = data != rounded
+        if fractional.any():
+            example = float(data[fractional].flat[0])
+            raise VolumeReadError(
+                path,
+                f"label file holds fractional values ({int(fractional.sum()):,} voxels, e.g. {example:g}); labels "
+                "must be whole class numbers. Is it a probability map or a mask resampled with linear "
+                "interpolation? Threshold it, or resample it with nearest-neighbour interpolation",
+            )
+        data = rounded
     if data.min() < 0:
         raise VolumeReadError(path, f"label file contains negative labels (min {data.min()})")
     top = int(data.max())

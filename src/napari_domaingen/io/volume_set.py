@@ -525,6 +525,30 @@ def contrast_limits_for(data: np.ndarray, preset: str) -> tuple[float, float]:
     return low, high
 
 
+#: real CT has air near −1000 HU; a volume whose darkest voxels are brighter than this holds no air in HU
+_HU_AIR_CEILING = -500.0
+
+
+def preset_problem(data: np.ndarray, preset: str, name: str = "the volume") -> str | None:
+    """Why ``preset`` does not fit ``data`` (``None`` when it does): a CT preset is a Hounsfield-unit window, and
+    data without any air-dark voxel (e.g. uint8 0…255) are not in HU, so the window would show nothing useful."""
+    if preset not in _CT_PRESETS:
+        return None
+    flat = np.asarray(data).reshape(-1)
+    flat = flat[:: max(1, int(math.ceil(flat.size / _MAX_SAMPLES)))]
+    if flat.dtype.kind == "f":
+        flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return None
+    low, high = float(flat.min()), float(flat.max())
+    if low <= _HU_AIR_CEILING:
+        return None
+    window_low, window_high = _ct_window(preset)
+    return (f"'{name}' holds {low:g} … {high:g} ({np.asarray(data).dtype}), not Hounsfield units (CT air is near "
+            f"−1000 HU): the {preset} window ({window_low:g}–{window_high:g} HU) may show nothing useful; use an MRI "
+            "preset or 'full range' for these data")
+
+
 def iter_resample_group(
     volumes: list[Volume], reference: int, cancel: Callable[[], bool] | None = None
 ) -> Generator[Progress, None, list[tuple[int, Volume]]]:

@@ -1,0 +1,91 @@
+"""Make the documentation's screenshots of the viewing conventions and the dock layout with a real napari window.
+
+* ``docs/images/radiological_view.png`` — the brain sample (MNI152 T1 + tissue labels, opened as File ▸ Open
+  Sample does) in the three 2D views napari offers, with the radiological convention this plugin sets.
+* ``docs/images/window_1080.png`` — a 1920 × 1080 napari window with *MaskGen — train* and *MaskGen — segment*
+  docked beside the brain sample: the docks scroll instead of making the window taller than the screen.
+
+Needs a display; on a headless machine: ``xvfb-run -s "-screen 0 1920x1080x24" python scripts/docs_screenshots.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+PLUGIN = "napari-domaingen"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
+VIEWS = {  # napari dims order → (title, letters on the (top, bottom, left, right) edges of the picture)
+    (0, 1, 2): ("axial: anterior up, the patient's right on the left", ("A", "P", "R", "L")),
+    (1, 0, 2): ("coronal: superior up, the patient's right on the left", ("S", "I", "R", "L")),
+    (2, 0, 1): ("sagittal: superior up, anterior on the left", ("S", "I", "A", "P")),
+}
+
+
+def radiological_view(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import napari
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(900, 900)
+    viewer.open_sample(PLUGIN, "brain_mri")
+    viewer.layers[-1].opacity = 0.35
+    shots = []
+    for order in VIEWS:
+        viewer.dims.order = order
+        viewer.dims.set_point(order[0], 0.0 if order[0] != 2 else 20.0)  # through the middle (R 20 mm: one hemisphere)
+        viewer.reset_view()
+        shots.append(viewer.screenshot(canvas_only=True, flash=False)[..., :3])
+    viewer.close()
+    figure, axes = plt.subplots(1, 3, figsize=(15, 5.6), dpi=100)
+    for ax, shot, (title, (top, bottom, left, right)) in zip(axes, shots, VIEWS.values()):
+        rows, cols = np.nonzero(shot.mean(-1) > 8)
+        crop = shot[max(rows.min() - 20, 0) : rows.max() + 20, max(cols.min() - 40, 0) : cols.max() + 40]
+        ax.imshow(crop)
+        ax.set_title(title, fontsize=11)
+        ax.set_xticks([]), ax.set_yticks([])
+        h, w = crop.shape[:2]
+        style = {"color": "yellow", "fontsize": 15, "fontweight": "bold", "ha": "center", "va": "center"}
+        ax.text(w / 2, 14, top, **style), ax.text(w / 2, h - 14, bottom, **style)
+        ax.text(16, h / 2, left, **style), ax.text(w - 16, h / 2, right, **style)
+    figure.suptitle("napari-domaingen: the brain sample in the radiological view (the default)", fontsize=13)
+    figure.tight_layout()
+    figure.savefig(out, facecolor="white")
+    print(f"wrote {out}")
+
+
+def window_1080(out: Path) -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1920, 1080)
+    viewer.open_sample(PLUGIN, "brain_mri")
+    for name in ("MaskGen — train", "MaskGen — segment"):
+        viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    for _ in range(20):
+        QApplication.processEvents()
+    assert window.frameGeometry().height() <= 1080, window.frameGeometry()
+    window.grab().save(str(out))
+    print(f"wrote {out} ({window.width()} × {window.height()} px)")
+    viewer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(DOCS), help="folder for the PNG files (default: docs/images)")
+    args = parser.parse_args()
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    radiological_view(folder / "radiological_view.png")
+    window_1080(folder / "window_1080.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Radiological (or neurological) 2D display of medical volumes, in every viewer they are opened in.
+
+World coordinates stay scanner RAS millimetres listed (S, A, R) (docs/geometry.md); only the camera turns:
+napari draws world axes increasing down and to the right, so an axial slice would show anterior at the bottom
+and the patient's right on the screen's right. With the *radiological* convention (the default) the camera's
+vertical axis points up and its horizontal axis left: axial anterior up and the patient's right on the screen's
+left, coronal superior up with the patient's right on the left, sagittal superior up with anterior on the left.
+*Neurological* keeps the vertical axis up and the horizontal axis right (the patient's right on the right).
+
+A viewer is *followed* once (:func:`follow`): from then on, whenever its first medical volume arrives the camera
+takes the chosen convention, and when its last one leaves napari's default returns (so a histology image opened
+afterwards is not shown upside down). The readers, the sample data, *Load volumes* and the demo follow the viewer
+they fill. The choice is kept in ``settings.json`` in the user's configuration folder
+(``$DOMAINGEN_CONFIG_DIR``, else the platform's, e.g. ``~/.config/napari-domaingen``); ``$DOMAINGEN_VIEW`` overrides
+it for one session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+from .layers import META_KEY
+
+ENV_VIEW = "DOMAINGEN_VIEW"
+ENV_CONFIG_DIR = "DOMAINGEN_CONFIG_DIR"
+#: camera ``orientation2d`` (vertical, horizontal) of each convention
+CONVENTIONS: dict[str, tuple[str, str]] = {"radiological": ("up", "left"), "neurological": ("up", "right")}
+DEFAULT_CONVENTION = "radiological"
+NAPARI_DEFAULT = ("down", "right")
+
+_followed: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+_session: dict[str, str] = {}  # the choice made in this process (the widget), ahead of the environment
+
+
+# ------------------------------------------------------------------------------------------------ the setting
+
+
+def config_dir() -> Path:
+    """``$DOMAINGEN_CONFIG_DIR``, else the platform's user configuration folder for napari-domaingen."""
+    folder = os.environ.get(ENV_CONFIG_DIR)
+    if folder:
+        return Path(folder).expanduser()
+    try:
+        from platformdirs import user_config_dir
+    except ImportError:  # pragma: no cover - platformdirs comes with napari
+        return Path.home() / ".config" / "napari-domaingen"
+    return Path(user_config_dir("napari-domaingen", appauthor=False))
+
+
+def _settings_path() -> Path:
+    return config_dir() / "settings.json"
+
+
+def _read_settings() -> dict[str, Any]:
+    try:
+        settings = json.loads(_settings_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def view_convention() -> str:
+    """``"radiological"`` or ``"neurological"``: the choice made in this session, else ``$DOMAINGEN_VIEW``, else
+    the saved choice, else radiological."""
+    for value in (_session.get("view"), os.environ.get(ENV_VIEW), _read_settings().get("view")):
+        if isinstance(value, str) and value.strip().lower() in CONVENTIONS:
+            return value.strip().lower()
+    return DEFAULT_CONVENTION
+
+
+def set_view_convention(name: str, save: bool = True) -> None:
+    """Choose the convention for every followed viewer (now and later); ``save`` keeps it for later sessions.
+
+    ``ValueError`` for an unknown name; ``OSError`` naming the settings file when it cannot be written.
+    """
+    name = name.strip().lower()
+    if name not in CONVENTIONS:
+        raise ValueError(f"unknown view convention {name!r}; choose {' or '.join(CONVENTIONS)}")
+    if save:
+        path = _settings_path()
+        settings = {**_read_settings(), "view": name}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+            with os.fdopen(handle, "w") as file:
+                json.dump(settings, file, indent=2)
+            os.replace(tmp, path)
+        except OSError as err:
+            raise OSError(f"{path}: cannot save the view setting ({err.strerror or err})") from None
+    _session["view"] = name
+    for viewer in list(_followed.values()):
+        if _medical_layers(viewer):
+            _set_orientation(viewer, CONVENTIONS[name])
+
+
+# ------------------------------------------------------------------------------------------------ viewers
+
+
+def is_medical_volume(layer: Any) -> bool:
+    """A layer that shows a volume read by this plugin (NIfTI/DICOM) or derived from one: its metadata entry
+    records the volume's display affine (histology images and plain arrays do not)."""
+    entry = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+    return isinstance(entry, dict) and ("display_affine" in entry or "nifti_source" in entry)
+
+
+def _medical_layers(viewer: Any) -> list[Any]:
+    return [layer for layer in viewer.layers if is_medical_volume(layer)]
+
+
+def _camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def orientation(viewer: Any) -> tuple[str, str]:
+    """The camera's 2D orientation as plain strings, e.g. ``("up", "left")``."""
+    return tuple(str(getattr(axis, "value", axis)) for axis in _camera(viewer).orientation2d)  # type: ignore[return-value]
+
+
+def _set_orientation(viewer: Any, value: tuple[str, str]) -> None:
+    _camera(viewer).orientation2d = value
+
+
+def _real(viewer: Any) -> Any:
+    """The viewer behind napari's plugin proxy (which is a new object on every access)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def follow(viewer: Any) -> None:
+    """Show medical volumes in ``viewer`` with the chosen convention, from now on (idempotent)."""
+    if viewer is None:
+        return
+    real = _real(viewer)
+    if _followed.get(id(real)) is real:
+        return
+    _followed[id(real)] = real
+    state = {"medical": bool(_medical_layers(real))}
+
+    def on_change(_event: Any = None) -> None:
+        medical = bool(_medical_layers(real))
+        if medical and not state["medical"]:
+            _set_orientation(real, CONVENTIONS[view_convention()])
+        elif not medical and state["medical"] and orientation(real) in CONVENTIONS.values():
+            _set_orientation(real, NAPARI_DEFAULT)
+        state["medical"] = medical
+
+    real.layers.events.inserted.connect(on_change)
+    real.layers.events.removed.connect(on_change)
+    if state["medical"]:
+        _set_orientation(real, CONVENTIONS[view_convention()])
+
+
+def follow_current_viewer() -> None:
+    """:func:`follow` the viewer napari is opening files into (the active window's), if there is one."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no Qt, no viewer: nothing to follow
+        return
+    follow(viewer)

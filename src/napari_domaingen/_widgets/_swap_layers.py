@@ -1,0 +1,231 @@
+"""The swap widget's own pickers on the style image: the 'style point' and the 'style region' layers.
+
+Both are tracked by their ``unique_id`` (napari hands widgets a new proxy object on every access, so ``is`` and
+``id()`` cannot recognise a layer twice). The style point:
+
+* is one point on the style image's grid, at the image's centre when it is made;
+* moves where the user clicks (in the layer's *select* mode, a click off the point moves it there; dragging the
+  point moves it; in *add* mode the new point replaces the old one): one point per click;
+* sits on top of every other layer after each swap, is the active layer and is selected, ready to drag;
+* in grid mode shares the style image's grid cell (see :func:`arrange_grid`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Hashable, Sequence
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from .._napari.layers import META_KEY, geometry_kwargs
+from ._choices import find_layer, layer_key
+
+POINT_LAYER = "style point"
+REGION_LAYER = "style region"
+OUTPUT_KEY = "swap"
+CLICK_TOLERANCE_PX = 5  # a press and release closer than this (screen pixels) is a click, not a drag
+
+
+def _picker_metadata(role: str) -> dict[str, Any]:
+    return {META_KEY: {OUTPUT_KEY: {"role": role}}}
+
+
+def _match_geometry(layer: Any, geometry: dict[str, Any]) -> None:
+    """Put ``layer`` on the grid ``geometry`` describes (scale/translate/affine), if it is not there already."""
+    for attribute in ("scale", "translate", "affine"):
+        current = getattr(layer, attribute)
+        current = current.affine_matrix if attribute == "affine" else current
+        if not np.allclose(np.asarray(current), np.asarray(geometry[attribute])):
+            setattr(layer, attribute, geometry[attribute])
+
+
+def _named(viewer: Any, name: str, kind: str) -> Any:
+    """The viewer's layer called ``name`` of class ``kind`` (e.g. ``"Points"``), or ``None``."""
+    for layer in viewer.layers:
+        if layer.name == name and type(layer).__name__ == kind:
+            return layer
+    return None
+
+
+class StylePickers:
+    """The 'style point' Points layer and the 'style region' Labels layer of one swap widget.
+
+    ``on_point_moved()`` and ``on_painted()`` are called (on the GUI thread) after the point moved or the region
+    was painted.
+    """
+
+    def __init__(self, viewer: Any, on_point_moved: Callable[[], None], on_painted: Callable[[], None]) -> None:
+        self.viewer = viewer
+        self._on_point_moved = on_point_moved
+        self._on_painted = on_painted
+        self._point_key: Hashable | None = None
+        self._region_key: Hashable | None = None
+        self._hooked: set[Hashable] = set()  # layers whose events this object listens to
+
+    # ------------------------------------------------------------------------------------------ the point
+
+    @property
+    def point_layer(self) -> Any:
+        """The style point layer, or ``None`` (never made, or removed by the user)."""
+        return find_layer(self.viewer, self._point_key) if self._point_key is not None else None
+
+    def ensure_point(self, style: Any) -> Any:
+        """The style point layer on ``style``'s grid with one point (the image's centre when it had none)."""
+        layer = self.point_layer or _named(self.viewer, POINT_LAYER, "Points")
+        height, width = style.data.shape[:2]
+        geometry = geometry_kwargs(style)
+        geometry["metadata"] = _picker_metadata("style point")
+        centre = np.array([[height / 2, width / 2]])
+        if layer is None:
+            layer = self.viewer.add_points(
+                centre, name=POINT_LAYER, size=max(4.0, max(height, width) / 20), face_color="transparent",
+                border_color="yellow", border_width=0.25, symbol="disc", **geometry,
+            )
+        else:
+            _match_geometry(layer, geometry)
+            if len(layer.data) == 0:
+                layer.data = centre
+        self._point_key = layer_key(layer)
+        if self._point_key not in self._hooked:
+            self._hooked.add(self._point_key)
+            layer.events.data.connect(self._on_point_data)
+            layer.mouse_drag_callbacks.append(self._move_on_click)
+        return layer
+
+    def present_point(self, style: Any) -> Any:
+        """The style point on top of every layer, active, in select mode and selected: ready to drag or click."""
+        layer = self.ensure_point(style)
+        bring_to_top(self.viewer, layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "select"
+        layer.selected_data = {len(layer.data) - 1}
+        return layer
+
+    def point(self, style: Any) -> tuple[float, float] | None:
+        """The style point in ``style``'s pixel coordinates ``(y, x)``: the selected point, else the last one;
+        ``None`` when there is no point."""
+        layer = self.point_layer
+        if layer is None or len(layer.data) == 0:
+            return None
+        selected = sorted(layer.selected_data)
+        index = selected[-1] if selected else len(layer.data) - 1
+        world = layer.data_to_world(np.asarray(layer.data[index], dtype=float))
+        y, x = np.asarray(style.world_to_data(world), dtype=float)[-2:]
+        return float(y), float(x)
+
+    def _on_point_data(self, event: Any) -> None:
+        action = str(getattr(event, "action", "changed")).lower()
+        if action in ("adding", "changing", "removing"):  # the change is still to come
+            return
+        layer = self.point_layer
+        if layer is not None and action == "added" and len(layer.data) > 1:
+            QTimer.singleShot(0, self._keep_newest_point)  # a click in 'add' mode moves the style point
+        self._on_point_moved()
+
+    def _keep_newest_point(self) -> None:
+        layer = self.point_layer
+        if layer is not None and len(layer.data) > 1:
+            layer.data = np.asarray(layer.data)[-1:]
+            layer.selected_data = {0}
+
+    def _move_on_click(self, layer: Any, event: Any) -> Generator[None, None, None]:
+        """In select mode, a click off the point moves the point there (a drag keeps napari's box select)."""
+        if layer.mode != "select" or getattr(event, "button", 1) != 1:
+            return
+        on_point = layer.get_value(event.position, view_direction=event.view_direction,
+                                   dims_displayed=event.dims_displayed, world=True)
+        if on_point is not None:  # napari drags the point
+            return
+        start = np.asarray(event.pos, dtype=float)
+        yield
+        while event.type == "mouse_move":
+            yield
+        if np.linalg.norm(np.asarray(event.pos, dtype=float) - start) < CLICK_TOLERANCE_PX:
+            layer.data = np.asarray([layer.world_to_data(event.position)], dtype=float)[:, -2:]
+            layer.selected_data = {0}
+
+    # ------------------------------------------------------------------------------------------ the region
+
+    @property
+    def region_layer(self) -> Any:
+        return find_layer(self.viewer, self._region_key) if self._region_key is not None else None
+
+    def ensure_region(self, style: Any) -> tuple[Any, str]:
+        """The 'style region' Labels layer on ``style``'s grid (emptied, with a note, if it did not fit)."""
+        layer = self.region_layer or _named(self.viewer, REGION_LAYER, "Labels")
+        shape = tuple(style.data.shape[:2])
+        geometry = geometry_kwargs(style)
+        geometry["metadata"] = _picker_metadata("style region")
+        note = ""
+        if layer is None:
+            layer = self.viewer.add_labels(np.zeros(shape, np.uint8), name=REGION_LAYER, opacity=0.4, **geometry)
+            layer.brush_size = max(5, max(shape) // 20)
+            layer.selected_label = 1
+        elif tuple(layer.data.shape) != shape:
+            layer.data = np.zeros(shape, np.uint8)
+            _match_geometry(layer, geometry)
+            note = f"the '{REGION_LAYER}' layer did not fit the style image and was emptied: paint it again"
+        self._region_key = layer_key(layer)
+        if self._region_key not in self._hooked:
+            self._hooked.add(self._region_key)
+            layer.events.paint.connect(lambda _event=None: self._on_painted())
+        return layer, note
+
+    def present_region(self, style: Any) -> tuple[Any, str]:
+        """The region layer on top, active, in paint mode."""
+        layer, note = self.ensure_region(style)
+        bring_to_top(self.viewer, layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "paint"
+        return layer, note
+
+    def forget_removed(self) -> None:
+        """Drop the listeners' bookkeeping of layers that are gone (after a layer was removed)."""
+        present = {layer_key(layer) for layer in self.viewer.layers}
+        self._hooked &= present
+
+
+def bring_to_top(viewer: Any, layer: Any) -> None:
+    """Move ``layer`` to the top of the layer list (drawn over every other layer)."""
+    key = layer_key(layer)
+    index = next(i for i, other in enumerate(viewer.layers) if layer_key(other) == key)
+    if index != len(viewer.layers) - 1:
+        viewer.layers.move(index, len(viewer.layers))
+
+
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+def arrange_grid(viewer: Any, stack: Sequence[Any | None]) -> bool:
+    """Show ``stack`` (layers listed top → bottom, ``None`` for missing ones) in grid mode as cells of two:
+    napari draws every layer in its own grid cell, so the style point (or region) shares the style image's cell
+    only when the grid takes layers two by two (stride −2 counts from the top of the layer list).
+
+    ``stack`` lists ``[picker, style image, A × S style, A reconstruction, S × A style, S reconstruction,
+    anatomy image]``: the cells then show the style image under its picker, the anatomy in S's style (A's
+    reconstruction beneath it), S's anatomy in A's style (S's reconstruction beneath it) and the anatomy image.
+    The layers move to the top of the layer list in that order; returns ``False`` (nothing changed) when a
+    picker or the style image is missing.
+    """
+    pairs = [tuple(stack[i:i + 2]) for i in range(0, len(stack), 2)]
+    if pairs[0][0] is None or pairs[0][1] is None:
+        return False
+    ordered: list[Any] = []
+    singles: list[Any] = []
+    for pair in pairs:
+        present = [layer for layer in pair if layer is not None]
+        if len(present) == 2:
+            ordered += present
+        elif present:
+            singles += present
+    if len(singles) > 1:  # two lone layers would share a cell, one hiding the other
+        return False
+    ordered += singles
+    for layer in reversed(ordered):  # the first ends on top
+        bring_to_top(viewer, layer)
+    grid_of(viewer).stride = -2
+    return True

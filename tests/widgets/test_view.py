@@ -1,0 +1,102 @@
+"""The radiological view: every medical volume, however it is opened, shows anterior up and the patient's right
+on the screen's left (coronal and sagittal: superior up); the neurological view is one setting away."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from ._gui import PLUGIN, camera, plugin_widget
+
+SHAPE = (40, 48, 36)  # NIfTI voxel axes (i, j, k)
+
+
+def _marked_volume(path, affine):
+    """A 'head' (value 100) with a bright marker (1000) in its right, anterior, superior corner, wherever the
+    file's voxel axes point. Returns the marker's world position (S, A, R)."""
+    data = np.zeros(SHAPE, np.float32)
+    data[4:-4, 4:-4, 4:-4] = 100.0
+    corner = np.array(SHAPE) - 12
+    world_corners = [affine[:3, :3] @ np.array(c) + affine[:3, 3] for c in ((4, 4, 4), corner)]
+    directions = np.sign(world_corners[1] - world_corners[0])  # which voxel end is right/anterior/superior
+    index = tuple(slice(c, c + 8) if d > 0 else slice(4, 12) for c, d in zip(corner, directions))
+    data[index] = 1000.0
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    centre = np.array([(s.start + s.stop - 1) / 2 for s in index])
+    ras = affine[:3, :3] @ centre + affine[:3, 3]
+    return ras[::-1]
+
+
+def _marker_quadrant(viewer, world, order):
+    """Where the marker appears on screen in the view with dims ``order``: ``("top"|"bottom", "left"|"right")``."""
+    viewer.dims.order = order
+    for axis in order[:1]:
+        viewer.dims.set_point(axis, world[axis])
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float).mean(-1)
+    head = shot > 10
+    bright = shot > 200
+    assert bright.sum() > 4 and head.sum() > bright.sum(), "the marker or the head is not on screen"
+    rows, cols = np.nonzero(head)
+    b_rows, b_cols = np.nonzero(bright)
+    return ("top" if b_rows.mean() < rows.mean() else "bottom", "left" if b_cols.mean() < cols.mean() else "right")
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPS"])
+def test_file_open_is_radiological_in_all_three_planes(make_napari_viewer, tmp_path, orientation):
+    flips = {"RAS": (1, 1, 1), "LPS": (-1, -1, 1)}[orientation]
+    affine = np.diag([*flips, 1.0]) * np.array([1.0, 1.0, 1.2, 1.0])
+    affine[:3, 3] = (-20.0 * flips[0], 30.0 * flips[1], 5.0)
+    path = tmp_path / f"head_{orientation}.nii.gz"
+    marker = _marked_volume(path, affine)
+    viewer = make_napari_viewer(show=True)
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)  # File ▸ Open / drag and drop take this path
+    assert tuple(str(getattr(a, "value", a)) for a in camera(viewer).orientation2d) == ("up", "left")
+    # world coordinates are untouched: patient millimetres (S, A, R) as nibabel gives them
+    voxel = np.round(layer.world_to_data(marker)).astype(int)
+    assert layer.data[tuple(voxel)] == 1000.0
+    assert _marker_quadrant(viewer, marker, (0, 1, 2)) == ("top", "left")  # axial: anterior up, right on the left
+    assert _marker_quadrant(viewer, marker, (1, 0, 2)) == ("top", "left")  # coronal: superior up, right on the left
+    assert _marker_quadrant(viewer, marker, (2, 0, 1)) == ("top", "left")  # sagittal: superior up, anterior left
+
+
+def test_sample_data_load_volumes_and_the_neurological_setting(make_napari_viewer, qtbot, tmp_path):
+    from napari_domaingen._napari import view
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "brain_mri")
+    assert view.orientation(viewer) == ("up", "left")
+
+    widget = plugin_widget(viewer, "Load volumes")
+    assert widget.view.currentText() == "radiological"
+    widget.view.setCurrentText("neurological")
+    widget.view.textActivated.emit("neurological")  # what choosing it in the combo box does
+    assert view.orientation(viewer) == ("up", "right")
+    assert "patient's right on the screen's right" in widget.status.text()
+    settings = json.loads((view.config_dir() / "settings.json").read_text())
+    assert settings == {"view": "neurological"}  # kept for later sessions
+
+    path = tmp_path / "t1.nii.gz"
+    _marked_volume(path, np.eye(4))
+    other = make_napari_viewer()
+    widget_b = plugin_widget(other, "Load volumes")
+    widget_b.add_paths([path])
+    widget_b.load_selected()
+    qtbot.waitUntil(lambda: len(other.layers) == 1, timeout=20000)
+    assert view.orientation(other) == ("up", "right")
+
+
+def test_histology_after_the_volumes_are_gone_is_not_flipped(make_napari_viewer, tmp_path):
+    from napari_domaingen._napari import view
+
+    path = tmp_path / "t1.nii.gz"
+    _marked_volume(path, np.eye(4))
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN)
+    assert view.orientation(viewer) == ("up", "left")
+    viewer.layers.clear()
+    viewer.open_sample(PLUGIN, "histology_pair")
+    assert view.orientation(viewer) == ("down", "right")  # slides as stored: napari's own orientation
