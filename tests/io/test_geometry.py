@@ -50,3 +50,15 @@ def test_same_grid():
     assert same_grid((2, 3, 4), np.eye(4), (2, 3, 4), np.eye(4))
     assert not same_grid((2, 3, 4), np.eye(4), (2, 3, 5), np.eye(4))
     assert not same_grid((2, 3, 4), np.eye(4), (2, 3, 4), np.diag([1, 1, 2, 1]))
+
+
+def test_world_to_voxel_inverts_voxel_to_world_on_an_oblique_grid():
+    from napari_domaingen.io.geometry import voxel_to_world, world_to_voxel
+
+    angle = np.radians(12.0)
+    affine = np.eye(4)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine[:3, :3] = rotation @ np.diag([3.0, 0.9, 1.1])
+    affine[:3, 3] = (10.0, -20.0, 5.0)
+    index = np.array([[0, 0, 0], [4, 17, 9], [2.5, 1.0, 30.0]])
+    assert np.allclose(world_to_voxel(affine, voxel_to_world(affine, index)), index)

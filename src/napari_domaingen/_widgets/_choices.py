@@ -59,6 +59,20 @@ def find_layer(viewer: Any, key: Hashable) -> Any:
     return next((layer for layer in viewer.layers if layer_key(layer) == key), None)
 
 
+def layer_named(viewer: Any, name: str, kind: str | None = None) -> Any:
+    """The viewer's layer called ``name`` (of class ``kind``, e.g. ``"Points"``, when given), or ``None``."""
+    for layer in viewer.layers:
+        if layer.name == name and (kind is None or type(layer).__name__ == kind):
+            return layer
+    return None
+
+
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 def volume_layers(viewer: Any, keep: Callable[[Any], bool] = lambda layer: True) -> list[tuple[str, Any]]:
     """(name, layer) of the viewer's 3D single-channel image layers (not RGB, not multiscale) that ``keep``."""
     from napari.layers import Image

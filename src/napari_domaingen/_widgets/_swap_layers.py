@@ -19,7 +19,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from .._napari.layers import META_KEY, geometry_kwargs
-from ._choices import find_layer, layer_key
+from ._choices import find_layer, grid_of, layer_key, layer_named
 
 POINT_LAYER = "style point"
 REGION_LAYER = "style region"
@@ -38,14 +38,6 @@ def _match_geometry(layer: Any, geometry: dict[str, Any]) -> None:
         current = current.affine_matrix if attribute == "affine" else current
         if not np.allclose(np.asarray(current), np.asarray(geometry[attribute])):
             setattr(layer, attribute, geometry[attribute])
-
-
-def _named(viewer: Any, name: str, kind: str) -> Any:
-    """The viewer's layer called ``name`` of class ``kind`` (e.g. ``"Points"``), or ``None``."""
-    for layer in viewer.layers:
-        if layer.name == name and type(layer).__name__ == kind:
-            return layer
-    return None
 
 
 class StylePickers:
@@ -72,7 +64,7 @@ class StylePickers:
 
     def ensure_point(self, style: Any) -> Any:
         """The style point layer on ``style``'s grid with one point (the image's centre when it had none)."""
-        layer = self.point_layer or _named(self.viewer, POINT_LAYER, "Points")
+        layer = self.point_layer or layer_named(self.viewer, POINT_LAYER, "Points")
         height, width = style.data.shape[:2]
         geometry = geometry_kwargs(style)
         geometry["metadata"] = _picker_metadata("style point")
@@ -153,7 +145,7 @@ class StylePickers:
 
     def ensure_region(self, style: Any) -> tuple[Any, str]:
         """The 'style region' Labels layer on ``style``'s grid (emptied, with a note, if it did not fit)."""
-        layer = self.region_layer or _named(self.viewer, REGION_LAYER, "Labels")
+        layer = self.region_layer or layer_named(self.viewer, REGION_LAYER, "Labels")
         shape = tuple(style.data.shape[:2])
         geometry = geometry_kwargs(style)
         geometry["metadata"] = _picker_metadata("style region")
@@ -192,12 +184,6 @@ def bring_to_top(viewer: Any, layer: Any) -> None:
     index = next(i for i, other in enumerate(viewer.layers) if layer_key(other) == key)
     if index != len(viewer.layers) - 1:
         viewer.layers.move(index, len(viewer.layers))
-
-
-def grid_of(viewer: Any) -> Any:
-    """The viewer's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
 def arrange_grid(viewer: Any, stack: Sequence[Any | None]) -> bool:

@@ -19,10 +19,10 @@ from ..core.compare import Comparison, compare_volumes, describe_summary, simila
 from ..core.features import FeatureSettings
 from ..core.progress import Progress
 from ..core.stability import require_same_grid
-from ..io.geometry import resample_to_grid
+from ..io.geometry import resample_to_grid, voxel_to_world, world_to_voxel
 from ..models.weights import REGISTRY
 from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
-from ._choices import ExtractorChoice, file_value, same_layer, volume_layers
+from ._choices import ExtractorChoice, file_value, grid_of, same_layer, volume_layers
 from ._outputs import OutputLayers
 from ._layout import scroll_layout
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
@@ -79,12 +79,6 @@ def layer_display_affine(layer: Any) -> np.ndarray:
             "shear": getattr(layer, "shear", None),
         }
     )
-
-
-def _grid_of(viewer: Any) -> Any:
-    """The viewer's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
 def _is_output(layer: Any) -> bool:
@@ -290,7 +284,7 @@ class CompareRepresentationsWidget(QWidget):
             colormap=COSINE_COLORMAP, contrast_limits=COSINE_LIMITS,
         )
         self._show_colorbar(layer)
-        _grid_of(self.viewer).enabled = True
+        grid_of(self.viewer).enabled = True
         set_status(self._summary, describe_summary(comparison.summary, comparison.non_finite))
         source = "B resampled onto A's grid" if self._job["resampled"] else "one voxel grid"
         timing = ", ".join(
@@ -371,7 +365,7 @@ class CompareRepresentationsWidget(QWidget):
         if layer_a is not None and layer_a in self.viewer.layers:
             index = np.asarray(layer_a.world_to_data(position), dtype=float)[-3:]
         else:  # A was removed: map through the geometry recorded at the run
-            index = (np.linalg.inv(self._result["affine_a"]) @ np.append(position[-3:], 1.0))[:3]
+            index = world_to_voxel(self._result["affine_a"], position[-3:])
         return tuple(int(v) for v in np.round(index))
 
     def _on_picked(self, result: Any) -> None:
@@ -404,8 +398,9 @@ class CompareRepresentationsWidget(QWidget):
                              f"foreground voxel of {name_b} to compare with")
             return
         best = np.unravel_index(int(np.nanargmax(shown)), shown.shape)
-        index_b, world = voxel_of_other_grid(self._result["affine_a"], best, self._result["affine_b"])
-        where = f"voxel {list(index_b)} of {name_b} at {_format_mm(world)}"
+        world = voxel_to_world(self._result["affine_a"], best)
+        index_b = [int(v) for v in np.round(world_to_voxel(self._result["affine_b"], world))]
+        where = f"voxel {index_b} of {name_b} at {_format_mm(world)}"
         if self._result["resampled"]:
             where += " on its own {}×{}×{} grid".format(*self._result["shape_b"])
         self._set_status(
@@ -418,16 +413,6 @@ class CompareRepresentationsWidget(QWidget):
         super().closeEvent(event)
 
 
-def voxel_of_other_grid(
-    affine_a: np.ndarray, voxel_a: tuple[int, ...], affine_b: np.ndarray
-) -> tuple[tuple[int, int, int], np.ndarray]:
-    """A voxel index on A's grid → the nearest voxel index on B's grid and the world point (S, A, R mm), through
-    the two ``(4, 4)`` display affines (identical grids give the same index)."""
-    world = np.asarray(affine_a, float) @ np.append(np.asarray(voxel_a, float), 1.0)
-    index = np.linalg.solve(np.asarray(affine_b, float), world)[:3]
-    return tuple(int(v) for v in np.round(index)), world[:3]  # type: ignore[return-value]
-
-
 def _format_mm(world: np.ndarray) -> str:
     """World (S, A, R) millimetres as text."""
     s, a, r = (float(v) for v in world[:3])
@@ -435,7 +420,7 @@ def _format_mm(world: np.ndarray) -> str:
 
 
 def _mm(affine: np.ndarray, voxel: tuple[int, ...]) -> str:
-    return _format_mm(np.asarray(affine, float) @ np.append(np.asarray(voxel, float), 1.0))
+    return _format_mm(voxel_to_world(affine, voxel))
 
 
 def colorbar_canvas(colormap: str, limits: tuple[float, float], label: str) -> Any:

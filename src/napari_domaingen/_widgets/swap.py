@@ -50,19 +50,11 @@ from ..core.swap import DEFAULT_OVERLAP, EncodedImage
 from ..core.swap_model import DEFAULT_MODEL, SwapModel, default_model_path
 from ..core.swap_training import SwapTrainResult, SwapTrainSettings
 from ..core.training import format_seconds
-from ._choices import file_value, layer_key, same_layer
+from ._choices import file_value, grid_of, layer_key, layer_named, same_layer
 from ._jobs import JobRunner, cancelled_training_message, set_status, show_fraction, show_problem
 from ._layout import scroll_layout
 from ._loss_plot import LossPlot
-from ._swap_layers import (
-    OUTPUT_KEY,
-    POINT_LAYER,
-    REGION_LAYER,
-    StylePickers,
-    arrange_grid,
-    bring_to_top,
-    grid_of,
-)
+from ._swap_layers import OUTPUT_KEY, POINT_LAYER, REGION_LAYER, StylePickers, arrange_grid, bring_to_top
 from .swap_jobs import (
     DEFAULT_VARIANTS,
     CacheKey,
@@ -114,17 +106,9 @@ def image_layer_problem(layer: Any, role: str) -> str | None:
     return None
 
 
-def _layer_named(viewer: Any, name: str) -> Any:
-    """The viewer's layer called ``name``, or ``None``."""
-    for layer in viewer.layers:
-        if layer.name == name:
-            return layer
-    return None
-
-
 def _output_named(viewer: Any, name: str) -> Any:
     """This widget's output layer called ``name``, or ``None``."""
-    layer = _layer_named(viewer, name)
+    layer = layer_named(viewer, name)
     return layer if layer is not None and _is_output(layer) else None
 
 
@@ -647,7 +631,7 @@ class SwapWidget(QWidget):
         entry = dict(geometry["metadata"].get(META_KEY, {}))
         entry[OUTPUT_KEY] = info
         metadata = {**geometry["metadata"], META_KEY: entry}
-        existing = _layer_named(self.viewer, name)
+        existing = layer_named(self.viewer, name)
         if isinstance(existing, Image) and existing.rgb and _is_output(existing) and existing.ndim == rgb.ndim - 1:
             existing.data = rgb
             for attribute in ("scale", "translate", "affine"):

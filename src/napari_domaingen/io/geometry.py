@@ -86,6 +86,13 @@ def voxel_to_world(display_affine: np.ndarray, index: np.ndarray) -> np.ndarray:
     return index @ display_affine[:3, :3].T + display_affine[:3, 3]
 
 
+def world_to_voxel(display_affine: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """Display indices (float) of world ``(S, A, R)`` mm points ``(..., 3)``: the inverse of :func:`voxel_to_world`."""
+    display_affine = np.asarray(display_affine, dtype=float)
+    world = np.asarray(world, dtype=float)
+    return np.linalg.solve(display_affine[:3, :3], (world - display_affine[:3, 3]).T).T
+
+
 def same_grid(
     shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...], affine_b: np.ndarray, atol: float = 1e-4
 ) -> bool:
