@@ -23,8 +23,8 @@ from ..io.geometry import resample_to_grid, voxel_to_world, world_to_voxel
 from ..models.weights import REGISTRY
 from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
 from ._choices import ExtractorChoice, file_value, grid_of, same_layer, volume_layers
-from ._outputs import OutputLayers
 from ._layout import scroll_layout
+from ._outputs import OutputLayers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 
 if TYPE_CHECKING:

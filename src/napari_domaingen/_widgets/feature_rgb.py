@@ -15,12 +15,12 @@ from magicgui.widgets import ComboBox, Container, Label, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
+from ..core.foreground import foreground_mask
 from ..core.rgb import render_rgb
 from .._napari.layers import META_KEY, spatial_geometry_kwargs
-from ._layout import scroll_layout
 from ._choices import follow_layer_list, layer_key, volume_layers
 from ._jobs import clear_error_notifications, notify_error, set_status
-from ._layout import wrap_text
+from ._layout import scroll_layout, wrap_text
 
 if TYPE_CHECKING:
     import napari
@@ -36,12 +36,15 @@ def features_entry(layer: Any) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def _render_job(features: Any, image: Any, mode: str, channels: tuple[int, int, int]) -> Any:
-    """Worker body: ``(rgb, seconds, masked)`` or the exception (returned, not raised)."""
+def _render_job(features: Any, image: Any, mode: str, channels: tuple[int, int, int], mask: Any) -> Any:
+    """Worker body: ``(rgb, seconds, masked, mask)`` or the exception (returned, not raised). ``mask``: the image's
+    foreground when already found (else it is found here and handed back, to be reused by the next render)."""
     try:
         start = time.perf_counter()
-        rgb, masked = render_rgb(np.asarray(features), image, mode, channels)
-        return rgb, time.perf_counter() - start, masked
+        if mask is None and image is not None:
+            mask = foreground_mask(np.asarray(image))
+        rgb, masked = render_rgb(np.asarray(features), mode=mode, channels=channels, mask=mask)
+        return rgb, time.perf_counter() - start, masked, mask
     except Exception as exc:  # shown to the user by the widget
         return exc
 
@@ -56,6 +59,7 @@ class FeatureRGBWidget(QWidget):
         self.output: Any = None  # the RGB layer of the current feature layer
         self._outputs: dict[Any, tuple[Any, Any]] = {}  # layer_key(features layer) → (features layer, RGB layer)
         self._dirty = False
+        self._mask: tuple[Any, np.ndarray] | None = None  # (source layer, data, shape) → its foreground
 
         self._features = ComboBox(
             label="features", choices=self._feature_layers, nullable=False,
@@ -170,11 +174,13 @@ class FeatureRGBWidget(QWidget):
                              f"{tuple(layer.data.shape[1:])}: no mask used")
             source = None
         mode, channels = self._mode.value, self.channels()
-        job = {"layer": layer, "mode": mode, "channels": channels, "name": self.output_name(layer)}
+        mask_key = None if source is None else (layer_key(source), id(source.data), tuple(source.data.shape))
+        mask = self._mask[1] if self._mask is not None and self._mask[0] == mask_key else None
+        job = {"layer": layer, "mode": mode, "channels": channels, "name": self.output_name(layer), "mask": mask_key}
         self._set_status("colouring …")
         worker = thread_worker(
             _render_job, connect={"returned": lambda result: self._on_rendered(job, result)}, start_thread=False
-        )(layer.data, None if source is None else source.data, mode, channels)
+        )(layer.data, None if source is None else source.data, mode, channels, mask)
         self.worker = worker
         worker.start()
 
@@ -188,7 +194,9 @@ class FeatureRGBWidget(QWidget):
             notify_error(message)
             return
         clear_error_notifications()
-        rgb, seconds, masked = result
+        rgb, seconds, masked, mask = result
+        if job["mask"] is not None:
+            self._mask = (job["mask"], mask)  # the foreground of this source, for the next render
         self._put_output(job, rgb)
         how = "PCA, top 3 components" if job["mode"] == "pca" else f"channels {list(job['channels'])} as R, G, B"
         where = "fitted on the foreground" if masked else "fitted on every voxel"

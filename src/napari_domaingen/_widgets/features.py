@@ -26,8 +26,8 @@ from ..core.rgb import pca_rgb
 from ..io.intensity import CT_WINDOWS
 from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ._choices import ExtractorChoice, follow_layer_list, layer_key, volume_layers
-from ._outputs import OutputLayers
 from ._layout import scroll_layout, wrap_text
+from ._outputs import OutputLayers
 from ._jobs import JobRunner, button_busy, label_status, set_status
 
 if TYPE_CHECKING:

@@ -122,10 +122,12 @@ def render_rgb(
     image: np.ndarray | None = None,
     mode: ColourMode = "pca",
     channels: tuple[int, int, int] = (0, 1, 2),
+    mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool]:
     """``(C, Z, Y, X)`` → ``(Z, Y, X, 3)`` uint8 fitted on (and masked to) the foreground of ``image`` when it has
-    one; returns ``(rgb, masked)``."""
-    mask = foreground_mask(np.asarray(image)) if image is not None else None
+    one (or on ``mask`` ``(Z, Y, X)`` bool, that foreground already found); returns ``(rgb, masked)``."""
+    if mask is None and image is not None:
+        mask = foreground_mask(np.asarray(image))
     if mask is not None and mask.sum() < 3:
         mask = None
     return colour_projection(features, mask, mode, channels).apply(features, mask), mask is not None

@@ -495,6 +495,14 @@ def _ct_window(preset: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _finite_values(data: np.ndarray, sample: bool = True) -> np.ndarray:
+    """The finite values of ``data``, flat: a regular sample of at most 2M of them when ``sample``."""
+    flat = np.asarray(data).reshape(-1)
+    if sample and flat.size > _MAX_SAMPLES:
+        flat = flat[:: int(math.ceil(flat.size / _MAX_SAMPLES))]
+    return flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
+
+
 def contrast_limits_for(data: np.ndarray, preset: str) -> tuple[float, float]:
     """Display contrast limits ``(low, high)`` for a preset of :data:`PRESETS`; the data are not changed.
 
@@ -505,11 +513,7 @@ def contrast_limits_for(data: np.ndarray, preset: str) -> tuple[float, float]:
         return _ct_window(preset)
     if preset not in PRESETS:
         raise ValueError(f"unknown intensity preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    flat = np.asarray(data).reshape(-1)
-    if flat.size > _MAX_SAMPLES and preset in _PERCENTILE_PRESETS:
-        flat = flat[:: int(math.ceil(flat.size / _MAX_SAMPLES))]
-    if flat.dtype.kind == "f":
-        flat = flat[np.isfinite(flat)]
+    flat = _finite_values(data, sample=preset in _PERCENTILE_PRESETS)
     if preset in _PERCENTILE_PRESETS:
         nonzero = flat[flat != 0]
         values = nonzero if nonzero.size else flat
@@ -534,10 +538,7 @@ def preset_problem(data: np.ndarray, preset: str, name: str = "the volume") -> s
     data without any air-dark voxel (e.g. uint8 0…255) are not in HU, so the window would show nothing useful."""
     if preset not in _CT_PRESETS:
         return None
-    flat = np.asarray(data).reshape(-1)
-    flat = flat[:: max(1, int(math.ceil(flat.size / _MAX_SAMPLES)))]
-    if flat.dtype.kind == "f":
-        flat = flat[np.isfinite(flat)]
+    flat = _finite_values(data)
     if flat.size == 0:
         return None
     low, high = float(flat.min()), float(flat.max())
