@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, peak_rss_gb, require, run_child  # noqa: E402
+from _common import SHARED, peak_rss_gb, require, run_child
 
 CROP = (155, 192, 160)
 IMAGE = SHARED / "data" / "mri" / "brats23-gli-00001-000" / "BraTS-GLI-00001-000-t1n.nii.gz"
@@ -88,13 +88,24 @@ def main() -> None:
     dot = (ref * ours).sum(0)
     cosine = dot / (np.linalg.norm(ref, axis=0) * np.linalg.norm(ours, axis=0) + 1e-12)
     foreground = load_crop() > 0
-    print(f"input: {IMAGE.name} cropped to {CROP}, weights: anatomix fixture (random), torch threads: {torch.get_num_threads()}")
+    print(
+        f"input: {IMAGE.name} cropped to {CROP}, weights: anatomix fixture (random), "
+        f"torch threads: {torch.get_num_threads()}"
+    )
     for side in ("reference", "ours"):
         s = sides[side]
         print(f"  {side:9s}: {s['seconds']:7.1f} s  peak RSS {s['peak_rss_gb']:.2f} GB  ({s['setting']})")
-    print(f"time ratio reference/ours : {sides['reference']['seconds'] / sides['ours']['seconds']:.2f}x   (target >= 3)")
-    print(f"peak RSS ratio ours/ref   : {sides['ours']['peak_rss_gb'] / sides['reference']['peak_rss_gb']:.2f}    (target <= 1.5)")
-    print(f"mean cosine (all voxels)  : {cosine.mean():.4f}  (target >= 0.99); brain voxels: {cosine[foreground].mean():.4f}")
+    print(
+        f"time ratio reference/ours : {sides['reference']['seconds'] / sides['ours']['seconds']:.2f}x   (target >= 3)"
+    )
+    print(
+        "peak RSS ratio ours/ref   : "
+        f"{sides['ours']['peak_rss_gb'] / sides['reference']['peak_rss_gb']:.2f}    (target <= 1.5)"
+    )
+    print(
+        f"mean cosine (all voxels)  : {cosine.mean():.4f}  (target >= 0.99); "
+        f"brain voxels: {cosine[foreground].mean():.4f}"
+    )
     print(f"max |delta|               : {np.abs(ref - ours).max():.4f}  (features are z-scored per channel)")
 
 

@@ -54,10 +54,20 @@ def child(method: str, preset: str, crop: int, steps: int, full_volume: bool = F
     volume = labelled_volume(image.data, labels.data, "tcga", spacing=image.spacing)
     folder = Path(tempfile.mkdtemp())
     weights = folder / "anatomix.pth"
-    torch.save(torch.load(require(SHARED / "fixtures" / "anatomix_reference.pt"), weights_only=True)["state_dict"],
-               weights)
-    settings = TrainSettings(use_features=method == "maskgen", weights=str(weights), preset=preset, crop=crop,
-                             steps=steps, batch_size=2, checkpoint_every=0, validate_every=0, device="cpu")
+    torch.save(
+        torch.load(require(SHARED / "fixtures" / "anatomix_reference.pt"), weights_only=True)["state_dict"], weights
+    )
+    settings = TrainSettings(
+        use_features=method == "maskgen",
+        weights=str(weights),
+        preset=preset,
+        crop=crop,
+        steps=steps,
+        batch_size=2,
+        checkpoint_every=0,
+        validate_every=0,
+        device="cpu",
+    )
     times: list[float] = []
     last = None
     for update in train([volume], folder / "model.pt", settings):
@@ -73,7 +83,7 @@ def child(method: str, preset: str, crop: int, steps: int, full_volume: bool = F
     image_region = image.data if full_volume else image.data[region]
     modes = ["shared"] if full_volume else ["shared", "per-window"] if method == "maskgen" else ["shared"]
     for mode in modes:
-        for attempt in range(1 if full_volume else 2):  # 128³: the first run warms up; features cache cleared
+        for _attempt in range(1 if full_volume else 2):  # 128³: the first run warms up; features cache cleared
             from napari_domaingen.core.features import FEATURE_CACHE
 
             FEATURE_CACHE.clear()
@@ -87,10 +97,14 @@ def child(method: str, preset: str, crop: int, steps: int, full_volume: bool = F
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--child", nargs=5, metavar=("METHOD", "PRESET", "CROP", "STEPS", "FULL"),
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--full-volume", action="store_true",
-                        help="time inference on the whole 240×240×155 volume (once, shared features) instead of 128³")
+    parser.add_argument(
+        "--child", nargs=5, metavar=("METHOD", "PRESET", "CROP", "STEPS", "FULL"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--full-volume",
+        action="store_true",
+        help="time inference on the whole 240×240×155 volume (once, shared features) instead of 128³",
+    )
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--steps", type=int, default=6, help="training steps per run (2 of them are not timed)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -103,38 +117,54 @@ def main() -> None:
     require(TCGA)
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; crop {args.crop}³, batch 2, "
-          f"{args.steps} steps per run, {args.rounds} rounds", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; crop {args.crop}³, batch 2, "
+        f"{args.steps} steps per run, {args.rounds} rounds",
+        flush=True,
+    )
     for preset in args.presets:
         runs: dict[str, list[dict]] = {"erm": [], "maskgen": []}
         for round_ in range(args.rounds):
             order = ["erm", "maskgen"] if round_ % 2 == 0 else ["maskgen", "erm"]
             for method in order:
-                result = run_child(Path(__file__), method, preset, str(args.crop), str(args.steps),
-                                   "1" if args.full_volume else "0")
+                result = run_child(
+                    Path(__file__), method, preset, str(args.crop), str(args.steps), "1" if args.full_volume else "0"
+                )
                 runs[method].append(result)
-                print(f"  [{preset}] {method}: step {result['step_s']:.2f} s, inference "
-                      + ", ".join(f"{k[6:-2]} {v:.2f} s" for k, v in result.items() if k.startswith("infer_"))
-                      + f", peak RSS {result['peak_rss_gb']:.2f} GB", flush=True)
+                print(
+                    f"  [{preset}] {method}: step {result['step_s']:.2f} s, inference "
+                    + ", ".join(f"{k[6:-2]} {v:.2f} s" for k, v in result.items() if k.startswith("infer_"))
+                    + f", peak RSS {result['peak_rss_gb']:.2f} GB",
+                    flush=True,
+                )
 
-        def med(method: str, key: str) -> float:
+        def med(method: str, key: str, runs: dict = runs) -> float:
             return statistics.median(r[key] for r in runs[method])
 
         train_ratio = med("maskgen", "step_s") / med("erm", "step_s")
         shared = med("maskgen", "infer_shared_s") / med("erm", "infer_shared_s")
         where = "whole volume 240×240×155" if args.full_volume else "128³"
         print(f"\n{preset} UNet, crop {args.crop}³ (medians over {args.rounds} rounds):")
-        print(f"  training step: MaskGen {med('maskgen', 'step_s'):.2f} s vs ERM {med('erm', 'step_s'):.2f} s "
-              f"-> overhead {100 * (train_ratio - 1):+.1f} % (paper +25.8 % on GPU; target <= 30 %)")
-        print(f"  inference {where}: MaskGen shared features {med('maskgen', 'infer_shared_s'):.2f} s vs ERM "
-              f"{med('erm', 'infer_shared_s'):.2f} s -> overhead {100 * (shared - 1):+.1f} % "
-              f"(paper +8.0 %; target <= 15 %)")
+        print(
+            f"  training step: MaskGen {med('maskgen', 'step_s'):.2f} s vs ERM {med('erm', 'step_s'):.2f} s "
+            f"-> overhead {100 * (train_ratio - 1):+.1f} % (paper +25.8 % on GPU; target <= 30 %)"
+        )
+        print(
+            f"  inference {where}: MaskGen shared features {med('maskgen', 'infer_shared_s'):.2f} s vs ERM "
+            f"{med('erm', 'infer_shared_s'):.2f} s -> overhead {100 * (shared - 1):+.1f} % "
+            f"(paper +8.0 %; target <= 15 %)"
+        )
         if not args.full_volume:
             per_window = med("maskgen", "infer_per-window_s") / med("erm", "infer_shared_s")
-            print(f"  inference {where}: MaskGen per-window features {med('maskgen', 'infer_per-window_s'):.2f} s "
-                  f"-> overhead {100 * (per_window - 1):+.1f} % (the MaskGen code's way)")
-        print(f"  peak RSS: MaskGen {max(r['peak_rss_gb'] for r in runs['maskgen']):.2f} GB, "
-              f"ERM {max(r['peak_rss_gb'] for r in runs['erm']):.2f} GB\n", flush=True)
+            print(
+                f"  inference {where}: MaskGen per-window features {med('maskgen', 'infer_per-window_s'):.2f} s "
+                f"-> overhead {100 * (per_window - 1):+.1f} % (the MaskGen code's way)"
+            )
+        print(
+            f"  peak RSS: MaskGen {max(r['peak_rss_gb'] for r in runs['maskgen']):.2f} GB, "
+            f"ERM {max(r['peak_rss_gb'] for r in runs['erm']):.2f} GB\n",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

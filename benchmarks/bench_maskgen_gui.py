@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, require  # noqa: E402
+from _common import SHARED, require
 
 CASE = SHARED / "data" / "mri" / "tcga-du-7294"
 IMAGE = CASE / "TCGA-DU-7294_t1_bet.nii.gz"
@@ -178,23 +178,33 @@ def main() -> None:
     gaps = np.diff(times) * 1000 if len(times) > 1 else np.array([])
     order = np.argsort(gaps)[::-1][:5]
     load = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
-    print(f"MaskGen — train responsiveness: {args.steps} steps, crop {args.crop}³, batch 2, 'cpu' preset, "
-          f"augment {'off' if args.no_augment else 'on'}, image {args.size}³, plot throttle "
-          f"{widget.plot.interval_ms} ms, progress in {'napari activity dock' if args.napari_activity else 'dock'}"
-          f", warm-up {'off' if args.no_warm_up else 'on'}; load average {' '.join(load)}")
-    print(f"widget opening: built and docked in {1000 * built:.0f} ms (GUI thread); then, while it imports in the "
-          f"background: longest stall {opening.max():.1f} ms, gaps > 100 ms: {int((opening > 100).sum())}")
-    print(f"training wall time {seconds:.1f} s ({result.seconds / args.steps:.2f} s/step incl. preparation and "
-          f"validation), final loss {result.final_loss:.3f}, plot updates {widget.plot.redraws} "
-          f"({widget.plot.full_draws} full draws)")
+    print(
+        f"MaskGen — train responsiveness: {args.steps} steps, crop {args.crop}³, batch 2, 'cpu' preset, "
+        f"augment {'off' if args.no_augment else 'on'}, image {args.size}³, plot throttle "
+        f"{widget.plot.interval_ms} ms, progress in {'napari activity dock' if args.napari_activity else 'dock'}"
+        f", warm-up {'off' if args.no_warm_up else 'on'}; load average {' '.join(load)}"
+    )
+    print(
+        f"widget opening: built and docked in {1000 * built:.0f} ms (GUI thread); then, while it imports in the "
+        f"background: longest stall {opening.max():.1f} ms, gaps > 100 ms: {int((opening > 100).sum())}"
+    )
+    print(
+        f"training wall time {seconds:.1f} s ({result.seconds / args.steps:.2f} s/step incl. preparation and "
+        f"validation), final loss {result.final_loss:.3f}, plot updates {widget.plot.redraws} "
+        f"({widget.plot.full_draws} full draws)"
+    )
     print(f"timer ticks {len(ticks)} (every {TICK_MS} ms requested)")
-    print(f"longest stall {gaps.max():.1f} ms | p99 {percentile(list(gaps), 99):.1f} ms | "
-          f"p50 {percentile(list(gaps), 50):.1f} ms | gaps > 100 ms: {int((gaps > 100).sum())} | "
-          f"> 50 ms: {int((gaps > 50).sum())}")
+    print(
+        f"longest stall {gaps.max():.1f} ms | p99 {percentile(list(gaps), 99):.1f} ms | "
+        f"p50 {percentile(list(gaps), 50):.1f} ms | gaps > 100 ms: {int((gaps > 100).sum())} | "
+        f"> 50 ms: {int((gaps > 50).sum())}"
+    )
     for name, values in gui_costs.items():
         if values:
-            print(f"GUI-thread {name}: {len(values)} calls, max {1000 * max(values):.1f} ms, "
-                  f"mean {1000 * float(np.mean(values)):.1f} ms")
+            print(
+                f"GUI-thread {name}: {len(values)} calls, max {1000 * max(values):.1f} ms, "
+                f"mean {1000 * float(np.mean(values)):.1f} ms"
+            )
     print("five longest gaps (ms, worker's last reported stage; our GUI-thread work inside the gap, ms):")
     for i in order:
         begin, end = ticks[i][0], ticks[i + 1][0]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, require  # noqa: E402
+from _common import SHARED, require
 
 CASE = SHARED / "data" / "mri" / "brats23-gli-00001-000"
 FIXTURE = SHARED / "fixtures" / "anatomix_reference.pt"
@@ -53,9 +53,9 @@ def main() -> None:
     import torch
 
     from napari_domaingen.core.compare import comparison_mask
-    from napari_domaingen.core.rgb import colour_projection
     from napari_domaingen.core.features import FeatureSettings, extract_features
     from napari_domaingen.core.progress import run
+    from napari_domaingen.core.rgb import colour_projection
     from napari_domaingen.core.stability import cosine_map, linear_cka, sample_indices, voxel_rows
     from napari_domaingen.io.nifti import read_nifti
 
@@ -69,8 +69,10 @@ def main() -> None:
         settings = FeatureSettings(weights=str(weights))
         (fa, fb), extract_seconds = timed(lambda: [run(extract_features(v, settings)).features for v in (a, b)])
     mask = comparison_mask(a, b)
-    print(f"volumes {a.shape}, features {fa.shape} {fa.dtype}, {int(mask.sum())} foreground voxels "
-          f"(feature extraction, not timed below: {extract_seconds:.1f} s)")
+    print(
+        f"volumes {a.shape}, features {fa.shape} {fa.dtype}, {int(mask.sum())} foreground voxels "
+        f"(feature extraction, not timed below: {extract_seconds:.1f} s)"
+    )
 
     def ours_rgb():
         projection = colour_projection(fa, mask, "pca")
@@ -88,11 +90,18 @@ def main() -> None:
     cka_full, cka_full_seconds = timed(lambda: linear_cka(voxel_rows(fa, full_index), voxel_rows(fb, full_index)))
     _, cosine_seconds = timed(cosine_map, fa, fb)
 
-    print(f"PCA->RGB, two volumes : ours {rgb_seconds:5.2f} s   full-data PCA {rgb_full_seconds:5.2f} s   "
-          f"ratio {rgb_full_seconds / rgb_seconds:.1f}x   (target ours <= 3 s)")
-    print(f"linear CKA            : ours {cka_seconds:5.2f} s   all voxels    {cka_full_seconds:5.2f} s   "
-          f"ratio {cka_full_seconds / cka_seconds:.1f}x   (target ours <= 2 s)")
-    print(f"  CKA value           : sampled {cka_sampled:.4f}  all voxels {cka_full:.4f}  |delta| {abs(cka_sampled - cka_full):.4f}")
+    print(
+        f"PCA->RGB, two volumes : ours {rgb_seconds:5.2f} s   full-data PCA {rgb_full_seconds:5.2f} s   "
+        f"ratio {rgb_full_seconds / rgb_seconds:.1f}x   (target ours <= 3 s)"
+    )
+    print(
+        f"linear CKA            : ours {cka_seconds:5.2f} s   all voxels    {cka_full_seconds:5.2f} s   "
+        f"ratio {cka_full_seconds / cka_seconds:.1f}x   (target ours <= 2 s)"
+    )
+    print(
+        f"  CKA value           : sampled {cka_sampled:.4f}  all voxels {cka_full:.4f}  "
+        f"|delta| {abs(cka_sampled - cka_full):.4f}"
+    )
     print(f"cosine map            : {cosine_seconds:5.2f} s")
 
 

@@ -60,7 +60,7 @@ def _read(name: str, crop: int | None = None) -> np.ndarray:
     data = read_histology(require(FILES[name])).data  # RGBA → RGB on white, 16-bit etc. as the plugin reads them
     if crop is not None and (data.shape[0] > crop or data.shape[1] > crop):
         y0, x0 = max(0, (data.shape[0] - crop) // 2), max(0, (data.shape[1] - crop) // 2)
-        data = data[y0:y0 + crop, x0:x0 + crop]
+        data = data[y0 : y0 + crop, x0 : x0 + crop]
     return np.ascontiguousarray(data)
 
 
@@ -159,10 +159,19 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as exc:
         sys.exit(f"bench_swap: {exc}")
     card = {k: v for k, v in model.card.items() if k in ("steps", "data", "final_losses", "training_images")}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; model "
-          f"{model.describe()}; card {card}", flush=True)
-    results: dict = {"model": model.name, "model_config": model.config.as_dict(), "card": card,
-                     "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick}
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; model "
+        f"{model.describe()}; card {card}",
+        flush=True,
+    )
+    results: dict = {
+        "model": model.name,
+        "model_config": model.config.as_dict(),
+        "card": card,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+    }
     crop = 512 if args.quick else None
     large_side = 512 if args.quick else 2000
 
@@ -196,8 +205,12 @@ def main() -> int:
         encoded = encode(model, image)
         recon = reconstruct(model, encoded)
         seconds = time.perf_counter() - start
-        psnr[name] = {"psnr_db": float(peak_signal_noise_ratio(image, recon, data_range=255)),
-                      "shape": list(image.shape[:2]), "seen": name in SEEN, "seconds": seconds}
+        psnr[name] = {
+            "psnr_db": float(peak_signal_noise_ratio(image, recon, data_range=255)),
+            "shape": list(image.shape[:2]),
+            "seen": name in SEEN,
+            "seconds": seconds,
+        }
         if any(name in pair for pair in PAIRS):
             encoded_cache[name] = (image, encoded)
     results["reconstruction"] = psnr
@@ -218,8 +231,15 @@ def main() -> int:
             "histogram matching": histogram_matching(anatomy, style),
         }
         for method, output in outputs.items():
-            swaps.append({"anatomy": anatomy_name, "style": style_name, "method": method,
-                          **structure(output, anatomy), "style_distance": style_distance(output, style)})
+            swaps.append(
+                {
+                    "anatomy": anatomy_name,
+                    "style": style_name,
+                    "method": method,
+                    **structure(output, anatomy),
+                    "style_distance": style_distance(output, style),
+                }
+            )
     results["swaps"] = swaps
     results["peak_rss_gb"] = peak_rss_gb()
 
@@ -232,29 +252,37 @@ def main() -> int:
     rows = [
         ("swap 224×224, point style (`swap_pair`)", "swap_224_point"),
         ("re-render 224×224 (encodings cached, new style)", "rerender_224"),
-        (f"swap {large_side}×{large_side}, point style ({latency[f'encode_{large_side}_tiles']} tiles)",
-         f"swap_{large_side}_point"),
+        (
+            f"swap {large_side}×{large_side}, point style ({latency[f'encode_{large_side}_tiles']} tiles)",
+            f"swap_{large_side}_point",
+        ),
         (f"re-render {large_side}×{large_side} (encodings cached)", f"rerender_{large_side}"),
     ]
     for label, key in rows:
         t = latency[key]
-        print(f"| {label} | **{1000 * t['median_s']:.1f} ms** | {1000 * t['min_s']:.1f} – {1000 * t['max_s']:.1f} ms "
-              f"| {t['runs']} |")
+        print(
+            f"| {label} | **{1000 * t['median_s']:.1f} ms** | {1000 * t['min_s']:.1f} – {1000 * t['max_s']:.1f} ms "
+            f"| {t['runs']} |"
+        )
     print(f"\n224×224 swap target ≤ 150 ms: {'met' if t224 <= target else 'NOT met'} ({1000 * t224:.1f} ms)")
 
     print("\n### Reconstruction PSNR (each image from its own anatomy and style)\n")
     print("| image | size | PSNR | |")
     print("|---|---|---|---|")
     for name, row in psnr.items():
-        print(f"| {name} | {row['shape'][0]}×{row['shape'][1]} | **{row['psnr_db']:.2f} dB** | "
-              f"{'SEEN (training source)' if row['seen'] else 'unseen'} |")
+        print(
+            f"| {name} | {row['shape'][0]}×{row['shape'][1]} | **{row['psnr_db']:.2f} dB** | "
+            f"{'SEEN (training source)' if row['seen'] else 'unseen'} |"
+        )
 
     print("\n### Cross swaps (SSIM to the anatomy source ↑; style distance to the style source ↓, Lab W1)\n")
     print("| anatomy → style | method | SSIM luminance | SSIM haematoxylin | style distance |")
     print("|---|---|---|---|---|")
     for row in swaps:
-        print(f"| {row['anatomy']} → {row['style']} | {row['method']} | {row['ssim_luminance']:.3f} | "
-              f"{row['ssim_haematoxylin']:.3f} | {row['style_distance']:.2f} |")
+        print(
+            f"| {row['anatomy']} → {row['style']} | {row['method']} | {row['ssim_luminance']:.3f} | "
+            f"{row['ssim_haematoxylin']:.3f} | {row['style_distance']:.2f} |"
+        )
     print(f"\npeak RSS {results['peak_rss_gb']:.2f} GB")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -32,25 +32,31 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, require  # noqa: E402
+from _common import SHARED, require
 
-from napari_domaingen.core.compare import comparison_mask  # noqa: E402
-from napari_domaingen.core.features import FeatureCache, FeatureSettings, extract_features  # noqa: E402
-from napari_domaingen.core.pretrain import PretrainSettings, calibrate_batchnorm  # noqa: E402
-from napari_domaingen.core.progress import run  # noqa: E402
-from napari_domaingen.core.stability import linear_cka, patch_rows, sample_indices, voxel_rows  # noqa: E402
-from napari_domaingen.io.nifti import read_nifti  # noqa: E402
-from napari_domaingen.models.anatomix import AnatomixUNet  # noqa: E402
-from napari_domaingen.models.checkpoints import read_checkpoint  # noqa: E402
-from napari_domaingen.models.weights import resolve_weights  # noqa: E402
+from napari_domaingen.core.compare import comparison_mask
+from napari_domaingen.core.features import FeatureCache, FeatureSettings, extract_features
+from napari_domaingen.core.pretrain import PretrainSettings, calibrate_batchnorm
+from napari_domaingen.core.progress import run
+from napari_domaingen.core.stability import linear_cka, patch_rows, sample_indices, voxel_rows
+from napari_domaingen.io.nifti import read_nifti
+from napari_domaingen.models.anatomix import AnatomixUNet
+from napari_domaingen.models.checkpoints import read_checkpoint
+from napari_domaingen.models.weights import resolve_weights
 
 MRI = SHARED / "data" / "mri"
 SAMPLES = 100_000  # brain voxels per pair, as in core.stability.compare
 PAIRS = {
-    "BraTS-GLI-00001-000": ("brats23-gli-00001-000", "BraTS-GLI-00001-000-t1n.nii.gz",
-                            {"FLAIR": "BraTS-GLI-00001-000-t2f.nii.gz", "T2": "BraTS-GLI-00001-000-t2w.nii.gz"}),
-    "TCGA-DU-7294": ("tcga-du-7294", "TCGA-DU-7294_t1_bet.nii.gz",
-                     {"FLAIR": "TCGA-DU-7294_fla_bet.nii.gz", "T2": "TCGA-DU-7294_t2_bet.nii.gz"}),
+    "BraTS-GLI-00001-000": (
+        "brats23-gli-00001-000",
+        "BraTS-GLI-00001-000-t1n.nii.gz",
+        {"FLAIR": "BraTS-GLI-00001-000-t2f.nii.gz", "T2": "BraTS-GLI-00001-000-t2w.nii.gz"},
+    ),
+    "TCGA-DU-7294": (
+        "tcga-du-7294",
+        "TCGA-DU-7294_t1_bet.nii.gz",
+        {"FLAIR": "TCGA-DU-7294_fla_bet.nii.gz", "T2": "TCGA-DU-7294_t2_bet.nii.gz"},
+    ),
 }
 
 
@@ -78,8 +84,12 @@ def cka(features_a: np.ndarray, features_b: np.ndarray, index: np.ndarray) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, nargs="+",
-                        help="extractor checkpoint path(s) or registry name(s), all of one architecture")
+    parser.add_argument(
+        "--weights",
+        required=True,
+        nargs="+",
+        help="extractor checkpoint path(s) or registry name(s), all of one architecture",
+    )
     parser.add_argument("--random-seeds", type=int, default=3)
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
@@ -105,17 +115,29 @@ def main() -> None:
                 other = read_nifti(require(MRI / folder / name)).data.astype(np.float32)
                 index = sample_indices(t1.shape, comparison_mask(t1, other), SAMPLES)  # one sample for every row
                 pair = f"T1 vs {contrast}"
-                base: dict = {"case": case, "pair": pair, "voxels": int(index.size),
-                              "intensity": linear_cka(np.ravel(t1)[index], np.ravel(other)[index]),
-                              "intensity_patch": linear_cka(patch_rows(t1, index), patch_rows(other, index))}
+                base: dict = {
+                    "case": case,
+                    "pair": pair,
+                    "voxels": int(index.size),
+                    "intensity": linear_cka(np.ravel(t1)[index], np.ravel(other)[index]),
+                    "intensity_patch": linear_cka(patch_rows(t1, index), patch_rows(other, index)),
+                }
                 for key in baselines:
                     values = [cka(features(t1, w, cache), features(other, w, cache), index) for w in files[key]]
-                    base |= {f"{key}_mean": float(np.mean(values)), f"{key}_min": float(np.min(values)),
-                             f"{key}_max": float(np.max(values))}
-                spans = "  ".join(f"{k.replace('_cal', '+cal')} {base[k + '_mean']:.3f} [{base[k + '_min']:.3f}, "
-                                  f"{base[k + '_max']:.3f}]" for k in baselines)
-                print(f"\n{case} {pair} ({index.size} voxels): {spans}  intensity {base['intensity']:.3f}  "
-                      f"3³ patch {base['intensity_patch']:.3f}")
+                    base |= {
+                        f"{key}_mean": float(np.mean(values)),
+                        f"{key}_min": float(np.min(values)),
+                        f"{key}_max": float(np.max(values)),
+                    }
+                spans = "  ".join(
+                    f"{k.replace('_cal', '+cal')} {base[k + '_mean']:.3f} [{base[k + '_min']:.3f}, "
+                    f"{base[k + '_max']:.3f}]"
+                    for k in baselines
+                )
+                print(
+                    f"\n{case} {pair} ({index.size} voxels): {spans}  intensity {base['intensity']:.3f}  "
+                    f"3³ patch {base['intensity_patch']:.3f}"
+                )
                 print(f"  {'extractor':<{width}}{'CKA':>8}{'silhouette':>12}")
                 for model, weights in models.items():
                     t1_features = features(t1, weights, cache)
@@ -127,10 +149,14 @@ def main() -> None:
     for model in models:
         mine = [r for r in rows if r["model"] == model]
         verdicts = [f"above raw intensity on every pair: {all(r['ours'] > r['intensity'] for r in mine)}"]
-        verdicts += [f"above every {k.replace('_cal', '+cal')} model: {all(r['ours'] > r[k + '_max'] for r in mine)}"
-                     for k in baselines]
-        verdicts.append(f"above its silhouette control (not just the brain outline): "
-                        f"{all(r['ours'] > r['silhouette'] for r in mine)}")
+        verdicts += [
+            f"above every {k.replace('_cal', '+cal')} model: {all(r['ours'] > r[k + '_max'] for r in mine)}"
+            for k in baselines
+        ]
+        verdicts.append(
+            f"above its silhouette control (not just the brain outline): "
+            f"{all(r['ours'] > r['silhouette'] for r in mine)}"
+        )
         print(f"{model}: " + "; ".join(verdicts))
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:

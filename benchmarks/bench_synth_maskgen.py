@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, require  # noqa: E402
+from _common import SHARED, require
 
-from napari_domaingen.core.maskgen_training import TrainSettings, train  # noqa: E402
-from napari_domaingen.core.progress import run  # noqa: E402
-from napari_domaingen.core.segment import SegmentSettings, segment  # noqa: E402
-from napari_domaingen.core.segmentation_data import labelled_volume  # noqa: E402
-from napari_domaingen.io.nifti import read_nifti  # noqa: E402
+from napari_domaingen.core.maskgen_training import TrainSettings, train
+from napari_domaingen.core.progress import run
+from napari_domaingen.core.segment import SegmentSettings, segment
+from napari_domaingen.core.segmentation_data import labelled_volume
+from napari_domaingen.io.nifti import read_nifti
 
 TCGA = SHARED / "data" / "mri" / "tcga-du-7294"
 TRAIN = {"T1": "TCGA-DU-7294_t1_bet.nii.gz", "T2": "TCGA-DU-7294_t2_bet.nii.gz", "T1c": "TCGA-DU-7294_t1c_bet.nii.gz"}
@@ -56,31 +56,59 @@ def main() -> None:
     volumes = []
     for contrast, name in TRAIN.items():
         image = read_nifti(require(TCGA / name))
-        volumes.append(labelled_volume(image.data, truth.data, f"TCGA-DU-7294 {contrast}", spacing=image.spacing,
-                                       image_affine=image.display_affine, labels_affine=truth.display_affine))
+        volumes.append(
+            labelled_volume(
+                image.data,
+                truth.data,
+                f"TCGA-DU-7294 {contrast}",
+                spacing=image.spacing,
+                image_affine=image.display_affine,
+                labels_affine=truth.display_affine,
+            )
+        )
     tests = {label: read_nifti(require(TCGA / name)) for label, name in TEST.items()}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("ERM", "MaskGen"):
             settings = TrainSettings(
-                use_features=method == "MaskGen", weights=args.weights, mask_rate=args.mask_rate, preset="cpu",
-                crop=args.crop, steps=args.steps, batch_size=args.batch, lr=args.lr, device="cpu",
-                checkpoint_every=0, validate_every=0, seed=args.seed,
+                use_features=method == "MaskGen",
+                weights=args.weights,
+                mask_rate=args.mask_rate,
+                preset="cpu",
+                crop=args.crop,
+                steps=args.steps,
+                batch_size=args.batch,
+                lr=args.lr,
+                device="cpu",
+                checkpoint_every=0,
+                validate_every=0,
+                seed=args.seed,
             )
             start = time.perf_counter()
             result = run(train(volumes, Path(tmp) / f"{method}.pt", settings))
             seconds = time.perf_counter() - start
-            row = {"method": method, "train_seconds": round(seconds, 1),
-                   "final_loss": float(np.mean(result.history["loss"][-20:]))}
+            row = {
+                "method": method,
+                "train_seconds": round(seconds, 1),
+                "final_loss": float(np.mean(result.history["loss"][-20:])),
+            }
             for label, image in tests.items():
                 predicted = run(segment(image.data, result.checkpoint, SegmentSettings(device="cpu"))).labels
-                row[label] = {"tumour 1": dice(predicted, truth.data, (1,)), "tumour 2": dice(predicted, truth.data, (2,)),
-                              "whole (1∪2)": dice(predicted, truth.data, (1, 2))}
+                row[label] = {
+                    "tumour 1": dice(predicted, truth.data, (1,)),
+                    "tumour 2": dice(predicted, truth.data, (2,)),
+                    "whole (1∪2)": dice(predicted, truth.data, (1, 2)),
+                }
             rows.append(row)
-            print(f"{method}: trained {args.steps} steps in {seconds:.0f} s (mean loss of the last 20 steps "
-                  f"{row['final_loss']:.3f})", flush=True)
-    print(f"\nDice on TCGA-DU-7294, trained on T1/T2/T1c; UNet preset cpu, crop {args.crop}, {args.steps} steps, batch "
-          f"{args.batch}, lr {args.lr:g}, seed {args.seed}; MaskGen: {args.weights} features, p = {args.mask_rate}")
+            print(
+                f"{method}: trained {args.steps} steps in {seconds:.0f} s (mean loss of the last 20 steps "
+                f"{row['final_loss']:.3f})",
+                flush=True,
+            )
+    print(
+        f"\nDice on TCGA-DU-7294, trained on T1/T2/T1c; UNet preset cpu, crop {args.crop}, {args.steps} steps, batch "
+        f"{args.batch}, lr {args.lr:g}, seed {args.seed}; MaskGen: {args.weights} features, p = {args.mask_rate}"
+    )
     print(f"{'test contrast':<18}{'method':<9}{'tumour 1':>10}{'tumour 2':>10}{'whole':>8}")
     for label in TEST:
         for row in rows:

@@ -29,17 +29,27 @@ def main() -> None:
     parser.add_argument("--out", default=str(default_model_path()))
     args = parser.parse_args()
     images = training_images(24, seed=0)
-    settings = SwapTrainSettings(preset="small", steps=args.steps, batch_size=8, num_mixes=4, lr=1e-3,
-                                 weight_decay=0.05, warmup=100, checkpoint_every=100, seed=0, device="cpu")
+    settings = SwapTrainSettings(
+        preset="small",
+        steps=args.steps,
+        batch_size=8,
+        num_mixes=4,
+        lr=1e-3,
+        weight_decay=0.05,
+        warmup=100,
+        checkpoint_every=100,
+        seed=0,
+        device="cpu",
+    )
     card = {
         "name": "domaingen DGM-DR small (histology)",
         "data": "scikit-image immunohistochemistry image (512x512) + 24 random re-stainings "
-                "(napari_domaingen.core.stain_variants.training_images(24, seed=0)); random 64 px crops, "
-                "flips, 90-degree rotations",
+        "(napari_domaingen.core.stain_variants.training_images(24, seed=0)); random 64 px crops, "
+        "flips, 90-degree rotations",
         "recipe": "DGM-DR losses (reconstruction, anatomy and characteristics consistency; MSE, weight 1), "
-                  "4 mixes per batch, batch 8, AdamW lr 1e-3 wd 0.05, 100 warm-up steps then cosine",
+        "4 mixes per batch, batch 8, AdamW lr 1e-3 wd 0.05, 100 warm-up steps then cosine",
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                    f"torch {torch.__version__}",
+        f"torch {torch.__version__}",
     }
     start = time.perf_counter()
 
@@ -47,8 +57,10 @@ def main() -> None:
         if update.get("step", 0) % 50 == 0 or update["stage"] != "train":
             print(update["message"], flush=True)
 
-    result = run(train_swap(images, args.work, settings, resume=args.work if args.resume else None, card=card),
-                 report)
+    result = run(train_swap(images, args.work, settings, resume=args.work if args.resume else None, card=card), report)
+    if result.checkpoint is None:  # a finished --work resumed without more steps
+        print(f"{args.work} has already trained all {result.steps_done} steps; give --steps N > that")
+        return
     model = load_swap_model(result.checkpoint)
     model.card["wall_time_s_this_run"] = round(time.perf_counter() - start, 1)
     save_swap_model(args.out, model.encoder, model.mean, model.std, card=model.card, half=True)

@@ -32,13 +32,11 @@ def test_every_command_prints_its_help(capsys):
 
 
 def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "napari_domaingen", "demo", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_domaingen", "demo", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0
     assert "--out" in result.stdout and "--gui" in result.stdout
-
-
-
-
 
 
 @pytest.fixture
@@ -49,11 +47,12 @@ def fixture_weights(anatomix_weights):
 @pytest.fixture
 def quick_demo(monkeypatch):
     """The demo's segmentation part on a 4 mm copy of the brain (one window) instead of 2 mm: same code, faster."""
-    from napari_domaingen import cli
+    from napari_domaingen.cli import demo
 
-    monkeypatch.setattr(cli, "DEMO_SPACING_MM", 4.0)
+    monkeypatch.setattr(demo, "DEMO_SPACING_MM", 4.0)
 
 
+@pytest.mark.slow
 def test_demo_writes_samples(tmp_path, capsys, offline, quick_demo):
     assert main(["demo", "--out", str(tmp_path), "--train-steps", "1"]) == 0
     t1 = nib.load(str(tmp_path / "mni152_t1.nii.gz"))
@@ -78,6 +77,7 @@ def test_demo_writes_samples(tmp_path, capsys, offline, quick_demo):
     assert not (tmp_path / "mni152_t1_maskgen_labels.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_demo_with_weights_extracts_features(tmp_path, fixture_weights, quick_demo):
     assert main(["demo", "--out", str(tmp_path), "--weights", str(fixture_weights), "--train-steps", "1"]) == 0
     features = nib.load(str(tmp_path / "mni152_t1_features.nii.gz"))
@@ -104,8 +104,24 @@ def _small_volume(tmp_path):
 def test_features_command_writes_4d_nifti_with_source_affine(tmp_path, fixture_weights, capsys):
     image = _small_volume(tmp_path)
     out = tmp_path / "feats.nii.gz"
-    assert main(["features", str(image), "--out", str(out), "--weights", str(fixture_weights), "--layer",
-                 "penultimate", "--precision", "fp32", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                str(image),
+                "--out",
+                str(out),
+                "--weights",
+                str(fixture_weights),
+                "--layer",
+                "penultimate",
+                "--precision",
+                "fp32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     written, source = nib.load(str(out)), nib.load(str(image))
     assert written.shape == source.shape + (16,)
     assert np.array_equal(written.affine, source.affine)
@@ -121,14 +137,32 @@ def test_features_command_offline_says_where_to_put_the_weights(tmp_path, capsys
     assert not (tmp_path / "f.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_pretrain_extractor_then_use_it(tmp_path, capsys):
     model = tmp_path / "mine.pt"
-    tiny = ["--width", "4", "--crop", "32", "--batch", "1", "--voxels", "128", "--checkpoint-every", "2"]
+    tiny = [
+        "--width",
+        "4",
+        "--crop",
+        "32",
+        "--batch",
+        "1",
+        "--voxels",
+        "128",
+        "--checkpoint-every",
+        "2",
+        "--calibration-volumes",
+        "2",
+    ]
     assert main(["pretrain-extractor", "--out", str(model), "--steps", "3", *tiny, "--quiet"]) == 0
-    assert f"wrote {model}: AnatomixUNet width 4, 3 steps" in capsys.readouterr().out
-    # finished: nothing to resume
-    assert main(["pretrain-extractor", "--out", str(model), "--resume", "--steps", "4", "--quiet"]) == 2
-    assert "nothing to resume" in capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"wrote {model}: AnatomixUNet width 4" in out and "3 steps, final loss" in out
+    # finished: resuming without more steps writes nothing and says so; more steps continue it
+    before = model.read_bytes()
+    assert main(["pretrain-extractor", "--resume", str(model), "--quiet"]) == 0
+    assert "nothing trained, nothing written" in capsys.readouterr().out and model.read_bytes() == before
+    assert main(["pretrain-extractor", "--resume", str(model), "--steps", "4", "--quiet"]) == 0
+    assert "4 steps, final loss" in capsys.readouterr().out
     image = _small_volume(tmp_path)
     out = tmp_path / "f.nii.gz"
     assert main(["features", str(image), "--out", str(out), "--weights", str(model), "--quiet"]) == 0
@@ -254,25 +288,41 @@ def _tumour_crop(tmp_path, size=40):
 _FAST = ["--preset", "cpu", "--crop", "32", "--batch-size", "1"]
 
 
+@pytest.mark.slow
 def test_train_interrupted_resumed_then_segment(tmp_path, fixture_weights, capsys, monkeypatch):
-    from napari_domaingen import cli
+    from napari_domaingen.cli._report import TrainPrinter
     from napari_domaingen.core.maskgen import read_model_file
 
     image, labels = _tumour_crop(tmp_path)
     model = tmp_path / "model.pt"
-    command = ["train", "--image", str(image), "--label", str(labels), "--out", str(model), "--weights",
-               str(fixture_weights), *_FAST, "--steps", "4", "--checkpoint-every", "2",
-               "--class-names", "background,tumour core,oedema"]
+    command = [
+        "train",
+        "--image",
+        str(image),
+        "--label",
+        str(labels),
+        "--out",
+        str(model),
+        "--weights",
+        str(fixture_weights),
+        *_FAST,
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--class-names",
+        "background,tumour core,oedema",
+    ]
 
     # Ctrl-C right after the checkpoint of step 2: the command stops cleanly and names the checkpoint kept
-    printer = cli._TrainPrinter.__call__
+    printer = TrainPrinter.__call__
 
     def interrupt_after_step_2(self, update):
         printer(self, update)
         if update.get("checkpoint_step") == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli._TrainPrinter, "__call__", interrupt_after_step_2)
+    monkeypatch.setattr(TrainPrinter, "__call__", interrupt_after_step_2)
     assert main(command) == 130
     captured = capsys.readouterr()
     assert "step 1/4" in captured.out and "s/step" in captured.out and "ETA" in captured.out
@@ -288,11 +338,29 @@ def test_train_interrupted_resumed_then_segment(tmp_path, fixture_weights, capsy
     stored = read_model_file(model)
     assert stored["training"]["step"] == 4 and len(stored["training"]["history"]["loss"]) == 4
     assert stored["spec"]["class_names"] == ["background", "tumour core", "oedema"]
+    history = (tmp_path / "model.history.csv").read_text().splitlines()
+    assert history[0].startswith("step,loss,lr,seconds,val_score") and len(history) == 5
+
+    # the finished run resumed into another file: nothing to do without more steps (nothing written, said so) …
+    other = tmp_path / "longer.pt"
+    before = model.read_bytes()
+    resume_to_other = [*resume, "--out", str(other)]
+    assert main(resume_to_other) == 0
+    out = capsys.readouterr().out
+    assert "already finished all 4 steps; nothing to train and nothing written" in out
+    assert "wrote" not in out and "saved" not in out and not other.exists() and model.read_bytes() == before
+    # … and with more steps it trains on into --out, leaving the resumed file as it was
+    assert main([*resume_to_other, "--steps", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "step 6/6" in out and f"wrote {other}" in out and f"{model} stays as it is" in out
+    assert read_model_file(other)["training"]["step"] == 6 and model.read_bytes() == before
 
     # segment: labels on the image's grid with the image's affine, only the model's label values
     seg, prob = tmp_path / "seg.nii.gz", tmp_path / "prob.nii.gz"
-    assert main(["segment", str(image), "--model", str(model), "--out", str(seg), "--probabilities", str(prob),
-                 "--quiet"]) == 0
+    assert (
+        main(["segment", str(image), "--model", str(model), "--out", str(seg), "--probabilities", str(prob), "--quiet"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "MaskGen" in out and "label values: 0 = background, 1 = tumour core, 2 = oedema" in out
     source, written, probabilities = nib.load(str(image)), nib.load(str(seg)), nib.load(str(prob))
@@ -300,6 +368,44 @@ def test_train_interrupted_resumed_then_segment(tmp_path, fixture_weights, capsy
     assert set(np.unique(np.asanyarray(written.dataobj))) <= {0, 1, 2}
     assert probabilities.shape == source.shape + (3,) and np.array_equal(probabilities.affine, source.affine)
     assert np.allclose(probabilities.get_fdata().sum(axis=-1), 1.0, atol=1e-4)
+
+
+def test_train_keeps_the_best_model_and_the_history_with_validation(tmp_path, capsys):
+    image, labels = _tumour_crop(tmp_path, size=32)
+    model = tmp_path / "erm.pt"
+    assert (
+        main(
+            [
+                "train",
+                "--image",
+                str(image),
+                "--label",
+                str(labels),
+                "--val-image",
+                str(image),
+                "--val-label",
+                str(labels),
+                "--out",
+                str(model),
+                "--baseline",
+                "erm",
+                *_FAST,
+                "--steps",
+                "4",
+                "--validate-every",
+                "2",
+                "--patience",
+                "3",
+                "--no-augment",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "validation Dice" in out and "best model (validation score" in out
+    assert f"segment with: domaingen segment IMAGE.nii.gz --model {tmp_path / 'erm.best.pt'}" in out
+    rows = (tmp_path / "erm.history.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[2].split(",")[4] != "" and rows[1].split(",")[4] == ""  # val_score at step 2
 
 
 def test_train_erm_baseline_needs_no_weights(tmp_path, capsys, offline):
@@ -344,16 +450,23 @@ def test_train_and_segment_refuse_bad_inputs(tmp_path, fixture_weights, capsys):
     empty = tmp_path / "empty_seg.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(source.shape, np.uint8), source.affine), str(empty))
     refused(["train", "--image", str(image), "--label", str(empty), *common], "labels are empty")
-    refused(["train", "--image", str(image), "--image", str(image), "--label", str(labels), *common],
-            "2 --image but 1 --label")
+    refused(
+        ["train", "--image", str(image), "--image", str(image), "--label", str(labels), *common],
+        "2 --image but 1 --label",
+    )
     flat = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((40, 40), np.int16), np.eye(4)), str(flat))
     refused(["train", "--image", str(flat), "--label", str(labels), *common], "flat.nii.gz", "dimensions")
     # the anatomix weights are a feature extractor, not a segmentation model
-    refused(["train", "--image", str(image), "--label", str(labels), *common, "--init", str(fixture_weights)],
-            "not a napari-domaingen segmentation model", "feature extractor")
+    refused(
+        ["train", "--image", str(image), "--label", str(labels), *common, "--init", str(fixture_weights)],
+        "not a MaskGen/ERM segmentation model",
+        "feature extractor",
+    )
     seg = tmp_path / "seg.nii.gz"
-    refused(["segment", str(image), "--model", str(fixture_weights), "--out", str(seg)],
-            "not a napari-domaingen segmentation model")
+    refused(
+        ["segment", str(image), "--model", str(fixture_weights), "--out", str(seg)],
+        "not a MaskGen/ERM segmentation model",
+    )
     refused(["segment", str(flat), "--model", str(fixture_weights), "--out", str(seg)], "dimensions")
     assert not seg.exists()

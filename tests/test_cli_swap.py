@@ -6,9 +6,8 @@ import pytest
 import torch
 from skimage.io import imread, imsave
 
-from napari_domaingen import cli
-from napari_domaingen.cli import main
-from napari_domaingen.core.swap_model import load_swap_model, read_swap_file, save_swap_model
+from napari_domaingen.cli import _report, _training, main
+from napari_domaingen.core.swap_model import default_model_path, load_swap_model, read_swap_file, save_swap_model
 from napari_domaingen.models.dgm import PRESETS, DGMEncoder
 
 # a few steps of the small preset on the CPU: a batch of 2 crops and one style mix keep each step well under a second
@@ -59,8 +58,23 @@ def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
     outputs = {}
     for name, options in {"point": ["--style-point", "30,45"], "mean": ["--style", "mean"], "default": []}.items():
         out = tmp_path / f"out_{name}.png"
-        assert main(["swap", str(anatomy), str(style), "--out", str(out), "--model", str(tiny_model),
-                     "--device", "cpu", *options]) == 0
+        assert (
+            main(
+                [
+                    "swap",
+                    str(anatomy),
+                    str(style),
+                    "--out",
+                    str(out),
+                    "--model",
+                    str(tiny_model),
+                    "--device",
+                    "cpu",
+                    *options,
+                ]
+            )
+            == 0
+        )
         outputs[name] = imread(str(out))
         assert outputs[name].shape == (96, 80, 3) and outputs[name].dtype == np.uint8
     printed = capsys.readouterr().out
@@ -77,10 +91,29 @@ def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
 def test_swap_reconstructions(tmp_path, tiny_model, pair, capsys):
     anatomy, style = pair
     out = tmp_path / "sub" / "swapped.png"  # the folder is created
-    assert main(["swap", str(anatomy), str(style), "--out", str(out), "--model", str(tiny_model),
-                 "--reconstructions", "--style-point", "10,10"]) == 0
-    shapes = {"swapped.png": (96, 80, 3), "swapped_recon_anatomy.png": (96, 80, 3),
-              "swapped_recon_style.png": (72, 90, 3), "swapped_reverse.png": (72, 90, 3)}
+    assert (
+        main(
+            [
+                "swap",
+                str(anatomy),
+                str(style),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model),
+                "--reconstructions",
+                "--style-point",
+                "10,10",
+            ]
+        )
+        == 0
+    )
+    shapes = {
+        "swapped.png": (96, 80, 3),
+        "swapped_recon_anatomy.png": (96, 80, 3),
+        "swapped_recon_style.png": (72, 90, 3),
+        "swapped_reverse.png": (72, 90, 3),
+    }
     for name, shape in shapes.items():
         image = imread(str(out.parent / name))
         assert image.shape == shape and image.dtype == np.uint8, name
@@ -107,8 +140,14 @@ def test_swap_errors(tmp_path, tiny_model, pair, capsys, no_default_model):
     from napari_domaingen.models.segunet import SegUNet
 
     anatomy, style = pair
-    spec = ModelSpec(unet={"in_channels": 1, "num_classes": 2, "base": 4, "levels": 2}, crop=(32, 32, 32),
-                     label_values=(0, 1), class_names=("background", "tumour"), features=None, mask_rate=0.0)
+    spec = ModelSpec(
+        unet={"in_channels": 1, "num_classes": 2, "base": 4, "levels": 2},
+        crop=(32, 32, 32),
+        label_values=(0, 1),
+        class_names=("background", "tumour"),
+        features=None,
+        mask_rate=0.0,
+    )
     maskgen = save_model(tmp_path / "maskgen.pt", SegUNet(**spec.unet), spec)
     tiny = tmp_path / "tiny.png"
     imsave(str(tiny), np.full((5, 40, 3), 200, np.uint8), check_contrast=False)
@@ -122,7 +161,7 @@ def test_swap_errors(tmp_path, tiny_model, pair, capsys, no_default_model):
         ([str(anatomy), str(style), *model, "--style-point", "a,b"], "--style-point expects 'y,x'"),
         ([str(anatomy), str(style), *model, "--style-point", "72,10"], "lies outside the style image"),
         ([str(anatomy), str(style), *model, "--style-point", "10,90"], "lies outside the style image"),
-        ([str(anatomy), str(style), "--model", str(maskgen)], "not an anatomy/style (DGM-DR) model"),
+        ([str(anatomy), str(style), "--model", str(maskgen)], "not a DGM-DR anatomy/style model"),
         ([str(anatomy), str(style), "--model", str(anatomy)], "anatomy.png"),
         ([str(anatomy), str(style), "--model", str(tmp_path / "nope.pt")], "nope.pt"),
         ([str(anatomy), str(style)], "shipped anatomy/style model is missing"),
@@ -162,7 +201,8 @@ def test_swap_train_writes_a_model(tmp_path, train_pngs, capsys):
     printed = capsys.readouterr().out
     assert "step 3/3" in printed and f"wrote {out}" in printed and "domaingen swap" in printed
     stored = read_swap_file(out)
-    assert "training" not in stored and stored["card"]["steps"] == 3
+    assert stored["training"]["step"] == 3 and stored["card"]["steps"] == 3
+    assert (tmp_path / "trained.history.csv").read_text().startswith("step,loss,lr,seconds,val_score,anatomy")
     assert stored["card"]["training_images"] == ["t1.png", "t2.png"]
     model = load_swap_model(out)
     assert model.config == PRESETS["small"]
@@ -170,7 +210,7 @@ def test_swap_train_writes_a_model(tmp_path, train_pngs, capsys):
     assert main(["swap", train_pngs[0], train_pngs[1], "--out", str(tmp_path / "s.png"), "--model", str(out)]) == 0
 
 
-class _Interrupt(cli._TrainPrinter):
+class _Interrupt(_report.TrainPrinter):
     """Ctrl-C right after the checkpoint of step 2."""
 
     def __call__(self, update: dict) -> None:
@@ -187,7 +227,7 @@ def test_swap_train_resume_continues_an_interrupted_run(tmp_path, train_pngs, ca
 
     out = tmp_path / "interrupted.pt"
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "_TrainPrinter", _Interrupt)
+        patch.setattr(_training, "TrainPrinter", _Interrupt)
         code = main(["swap-train", *train_pngs, "--out", str(out), "--steps", "4", "--checkpoint-every", "2", *FAST])
     assert code == 130
     assert "(step 2 of 4) is intact" in capsys.readouterr().err
@@ -198,15 +238,48 @@ def test_swap_train_resume_continues_an_interrupted_run(tmp_path, train_pngs, ca
     printed = capsys.readouterr().out
     assert "Resuming" in printed and "at step 2 of 4" in printed and "step 4/4" in printed
     stored = read_swap_file(out)
-    assert "training" not in stored and stored["card"]["steps"] == 4
+    assert stored["training"]["step"] == 4 and stored["card"]["steps"] == 4
     expected = read_swap_file(reference)["state_dict"]
     for key, value in stored["state_dict"].items():  # bit-exact with the uninterrupted run
         assert torch.equal(value, expected[key]), key
 
-    # a finished model has nothing to resume: say so and how to train it further
-    assert main(["swap-train", *train_pngs, "--out", str(out), "--resume", "--steps", "6", *FAST]) == 2
-    err = _error(capsys, "swap-train")
-    assert "nothing to resume" in err and f"--init {out}" in err
+    # a finished run resumed without more steps: nothing to do, nothing written; with more steps it trains on
+    before = out.read_bytes()
+    assert main(["swap-train", *train_pngs, "--out", str(out), "--resume", *FAST]) == 0
+    assert "nothing to train and nothing written" in capsys.readouterr().out and out.read_bytes() == before
+    assert main(["swap-train", *train_pngs, "--out", str(out), "--resume", "--steps", "6", *FAST]) == 0
+    assert "step 6/6" in capsys.readouterr().out and read_swap_file(out)["training"]["step"] == 6
+    # the shipped model (a final export) has no run to resume: say so and how to train it further
+    assert (
+        main(["swap-train", *train_pngs, "--out", str(tmp_path / "y.pt"), "--resume", str(default_model_path()), *FAST])
+        == 2
+    )
+    assert "holds no training state to resume" in _error(capsys, "swap-train")
+
+
+def test_swap_train_validation_keeps_the_best_model(tmp_path, train_pngs, capsys):
+    out = tmp_path / "m.pt"
+    assert (
+        main(
+            [
+                "swap-train",
+                train_pngs[0],
+                "--val",
+                train_pngs[1],
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--validate-every",
+                "1",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "validation reconstruction PSNR" in printed and "best model (validation score" in printed
+    assert load_swap_model(tmp_path / "m.best.pt").config == PRESETS["small"]
 
 
 def test_swap_train_init_and_errors(tmp_path, train_pngs, tiny_model, capsys, no_default_model):
@@ -218,7 +291,7 @@ def test_swap_train_init_and_errors(tmp_path, train_pngs, tiny_model, capsys, no
     assert read_swap_file(out)["card"]["fine_tuned_from"] == str(tiny_model)
 
     cases = [
-        (["--init", str(anatomix_weights)], "no ViT encoder weights"),  # the anatomix .pth is not a swap model
+        (["--init", str(anatomix_weights)], "this is a feature extractor, not a DGM-DR"),  # not a swap model
         (["--init", "default"], "shipped anatomy/style model is missing"),
         (["--steps", "0"], "at least 1"),
         (["--lr", "0"], "learning rate must be positive"),
@@ -230,14 +303,14 @@ def test_swap_train_init_and_errors(tmp_path, train_pngs, tiny_model, capsys, no
     assert "missing.png: no such file" in _error(capsys, "swap-train")
     # --resume on a file that is not a swap model
     assert main(["swap-train", *train_pngs, "--out", str(anatomix_weights), "--resume", *FAST]) == 2
-    assert "no ViT encoder weights" in _error(capsys, "swap-train")
+    assert "this is a feature extractor, not a DGM-DR" in _error(capsys, "swap-train")
     assert not (tmp_path / "x.pt").exists()
 
 
 # ----------------------------------------------------------------------------------------------------- demo
 
 
-
+@pytest.mark.slow
 def test_demo_swaps_the_histology_pair(tmp_path, tiny_model, offline, monkeypatch, capsys):
     from napari_domaingen.core import swap_model
 
@@ -250,6 +323,7 @@ def test_demo_swaps_the_histology_pair(tmp_path, tiny_model, offline, monkeypatc
     assert "Anatomy/style swap" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_goes_on_without_the_shipped_model(tmp_path, offline, no_default_model, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--train-steps", "0"]) == 0

@@ -2,15 +2,10 @@ import numpy as np
 import pytest
 
 from napari_domaingen.core.compare import compare_volumes, similarity_to_voxel
-from napari_domaingen.core.rgb import colour_projection
 from napari_domaingen.core.features import FeatureCache, FeatureSettings
 from napari_domaingen.core.progress import run
-from napari_domaingen.core.rgb import ChannelProjection, PCAProjection
+from napari_domaingen.core.rgb import ChannelProjection, PCAProjection, colour_projection
 from napari_domaingen.core.stability import GridMismatchError
-
-
-
-
 
 
 @pytest.fixture
@@ -25,6 +20,7 @@ def _pair():
     return a, np.where(a > 0, 1.0 - a, 0).astype(np.float32)  # an inverted contrast, same foreground
 
 
+@pytest.mark.slow
 def test_compare_volumes_end_to_end(weights):
     a, b = _pair()
     cache = FeatureCache()

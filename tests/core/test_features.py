@@ -80,6 +80,7 @@ def test_odd_sizes_give_finite_features_of_the_input_shape(fixture_weights):
         assert np.isfinite(result.features).all()
 
 
+@pytest.mark.slow
 def test_sliding_window_agrees_with_whole_volume(fixture_weights):
     weights, reference = fixture_weights
     x = reference["input"][0, 0].numpy()

@@ -62,8 +62,9 @@ def test_nan_voxels_are_never_foreground_and_are_counted():
         find_foreground(np.full((4, 4, 4), np.nan, np.float32))
 
 
-@pytest.mark.parametrize("name", ["tcga-du-7294/TCGA-DU-7294_t1_bet.nii.gz",
-                                  "brats23-gli-00001-000/BraTS-GLI-00001-000-t2f.nii.gz"])
+@pytest.mark.parametrize(
+    "name", ["tcga-du-7294/TCGA-DU-7294_t1_bet.nii.gz", "brats23-gli-00001-000/BraTS-GLI-00001-000-t2f.nii.gz"]
+)
 def test_real_skull_stripped_volumes(name):
     from napari_domaingen.io.nifti import read_nifti
 

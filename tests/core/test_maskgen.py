@@ -35,7 +35,7 @@ def test_view_masking_zeroes_whole_channels_at_rate_p_and_rescales_survivors(p):
     n = zeroed.numel()
     rate = zeroed.float().mean().item()
     assert abs(rate - p) < 4 * (p * (1 - p) / n) ** 0.5  # within 4 standard errors over 1088 draws
-    ratio = (y[kept[..., None, None, None].expand_as(y)] / x[kept[..., None, None, None].expand_as(x)])
+    ratio = y[kept[..., None, None, None].expand_as(y)] / x[kept[..., None, None, None].expand_as(x)]
     assert torch.allclose(ratio, torch.full_like(ratio, 1 / (1 - p)))
     # samples are masked independently: not every sample has the same mask
     assert len({tuple(row.tolist()) for row in zeroed}) > 1
@@ -85,11 +85,15 @@ def test_ablation_zeroes_image_or_features():
 
 
 def _spec(features_spec, **kw):
-    values = dict(
-        unet={"in_channels": 17 if features_spec else 1, "num_classes": 3, "base": 4, "levels": 2},
-        crop=(32, 32, 32), label_values=(0, 1, 4), class_names=("background", "edema", "core"),
-        features=features_spec, mask_rate=0.75 if features_spec else 0.0, spacing=(1.0, 1.0, 1.0),
-    )
+    values = {
+        "unet": {"in_channels": 17 if features_spec else 1, "num_classes": 3, "base": 4, "levels": 2},
+        "crop": (32, 32, 32),
+        "label_values": (0, 1, 4),
+        "class_names": ("background", "edema", "core"),
+        "features": features_spec,
+        "mask_rate": 0.75 if features_spec else 0.0,
+        "spacing": (1.0, 1.0, 1.0),
+    }
     values.update(kw)
     return ModelSpec(**values)
 
@@ -110,7 +114,7 @@ def test_model_file_round_trips_and_loads_weights_only(tmp_path, anatomix_weight
 
 
 def test_wrong_files_are_named_clearly(tmp_path, anatomix_weights):
-    with pytest.raises(CheckpointLoadError, match="feature extractor's weights"):
+    with pytest.raises(CheckpointLoadError, match="this is a feature extractor, not a MaskGen/ERM segmentation model"):
         read_model_file(anatomix_weights)
     text = tmp_path / "notes.pt"
     text.write_text("hello")

@@ -8,9 +8,9 @@ from napari_domaingen.core.maskgen import ModelCompatibilityError, read_model_fi
 from napari_domaingen.core.maskgen_training import TrainSettings, train, validation_region
 from napari_domaingen.core.progress import Cancelled, run
 from napari_domaingen.core.segmentation_data import labelled_volume
+from napari_domaingen.errors import TrainingError
 
 from ..conftest import tcga_tumour_region
-
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +26,19 @@ def tumour_crop():
 
 
 def _settings(weights, **kw):
-    values = dict(weights=str(weights), base=4, levels=2, crop=32, steps=6, batch_size=2, lr=3e-3, augment=False,
-                  checkpoint_every=3, validate_every=0, device="cpu")
+    values = {
+        "weights": str(weights),
+        "base": 4,
+        "levels": 2,
+        "crop": 32,
+        "steps": 6,
+        "batch_size": 2,
+        "lr": 3e-3,
+        "augment": False,
+        "checkpoint_every": 3,
+        "validate_every": 0,
+        "device": "cpu",
+    }
     values.update(kw)
     return TrainSettings(**values)
 
@@ -37,10 +48,18 @@ def _weights_equal(a, b):
     return all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.slow
 def test_training_decreases_the_loss_and_writes_a_checkpoint(tmp_path, tumour_crop, anatomix_weights):
     updates = []
-    result = run(train([tumour_crop], tmp_path / "m.pt", _settings(anatomix_weights, steps=16, validate_every=8),
-                       validation=[tumour_crop]), updates.append)
+    result = run(
+        train(
+            [tumour_crop],
+            tmp_path / "m.pt",
+            _settings(anatomix_weights, steps=16, validate_every=8),
+            validation=[tumour_crop],
+        ),
+        updates.append,
+    )
     losses = result.history["loss"]
     assert len(losses) == 16
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
@@ -73,7 +92,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, tumour_crop, a
         run(job, lambda u: steps.append(u) if u.get("loss") is not None else None)
     assert read_model_file(tmp_path / "part.pt")["training"]["step"] == 3  # the last checkpoint is kept intact
 
-    resumed = run(train([tumour_crop], tmp_path / "part.pt", TrainSettings(device="cpu"), resume=tmp_path / "part.pt"))
+    resumed = run(train([tumour_crop], tmp_path / "part.pt", settings, resume=tmp_path / "part.pt"))
     # every draw of a step is seeded from (seed, step): the resumed run is the uninterrupted run, bit for bit
     assert resumed.history["loss"] == full.history["loss"]
     assert _weights_equal(tmp_path / "part.pt", tmp_path / "full.pt")
@@ -82,8 +101,9 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, tumour_crop, a
 def test_cancel_mid_run_keeps_the_last_checkpoint(tmp_path, tumour_crop, anatomix_weights):
     path = tmp_path / "m.pt"
     seen = []
-    job = train([tumour_crop], path, _settings(anatomix_weights, steps=20, checkpoint_every=2),
-                cancel=lambda: len(seen) >= 5)
+    job = train(
+        [tumour_crop], path, _settings(anatomix_weights, steps=20, checkpoint_every=2), cancel=lambda: len(seen) >= 5
+    )
     with pytest.raises(Cancelled, match="cancelled at step 5"):
         run(job, lambda u: seen.append(u) if u.get("loss") is not None else None)
     checkpoint = read_model_file(path)
@@ -94,8 +114,9 @@ def test_cancel_mid_run_keeps_the_last_checkpoint(tmp_path, tumour_crop, anatomi
 
 def test_fine_tune_keeps_network_and_classes_with_new_schedule(tmp_path, tumour_crop, anatomix_weights):
     base = run(train([tumour_crop], tmp_path / "base.pt", _settings(anatomix_weights, steps=3)))
-    tuned = run(train([tumour_crop], tmp_path / "tuned.pt", _settings(anatomix_weights, steps=2, lr=1e-4),
-                      init=base.checkpoint))
+    tuned = run(
+        train([tumour_crop], tmp_path / "tuned.pt", _settings(anatomix_weights, steps=2, lr=1e-4), init=base.checkpoint)
+    )
     assert tuned.spec.unet == base.spec.unet and tuned.spec.label_values == base.spec.label_values
     assert tuned.spec.features.fingerprint == base.spec.features.fingerprint
     assert read_model_file(tuned.checkpoint)["training"]["step"] == 2
@@ -119,8 +140,13 @@ def test_a_checkpoint_from_another_extractor_is_refused(tmp_path, tumour_crop, a
 
 
 def test_erm_baseline_is_the_same_loop_without_features(tmp_path, tumour_crop):
-    result = run(train([tumour_crop], tmp_path / "erm.pt",
-                       TrainSettings(use_features=False, base=4, levels=2, crop=32, steps=2, device="cpu")))
+    result = run(
+        train(
+            [tumour_crop],
+            tmp_path / "erm.pt",
+            TrainSettings(use_features=False, base=4, levels=2, crop=32, steps=2, device="cpu"),
+        )
+    )
     assert result.spec.method == "ERM" and result.spec.features is None
     assert result.spec.unet["in_channels"] == 1 and result.spec.mask_rate == 0.0
 
@@ -168,10 +194,24 @@ def test_constant_input_is_skipped_and_then_refused(tmp_path):
     labels[10:20, 10:20, 10:20] = 1
     flat = labelled_volume(np.zeros((32, 32, 32), np.float32), labels, "flat")
     updates = []
-    with pytest.raises(FloatingPointError, match="10 of the last 20 steps were skipped.*no signal"):
-        run(train([flat], tmp_path / "m.pt", TrainSettings(use_features=False, base=4, levels=2, crop=32, steps=30,
-                                                          augment=False, checkpoint_every=5, device="cpu")),
-            updates.append)
+    with pytest.raises(TrainingError, match="10 of the last 20 steps were skipped.*no signal"):
+        run(
+            train(
+                [flat],
+                tmp_path / "m.pt",
+                TrainSettings(
+                    use_features=False,
+                    base=4,
+                    levels=2,
+                    crop=32,
+                    steps=30,
+                    augment=False,
+                    checkpoint_every=5,
+                    device="cpu",
+                ),
+            ),
+            updates.append,
+        )
     skipped = [u for u in updates if u.get("skipped")]
     assert len(skipped) == 9 and all(np.isnan(u["loss"]) for u in skipped)  # the 10th raises
     checkpoint = read_model_file(tmp_path / "m.pt")  # the weights saved at step 5 are finite
@@ -179,12 +219,24 @@ def test_constant_input_is_skipped_and_then_refused(tmp_path):
 
 
 def test_non_finite_gradients_never_reach_the_weights(tmp_path, tumour_crop, monkeypatch):
-    before = run(train([tumour_crop], tmp_path / "m.pt", TrainSettings(
-        use_features=False, base=4, levels=2, crop=32, steps=1, device="cpu")))
+    before = run(
+        train(
+            [tumour_crop],
+            tmp_path / "m.pt",
+            TrainSettings(use_features=False, base=4, levels=2, crop=32, steps=1, device="cpu"),
+        )
+    )
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(float("inf")))
     updates = []
-    result = run(train([tumour_crop], tmp_path / "tuned.pt", TrainSettings(
-        use_features=False, crop=32, steps=3, device="cpu"), init=before.checkpoint), updates.append)
+    result = run(
+        train(
+            [tumour_crop],
+            tmp_path / "tuned.pt",
+            TrainSettings(use_features=False, crop=32, steps=3, device="cpu"),
+            init=before.checkpoint,
+        ),
+        updates.append,
+    )
     assert [u["skipped"] for u in updates if u.get("skipped")] == ["non-finite gradients"] * 3
     # nothing was applied to the learned parameters (batch-norm running statistics follow the forward passes)
     old, new = read_model_file(before.checkpoint)["state_dict"], read_model_file(result.checkpoint)["state_dict"]

@@ -15,7 +15,6 @@ from napari_domaingen.core.segmentation_data import labelled_volume
 from ..conftest import tcga_tumour_region
 
 
-
 @pytest.fixture(autouse=True)
 def _fresh(fresh_feature_caches):
     """No extractors left over from other tests."""
@@ -34,13 +33,22 @@ def trained(case, tmp_path_factory, anatomix_weights):
     _, image, labels = case
     volume = labelled_volume(image, labels, "tcga crop")
     folder = tmp_path_factory.mktemp("models")
-    common = dict(base=4, levels=2, crop=32, steps=8, lr=3e-3, augment=False, device="cpu",
-                  class_names=("background", "necrosis/edema", "enhancing"))
+    common = {
+        "base": 4,
+        "levels": 2,
+        "crop": 32,
+        "steps": 8,
+        "lr": 3e-3,
+        "augment": False,
+        "device": "cpu",
+        "class_names": ("background", "necrosis/edema", "enhancing"),
+    }
     maskgen = run(train([volume], folder / "maskgen.pt", TrainSettings(weights=str(anatomix_weights), **common)))
     erm = run(train([volume], folder / "erm.pt", TrainSettings(use_features=False, **common)))
     return maskgen.checkpoint, erm.checkpoint
 
 
+@pytest.mark.slow
 def test_segment_gives_labels_on_the_image_grid_written_with_its_affine(case, trained, tmp_path):
     from napari_domaingen.io.nifti import read_nifti, write_nifti
 
@@ -61,6 +69,7 @@ def test_segment_gives_labels_on_the_image_grid_written_with_its_affine(case, tr
     assert np.array_equal(read_nifti(path, as_label=True).data, full)
 
 
+@pytest.mark.slow
 def test_shared_features_agree_with_per_window_features(case, trained, monkeypatch):
     _, image, _ = case
     shared = run(segment(image, trained[0], SegmentSettings(feature_mode="shared", probabilities=True)))
@@ -76,6 +85,7 @@ def test_shared_features_agree_with_per_window_features(case, trained, monkeypat
     assert run(segment(image, trained[0])).feature_mode == "per-window"
 
 
+@pytest.mark.slow
 def test_ablation_changes_what_the_model_sees(case, trained):
     _, image, _ = case
     base = run(segment(image, trained[0], SegmentSettings(probabilities=True)))
@@ -116,8 +126,12 @@ def test_a_moved_extractor_file_is_asked_for_by_name(case, trained, tmp_path, an
     from napari_domaingen.core.maskgen import extractor_location, load_model
 
     _, spec = load_model(trained[0])
-    gone = spec.__class__(**{**spec.__dict__, "features": spec.features.__class__(
-        **{**spec.features.__dict__, "weights": str(tmp_path / "gone.pth")})})
+    gone = spec.__class__(
+        **{
+            **spec.__dict__,
+            "features": spec.features.__class__(**{**spec.features.__dict__, "weights": str(tmp_path / "gone.pth")}),
+        }
+    )
     with pytest.raises(ModelCompatibilityError, match="gone.pth, which is not on this machine"):
         extractor_location(gone)
     assert extractor_location(gone, str(moved)) == str(moved)
@@ -129,8 +143,10 @@ def test_cancel_stops_segmentation(case, trained):
     _, image, _ = case
     calls = []
     with pytest.raises(Cancelled):
-        run(segment(image, trained[0], SegmentSettings(feature_mode="per-window"),
-                    cancel=lambda: len(calls) > 2), calls.append)
+        run(
+            segment(image, trained[0], SegmentSettings(feature_mode="per-window"), cancel=lambda: len(calls) > 2),
+            calls.append,
+        )
 
 
 def test_spacing_warning(trained):

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from napari_domaingen.io.geometry import resample_to_grid
 from napari_domaingen.core.stability import (
     GridMismatchError,
     compare,
@@ -11,6 +10,7 @@ from napari_domaingen.core.stability import (
     require_same_grid,
     sample_indices,
 )
+from napari_domaingen.io.geometry import resample_to_grid
 
 
 def _random_orthogonal(n, rng):
@@ -74,8 +74,14 @@ def test_compare_summary_on_a_contrast_change():
     assert summary.cka_features == pytest.approx(1.0)
     assert summary.mean_cosine == pytest.approx(1.0)
     assert 0.8 < summary.cka_intensity < 1.0
-    assert set(summary.as_dict()) == {"cka_features", "cka_intensity", "cka_intensity_patch", "mean_cosine", "n_voxels",
-                                       "foreground_voxels"}
+    assert set(summary.as_dict()) == {
+        "cka_features",
+        "cka_intensity",
+        "cka_intensity_patch",
+        "mean_cosine",
+        "n_voxels",
+        "foreground_voxels",
+    }
 
 
 def test_grid_check_and_resampling():

@@ -97,14 +97,21 @@ def test_mean_and_region_styles(model, tissue):
     encoded = encode(model, tissue[:64, :128])  # tiles at x = 0, 48, 64 (centres 32, 80, 96):
     # each patch column is taken from the tile whose centre is nearest, so each position counts once
     everything = np.ones((64, 128), bool)
-    owned = torch.cat([encoded.style[0].reshape(8, 8, 96)[:, :7], encoded.style[1].reshape(8, 8, 96)[:, 1:5],
-                       encoded.style[2].reshape(8, 8, 96)[:, 3:]], dim=1)
+    owned = torch.cat(
+        [
+            encoded.style[0].reshape(8, 8, 96)[:, :7],
+            encoded.style[1].reshape(8, 8, 96)[:, 1:5],
+            encoded.style[2].reshape(8, 8, 96)[:, 3:],
+        ],
+        dim=1,
+    )
     assert [int(x) for x in encoded.origins[:, 1]] == [0, 48, 64]
     assert torch.allclose(mean_style(encoded), owned.reshape(-1, 96).mean(0), atol=1e-6)
     assert torch.allclose(mean_style(encoded, everything), mean_style(encoded))
     small = encode(model, tissue[:40, :40])  # padded to one 64 px tile: the padding's patches are left out
-    assert torch.allclose(mean_style(small), small.style[0].reshape(8, 8, 96)[:5, :5].reshape(-1, 96).mean(0),
-                          atol=1e-6)
+    assert torch.allclose(
+        mean_style(small), small.style[0].reshape(8, 8, 96)[:5, :5].reshape(-1, 96).mean(0), atol=1e-6
+    )
     left = np.zeros((64, 128), bool)
     left[:, :8] = True
     assert torch.allclose(mean_style(encoded, left), encoded.style[0].reshape(8, 8, 96)[:, 0].mean(0), atol=1e-6)

@@ -32,8 +32,10 @@ def test_round_trip_and_float16_storage(tmp_path, encoder):
         with torch.no_grad():
             diff = (model.encoder(model.normalise(x)) - encoder(model.normalise(x))).abs().max()
         assert diff == 0 if not half else diff < 0.05
-    assert torch.load(tmp_path / "mTrue.pt", weights_only=True)["state_dict"]["blocks.0.attn.qkv.weight"].dtype \
+    assert (
+        torch.load(tmp_path / "mTrue.pt", weights_only=True)["state_dict"]["blocks.0.attn.qkv.weight"].dtype
         == torch.float16
+    )
 
 
 def test_normalise_and_denormalise_are_inverse(encoder):
@@ -55,11 +57,11 @@ def test_a_bare_encoder_state_dict_loads(tmp_path, encoder):
 def test_wrong_files_are_refused_clearly(tmp_path, encoder):
     maskgen = tmp_path / "seg.pt"
     torch.save({"format": "napari-domaingen/maskgen", "state_dict": {}}, maskgen)
-    with pytest.raises(CheckpointLoadError, match="maskgen' file, not an anatomy/style"):
+    with pytest.raises(CheckpointLoadError, match="this is a MaskGen/ERM segmentation model, not a DGM-DR"):
         load_swap_model(maskgen)
     other = tmp_path / "other.pt"
     torch.save({"conv.weight": torch.zeros(2)}, other)
-    with pytest.raises(CheckpointLoadError, match="no ViT encoder weights"):
+    with pytest.raises(CheckpointLoadError, match="other.pt: not a DGM-DR anatomy/style model"):
         load_swap_model(other)
     good = save_swap_model(tmp_path / "good.pt", encoder)
     with pytest.raises(ValueError, match="differs from the expected"):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from napari_domaingen.core.progress import Cancelled, run
-from napari_domaingen.core.swap_model import load_swap_model, read_swap_file
+from napari_domaingen.core.swap_model import default_model_path, load_swap_model, read_swap_file
 from napari_domaingen.core.swap_training import CropSource, SwapTrainSettings, swap_losses, train_swap
+from napari_domaingen.errors import TrainingError
 from napari_domaingen.models.dgm import PRESETS, DGMEncoder
 
 SETTINGS = SwapTrainSettings(steps=4, batch_size=2, num_mixes=2, warmup=1, checkpoint_every=2, device="cpu")
@@ -51,7 +52,7 @@ def test_training_decreases_the_loss_and_writes_a_usable_model(tmp_path, images)
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
     assert any("checkpoint" in u for u in updates) and updates[-1]["stage"] == "done"
     stored = read_swap_file(result.checkpoint)
-    assert "training" not in stored and stored["card"]["steps"] == 12  # finished: a plain model file
+    assert stored["training"]["step"] == 12 and stored["card"]["steps"] == 12  # finished, resumable with more steps
     load_swap_model(result.checkpoint)
 
 
@@ -69,8 +70,9 @@ def test_cancel_keeps_the_last_checkpoint_and_resume_is_exact(tmp_path, images):
                 steps_seen.append(update["step"])
     stored = read_swap_file(tmp_path / "part.pt")
     assert stored["training"]["step"] == 2
-    resumed = run(train_swap(images, tmp_path / "part.pt", SwapTrainSettings(device="cpu", steps=1),
-                             resume=tmp_path / "part.pt"))
+    resumed = run(
+        train_swap(images, tmp_path / "part.pt", SwapTrainSettings(device="cpu", steps=1), resume=tmp_path / "part.pt")
+    )
     assert resumed.history["loss"] == whole.history["loss"]
     a = read_swap_file(whole.checkpoint)["state_dict"]
     b = read_swap_file(resumed.checkpoint)["state_dict"]
@@ -79,12 +81,18 @@ def test_cancel_keeps_the_last_checkpoint_and_resume_is_exact(tmp_path, images):
 
 def test_fine_tuning_starts_from_a_model(tmp_path, images):
     first = run(train_swap(images, tmp_path / "a.pt", SETTINGS))
-    tuned = run(train_swap(images, tmp_path / "b.pt", SwapTrainSettings(steps=2, batch_size=2, lr=1e-4, device="cpu"),
-                           init=first.checkpoint))
+    tuned = run(
+        train_swap(
+            images,
+            tmp_path / "b.pt",
+            SwapTrainSettings(steps=2, batch_size=2, lr=1e-4, device="cpu"),
+            init=first.checkpoint,
+        )
+    )
     card = read_swap_file(tuned.checkpoint)["card"]
     assert card["fine_tuned_from"] == str(first.checkpoint)
-    with pytest.raises(ValueError, match="without training state"):
-        run(train_swap(images, tmp_path / "c.pt", SETTINGS, resume=first.checkpoint))
+    with pytest.raises(TrainingError, match="holds no training state"):  # the shipped model: fine-tune it instead
+        run(train_swap(images, tmp_path / "c.pt", SETTINGS, resume=default_model_path()))
 
 
 def test_bad_settings_and_data(tmp_path, images):

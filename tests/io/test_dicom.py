@@ -254,8 +254,13 @@ def test_two_series_in_one_folder_are_listed_separately(tmp_path):
     folder = tmp_path / "study"
     uid_ct, _ = write_series(folder, voxels, np.diag([0.5, 0.5, 3.0, 1.0]), description="CT head", series_number=2)
     uid_mr, mr_files = write_series(
-        folder / "sub", voxels[:, :, :7], oblique_affine("LPS"), modality="MR", description="T1 oblique",
-        series_number=1, seed=5,
+        folder / "sub",
+        voxels[:, :, :7],
+        oblique_affine("LPS"),
+        modality="MR",
+        description="T1 oblique",
+        series_number=1,
+        seed=5,
     )
     (folder / "README.txt").write_text("not DICOM")
     series = list_series(folder)

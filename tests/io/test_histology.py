@@ -112,7 +112,7 @@ def test_generated_pyramid_levels_downsamples_and_mpp(tmp_path, layout):
     base = _rgb_image((256, 384))
     stored = [base, base[::2, ::2].copy(), base[::4, ::4].copy()]
     path = tmp_path / f"pyramid_{layout}.tif"
-    options = dict(photometric="rgb", tile=(64, 64), compression="zlib")
+    options = {"photometric": "rgb", "tile": (64, 64), "compression": "zlib"}
     with tifffile.TiffWriter(path) as tif:
         tif.write(
             stored[0],

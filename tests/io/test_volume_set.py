@@ -130,8 +130,13 @@ def test_scan_and_load_the_brats_folder():
 
     volumes = load_group(candidates)
     names = [v.name for v in volumes]
-    assert names == ["BraTS-GLI-00001-000 T1", "BraTS-GLI-00001-000 T1c", "BraTS-GLI-00001-000 T2",
-                     "BraTS-GLI-00001-000 FLAIR", "BraTS-GLI-00001-000 labels"]
+    assert names == [
+        "BraTS-GLI-00001-000 T1",
+        "BraTS-GLI-00001-000 T1c",
+        "BraTS-GLI-00001-000 T2",
+        "BraTS-GLI-00001-000 FLAIR",
+        "BraTS-GLI-00001-000 labels",
+    ]
     assert not any(v.is_label for v in volumes[:4])
     assert grid_report(volumes) == []
 

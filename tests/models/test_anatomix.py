@@ -20,7 +20,7 @@ from napari_domaingen.models.anatomix import (
     load_anatomix,
     strip_prefixes,
 )
-from napari_domaingen.models.weights import REGISTRY, ENV_WEIGHTS_DIR
+from napari_domaingen.models.weights import ENV_WEIGHTS_DIR, REGISTRY
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 TOL = 1e-4
@@ -159,9 +159,7 @@ def test_config_round_trip() -> None:
     model = small_model(**{k: v for k, v in SMALL_DEV.items() if k not in SMALL})
     again = AnatomixUNet(**model.config)
     assert again.config == model.config
-    assert {k: v.shape for k, v in again.state_dict().items()} == {
-        k: v.shape for k, v in model.state_dict().items()
-    }
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
 
 
 # ---------------------------------------------------------------------------- loading

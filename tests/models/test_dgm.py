@@ -21,14 +21,32 @@ from tests.conftest import shared_file
 
 def _mae_keys(depth: int, e: int, patches: int, c: int = 3, p: int = 16) -> dict[str, tuple[int, ...]]:
     """The encoder keys and shapes of a timm / MAE ViT (facts of those layouts)."""
-    keys = {"cls_token": (1, 1, e), "pos_embed": (1, patches + 1, e), "patch_embed.proj.weight": (e, c, p, p),
-            "patch_embed.proj.bias": (e,), "norm.weight": (e,), "norm.bias": (e,)}
+    keys = {
+        "cls_token": (1, 1, e),
+        "pos_embed": (1, patches + 1, e),
+        "patch_embed.proj.weight": (e, c, p, p),
+        "patch_embed.proj.bias": (e,),
+        "norm.weight": (e,),
+        "norm.bias": (e,),
+    }
     for i in range(depth):
         b = f"blocks.{i}."
-        keys.update({b + "norm1.weight": (e,), b + "norm1.bias": (e,), b + "attn.qkv.weight": (3 * e, e),
-                     b + "attn.qkv.bias": (3 * e,), b + "attn.proj.weight": (e, e), b + "attn.proj.bias": (e,),
-                     b + "norm2.weight": (e,), b + "norm2.bias": (e,), b + "mlp.fc1.weight": (4 * e, e),
-                     b + "mlp.fc1.bias": (4 * e,), b + "mlp.fc2.weight": (e, 4 * e), b + "mlp.fc2.bias": (e,)})
+        keys.update(
+            {
+                b + "norm1.weight": (e,),
+                b + "norm1.bias": (e,),
+                b + "attn.qkv.weight": (3 * e, e),
+                b + "attn.qkv.bias": (3 * e,),
+                b + "attn.proj.weight": (e, e),
+                b + "attn.proj.bias": (e,),
+                b + "norm2.weight": (e,),
+                b + "norm2.bias": (e,),
+                b + "mlp.fc1.weight": (4 * e, e),
+                b + "mlp.fc1.bias": (4 * e,),
+                b + "mlp.fc2.weight": (e, 4 * e),
+                b + "mlp.fc2.bias": (e,),
+            }
+        )
     return keys
 
 
@@ -56,8 +74,8 @@ def test_sincos_embedding_layout():
     assert np.all(emb[0] == 0)  # CLS
     zero = np.concatenate([np.zeros(e // 4), np.ones(e // 4)])
     # patch 1 = row 0, column 1: the first half encodes the column, the second half the row
-    assert np.allclose(emb[1 + 1, e // 2:], zero) and not np.allclose(emb[1 + 1, : e // 2], zero)
-    assert np.allclose(emb[1 + g, : e // 2], zero) and not np.allclose(emb[1 + g, e // 2:], zero)
+    assert np.allclose(emb[1 + 1, e // 2 :], zero) and not np.allclose(emb[1 + 1, : e // 2], zero)
+    assert np.allclose(emb[1 + g, : e // 2], zero) and not np.allclose(emb[1 + g, e // 2 :], zero)
     omega = 1.0 / 10000 ** (np.arange(e // 4) / (e // 4))
     assert np.allclose(emb[1 + 2, : e // 2], np.concatenate([np.sin(2 * omega), np.cos(2 * omega)]), atol=1e-6)
     model = DGMEncoder(PRESETS["small"])
@@ -112,8 +130,7 @@ def test_loading_an_mae_checkpoint_ignores_the_decoder_and_strips_prefixes():
     state["module.mask_token"] = torch.zeros(1, 1, 128)
     state["module.decoder_embed.weight"] = torch.zeros(128, 192)
     state["module.pos_embed"] = sincos_pos_embed(192, 14, 14)[None]  # trained at another size: regenerated
-    assert config_from_state_dict(state) == ViTConfig(img_size=112, patch_size=8, embed_dim=192, depth=6,
-                                                      num_heads=3)
+    assert config_from_state_dict(state) == ViTConfig(img_size=112, patch_size=8, embed_dim=192, depth=6, num_heads=3)
     target = DGMEncoder(PRESETS["small"])
     ignored = load_encoder_state_dict(target, state)
     assert {"module.mask_token", "module.decoder_embed.weight", "module.pos_embed"} <= set(ignored)

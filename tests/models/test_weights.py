@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.server
+import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,7 @@ import pytest
 
 from napari_domaingen.models import weights as W
 from napari_domaingen.models.weights import (
+    ENV_HUB_TIMEOUT,
     ENV_WEIGHTS_DIR,
     REGISTRY,
     ChecksumMismatchError,
@@ -33,6 +40,35 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(ENV_WEIGHTS_DIR, str(folder))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return folder
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Offline mode off and no proxies; the network itself is still never used (endpoints are local/mocked)."""
+    from huggingface_hub import constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *(p + "_PROXY" for p in ("HTTP", "HTTPS", "ALL"))):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return monkeypatch
+
+
+@pytest.fixture
+def hub_reachable(online: pytest.MonkeyPatch) -> None:
+    online.setattr(W, "hub_unreachable_reason", lambda *a, **k: None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_actionable(err: WeightsUnavailableError, folder: Path, *fragments: str) -> None:
+    msg = str(err)
+    for fragment in ("anatomix.pth", REPO_URL, str(folder / "anatomix.pth"), ENV_WEIGHTS_DIR, *fragments):
+        assert fragment in msg
 
 
 def mock_hub(monkeypatch: pytest.MonkeyPatch, behaviour: Any) -> list[dict[str, Any]]:
@@ -96,6 +132,7 @@ def test_hand_placed_file_used_without_hub(monkeypatch: pytest.MonkeyPatch, isol
     assert not calls
 
 
+@pytest.mark.usefixtures("hub_reachable")
 @pytest.mark.parametrize("kind", ["offline", "oserror", "other"])
 def test_hub_failure_gives_actionable_error(kind: str, monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -125,6 +162,7 @@ def test_download_disabled(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> N
     assert not calls
 
 
+@pytest.mark.usefixtures("hub_reachable")
 def test_successful_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     target = tmp_path / "snapshot" / "anatomix.pth"
     target.parent.mkdir()
@@ -134,6 +172,7 @@ def test_successful_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert len(calls) == 1
 
 
+@pytest.mark.usefixtures("hub_reachable")
 def test_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
     data = b"not really weights" * 1000
     path = tmp_path / "file.bin"
@@ -175,3 +214,151 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- offline / unreachable hub: fail fast (issue "Offline fails fast") -------------------------------------
+
+
+def resolve_timed(**kwargs: Any) -> tuple[WeightsUnavailableError, float]:
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_weights("anatomix", **kwargs)
+    return info.value, time.perf_counter() - start
+
+
+def test_unreachable_hub_fails_fast(online: pytest.MonkeyPatch, isolated: Path) -> None:
+    """Closed local port as endpoint: huggingface_hub alone would retry for ~25 s; the probe says so at once."""
+    from huggingface_hub import constants
+
+    online.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    calls = mock_hub(online, AssertionError("hf_hub_download called although the hub is unreachable"))
+    err, elapsed = resolve_timed()
+    assert elapsed < 3.0
+    assert_actionable(err, isolated, "could not be reached", constants.ENDPOINT)
+    assert not calls
+
+
+def test_hanging_dns_is_cut_off(online: pytest.MonkeyPatch, isolated: Path) -> None:
+    """A name lookup that never returns (getaddrinfo ignores socket timeouts) is abandoned after the timeout."""
+    from huggingface_hub import constants
+
+    release = threading.Event()
+
+    def hanging_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "released by the test")
+
+    online.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+    online.setattr(constants, "ENDPOINT", "https://hub.example.invalid")
+    online.setenv(ENV_HUB_TIMEOUT, "0.5")
+    calls = mock_hub(online, AssertionError("hf_hub_download called although the hub is unreachable"))
+    try:
+        err, elapsed = resolve_timed()
+    finally:
+        release.set()
+    assert 0.4 < elapsed < 3.0
+    assert_actionable(err, isolated, "could not be reached", "no answer within 0.5 s")
+    assert not calls
+
+
+@pytest.mark.parametrize("var", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_offline_env_skips_network(var: str, online: pytest.MonkeyPatch, isolated: Path) -> None:
+    online.setenv(var, "1")
+    online.setattr(W, "hub_unreachable_reason", lambda *a, **k: pytest.fail("probe run in offline mode"))
+    calls = mock_hub(online, AssertionError("hf_hub_download called in offline mode"))
+    err, elapsed = resolve_timed()
+    assert elapsed < 3.0
+    assert_actionable(err, isolated, "HF_HUB_OFFLINE")
+    assert not calls
+
+
+@pytest.mark.parametrize("env", ["endpoint", "offline"])
+def test_fresh_process_fails_fast(env: str, tmp_path: Path) -> None:
+    """End to end in a new interpreter (huggingface_hub reads HF_ENDPOINT / HF_HUB_OFFLINE at import)."""
+    environ = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.endswith("_OFFLINE")}
+    environ |= {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HOME": str(tmp_path / "hf")}
+    if env == "offline":
+        environ["HF_HUB_OFFLINE"] = "1"
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "from napari_domaingen.models.weights import resolve_weights, WeightsUnavailableError\n"
+        "try:\n"
+        f"    resolve_weights('anatomix', cache_dir={str(tmp_path / 'w')!r})\n"
+        "except WeightsUnavailableError as err:\n"
+        "    print(f'{time.perf_counter() - t:.3f}'); print(err)\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=environ, timeout=60)
+    elapsed, message = out.stdout.split("\n", 1)
+    assert float(elapsed) < 3.0, out.stdout
+    assert "anatomix.pth" in message and REPO_URL in message and str(tmp_path / "w" / "anatomix.pth") in message
+    assert ("HF_HUB_OFFLINE is set" if env == "offline" else "could not be reached") in message
+
+
+@pytest.fixture
+def local_hub(online: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """A local HTTP server as hub endpoint; answers HEAD with the status in the returned list."""
+    from huggingface_hub import constants
+
+    status = [200]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(status[0])
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    online.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    yield status
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("code", [200, 404])
+def test_reachable_hub_downloads(code: int, local_hub: list[int], online: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from huggingface_hub import constants
+
+    local_hub[0] = code
+    assert W.hub_unreachable_reason() is None
+    target = tmp_path / "anatomix.pth"
+    target.write_bytes(b"downloaded")
+    calls = mock_hub(online, lambda **kwargs: target)
+    assert resolve_weights("anatomix") == target
+    assert len(calls) == 1
+    assert W.hub_unreachable_reason(constants.ENDPOINT, timeout=1.0) is None
+
+
+def test_hub_answering_5xx_counts_as_unreachable(
+    local_hub: list[int], online: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    local_hub[0] = 502  # e.g. a proxy that cannot reach the hub: huggingface_hub would retry it for ~25 s
+    calls = mock_hub(online, AssertionError("hf_hub_download called"))
+    err, elapsed = resolve_timed()
+    assert elapsed < 3.0
+    assert_actionable(err, isolated, "could not be reached", "HTTP 502")
+    assert not calls
+
+
+@pytest.mark.parametrize("allow_download", [True, False])
+def test_hub_cache_used_without_network(allow_download: bool, online: pytest.MonkeyPatch, isolated: Path) -> None:
+    """A copy downloaded earlier into the folder's hub cache is found without probe or download."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = isolated / "models--neeldey--anatomix"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    cached = repo / "snapshots" / commit / "anatomix.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"cached weights")
+    online.setattr(W, "hub_unreachable_reason", lambda *a, **k: pytest.fail("network probed"))
+    calls = mock_hub(online, AssertionError("hf_hub_download called"))
+    assert resolve_weights("anatomix", allow_download=allow_download) == cached
+    assert not calls
+    spec = dataclasses.replace(REGISTRY["anatomix"], sha256="0" * 64)
+    online.setitem(W.REGISTRY, "anatomix", spec)
+    with pytest.raises(ChecksumMismatchError):
+        resolve_weights("anatomix", allow_download=allow_download)

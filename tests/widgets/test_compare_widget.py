@@ -35,15 +35,18 @@ def _widget(viewer, weights_file=None):
 
 
 def _wait_done(qtbot, widget, timeout=60000):
-    qtbot.waitUntil(lambda: widget.worker is not None and not widget.worker.is_running and widget._run.enabled,
-                    timeout=timeout)
+    qtbot.waitUntil(
+        lambda: widget.worker is not None and not widget.worker.is_running and widget._run.enabled, timeout=timeout
+    )
 
 
 def _cropped(viewer, layer, name):
     """A crop as a new layer on the right world position: translate shifted by offset × scale."""
     offset = np.array([s.start for s in CROP], dtype=float)
     return viewer.add_image(
-        np.asarray(layer.data)[CROP], name=name, scale=layer.scale,
+        np.asarray(layer.data)[CROP],
+        name=name,
+        scale=layer.scale,
         translate=np.asarray(layer.translate) + offset * np.asarray(layer.scale),
         affine=layer.affine.affine_matrix,
     )
@@ -57,6 +60,7 @@ def _blob(shape, centre, seed=0):
     return np.where(radius < 1, 100 + 50 * np.cos(3 * radius) + rng.normal(0, 5, shape), 0).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_brats_t1_vs_flair_end_to_end_and_pick_voxel(make_napari_viewer, qtbot, weights_file):
     viewer = make_napari_viewer()
     folder = shared_file(*BRATS)
@@ -97,8 +101,10 @@ def test_brats_t1_vs_flair_end_to_end_and_pick_voxel(make_napari_viewer, qtbot, 
     press.type = "mouse_release"  # a click, not a drag
     with pytest.raises(StopIteration):
         next(callback)
-    qtbot.waitUntil(lambda: widget.pick_worker is not None and not widget.pick_worker.is_running
-                    and widget.similarity is not None, timeout=20000)
+    qtbot.waitUntil(
+        lambda: widget.pick_worker is not None and not widget.pick_worker.is_running and widget.similarity is not None,
+        timeout=20000,
+    )
     qtbot.waitUntil(lambda: any(layer.name.startswith("similarity to t1[") for layer in viewer.layers), timeout=5000)
     similarity = viewer.layers[f"similarity to t1[{voxel[0]}, {voxel[1]}, {voxel[2]}]"]
     assert similarity.data.shape == (48, 96, 96) and tuple(similarity.scale) == tuple(t1.scale)
@@ -121,8 +127,9 @@ def test_grids_are_checked_and_resampling_puts_b_on_a_grid(make_napari_viewer, q
     viewer = make_napari_viewer()
     a = viewer.add_image(_blob((24, 32, 32), (12, 16, 16)), name="a", scale=(2.0, 1.0, 1.0))
     # B: the same object imaged on a larger grid, shifted by 3 voxels in x (world: 3 mm)
-    b = viewer.add_image(_blob((24, 32, 40), (12, 16, 19), seed=1), name="b", scale=(2.0, 1.0, 1.0),
-                         translate=(0.0, 0.0, -3.0))
+    b = viewer.add_image(
+        _blob((24, 32, 40), (12, 16, 19), seed=1), name="b", scale=(2.0, 1.0, 1.0), translate=(0.0, 0.0, -3.0)
+    )
     widget = _widget(viewer, weights_file)
     widget._run.native.click()
     assert "not on one voxel grid" in widget._status.value and "shapes differ" in widget._status.value
@@ -216,6 +223,7 @@ def _every_second_voxel(name, tmp_path):
     return str(out)
 
 
+@pytest.mark.slow
 def test_skull_stripped_figures_are_computed_on_the_tissue(make_napari_viewer, qtbot, weights_file, tmp_path):
     """TCGA's skull-stripped T1 has a zero background and negative tissue voxels: the figures must be those of
     the brain, not of a volume that is 86 % background (2× subsampled to keep the test short)."""
@@ -254,6 +262,7 @@ def test_nan_voxels_are_left_out_and_counted(make_napari_viewer, qtbot, weights_
     assert widget.comparison.summary.cka_features == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_pick_after_resampling_reports_bs_own_voxel_and_millimetres(make_napari_viewer, qtbot, weights_file):
     from ._gui import click, full_hd_window
 
@@ -261,8 +270,9 @@ def test_pick_after_resampling_reports_bs_own_voxel_and_millimetres(make_napari_
     full_hd_window(viewer, qtbot)
     a = viewer.add_image(_blob((30, 32, 32), (15, 16, 16)), name="a")
     # B: the same object on a coarser grid, 10 slices of 3 mm (like a thick-slice PD)
-    b = viewer.add_image(_blob((10, 32, 32), (5, 16, 16), seed=2), name="b", scale=(3.0, 1.0, 1.0),
-                         translate=(1.0, 0.0, 0.0))
+    b = viewer.add_image(
+        _blob((10, 32, 32), (5, 16, 16), seed=2), name="b", scale=(3.0, 1.0, 1.0), translate=(1.0, 0.0, 0.0)
+    )
     widget = _plugin_widget(viewer, weights_file)
     widget._resample.value = True
     widget._run.native.click()
@@ -278,14 +288,14 @@ def test_pick_after_resampling_reports_bs_own_voxel_and_millimetres(make_napari_
     status = widget._status.value
     index = [int(v) for v in status.split("most similar point of b is voxel [")[1].split("]")[0].split(",")]
     assert 0 <= index[0] < 10, status  # an index of B's own 10-slice grid, not of A's 30
-    best = np.unravel_index(int(np.nanargmax(widget.similarity * widget.comparison.mask)),
-                            widget.comparison.mask.shape)
+    best = np.unravel_index(int(np.nanargmax(widget.similarity * widget.comparison.mask)), widget.comparison.mask.shape)
     world = np.asarray(a.data_to_world(best))
     assert np.allclose(np.asarray(b.data_to_world(index)), world, atol=1.5)  # the nearest voxel of B
     assert f"(S {world[0]:.1f}, A {world[1]:.1f}, R {world[2]:.1f} mm)" in status
     assert "on its own 10×32×32 grid" in status
 
 
+@pytest.mark.slow
 def test_rerun_replaces_its_layers_and_clears_the_old_error(make_napari_viewer, qtbot, weights_file):
     viewer = make_napari_viewer(show=True)
     viewer.add_image(_blob((16, 24, 24), (8, 12, 12)), name="a")
@@ -301,8 +311,11 @@ def test_rerun_replaces_its_layers_and_clears_the_old_error(make_napari_viewer, 
     def error_popups():
         from qtpy.QtWidgets import QApplication
 
-        return [w for w in QApplication.allWidgets() if type(w).__name__ == "NapariQtNotification"
-                and w.isVisible() and w.message.text() == message]
+        return [
+            w
+            for w in QApplication.allWidgets()
+            if type(w).__name__ == "NapariQtNotification" and w.isVisible() and w.message.text() == message
+        ]
 
     qtbot.waitUntil(lambda: len(error_popups()) == 1, timeout=5000)
     widget._b.value = b

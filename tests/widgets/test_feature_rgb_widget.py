@@ -1,6 +1,7 @@
 """The "Feature RGB" dock widget in a real napari viewer (a hand-made feature layer; no network, no model)."""
 
 import numpy as np
+import pytest
 
 from napari_domaingen.core.rgb import ChannelProjection, foreground_mask
 
@@ -17,8 +18,12 @@ def _scene(viewer):
     source = viewer.add_image(image, name="vol", scale=(2.0, 1.0, 1.0), translate=(5.0, 0.0, 0.0))
     meta = {"domaingen": {"features": {"source_layer": "vol", "weights_name": "anatomix", "normalisation": "instance"}}}
     stack = viewer.add_image(
-        features, name="vol features (anatomix, final)", visible=False, scale=(1.0, 2.0, 1.0, 1.0),
-        translate=(0.0, 5.0, 0.0, 0.0), metadata=meta,
+        features,
+        name="vol features (anatomix, final)",
+        visible=False,
+        scale=(1.0, 2.0, 1.0, 1.0),
+        translate=(0.0, 5.0, 0.0, 0.0),
+        metadata=meta,
     )
     return source, stack
 
@@ -32,11 +37,19 @@ def _widget(viewer):
 
 
 def _wait_idle(qtbot, widget):
-    qtbot.waitUntil(lambda: not widget._timer.isActive() and widget.worker is not None
-                    and not widget.worker.is_running and not widget._dirty, timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            not widget._timer.isActive()
+            and widget.worker is not None
+            and not widget.worker.is_running
+            and not widget._dirty
+        ),
+        timeout=10000,
+    )
     qtbot.wait(20)
 
 
+@pytest.mark.slow
 def test_live_rgb_updates_in_place_on_the_source_grid(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     source, stack = _scene(viewer)

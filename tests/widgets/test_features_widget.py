@@ -5,7 +5,6 @@ import threading
 import numpy as np
 import pytest
 
-
 PLUGIN = "napari-domaingen"
 
 
@@ -39,8 +38,9 @@ def _widget(viewer):
 
 
 def _wait_done(qtbot, widget, timeout=60000):
-    qtbot.waitUntil(lambda: widget.worker is not None and not widget.worker.is_running and widget._run.enabled,
-                    timeout=timeout)
+    qtbot.waitUntil(
+        lambda: widget.worker is not None and not widget.worker.is_running and widget._run.enabled, timeout=timeout
+    )
 
 
 def test_run_adds_feature_stack_and_rgb_preview_on_source_grid(make_napari_viewer, qtbot, weights_file):
@@ -102,8 +102,9 @@ def test_cancel_adds_no_layers_and_viewer_stays_usable(make_napari_viewer, qtbot
 
     assert len(FEATURE_CACHE) == 0  # nothing half-done was cached
     # the abandoned inference stops and its threads end (at most after an import it cannot interrupt)
-    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith("domaingen-features")],
-                    timeout=30000)
+    qtbot.waitUntil(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("domaingen-features")], timeout=30000
+    )
     viewer.add_image(np.zeros((4, 5, 6)), name="after")
     assert [layer.name for layer in viewer.layers] == ["big", "after"]
 

@@ -7,8 +7,15 @@ import pytest
 
 from ._gui import SCREEN, full_hd_window, plugin_widget
 
-ALL = ["Load volumes", "Extract features", "Compare representations", "Feature RGB", "MaskGen — train",
-       "MaskGen — segment", "Anatomy / style swap"]
+ALL = [
+    "Load volumes",
+    "Extract features",
+    "Compare representations",
+    "Feature RGB",
+    "MaskGen — train",
+    "MaskGen — segment",
+    "Anatomy / style swap",
+]
 
 
 def _problems(window, widgets) -> list[str]:
@@ -26,8 +33,9 @@ def _problems(window, widgets) -> list[str]:
             problems.append(f"{name} does not scroll")
             continue
         contents = area.widget()
-        needed = (contents.heightForWidth(contents.width()) if contents.hasHeightForWidth()
-                  else contents.sizeHint().height())
+        needed = (
+            contents.heightForWidth(contents.width()) if contents.hasHeightForWidth() else contents.sizeHint().height()
+        )
         if contents.height() < needed:  # scrolls rather than squashing
             problems.append(f"{name}: contents {contents.height()} px tall, need {needed}")
         if contents.width() < contents.minimumSizeHint().width():  # nothing cut at the side
@@ -36,7 +44,11 @@ def _problems(window, widgets) -> list[str]:
             if button.isVisibleTo(contents) and button.height() < button.minimumSizeHint().height():
                 problems.append(f"{name}: button '{button.text()}' squashed to {button.height()} px")
         for label in contents.findChildren(QLabel):
-            if label.isVisibleTo(contents) and label.wordWrap() and label.height() < label.heightForWidth(label.width()):
+            if (
+                label.isVisibleTo(contents)
+                and label.wordWrap()
+                and label.height() < label.heightForWidth(label.width())
+            ):
                 problems.append(f"{name}: lines of '{label.text()[:40]}' cut off")
     return problems
 
@@ -45,14 +57,17 @@ def _check_fits(qtbot, window, widgets):
     """Once the layouts have settled (Qt lays out in posted events), nothing is wrong."""
     try:
         qtbot.waitUntil(lambda: not _problems(window, widgets), timeout=3000)
-    except Exception:  # noqa: BLE001 - report what is wrong
+    except Exception:
         pass
     assert _problems(window, widgets) == []
 
 
-@pytest.mark.parametrize("names", [ALL, ["MaskGen — train", "MaskGen — segment"], ["Load volumes",
-                                                                                    "Compare representations"]],
-                         ids=["all seven", "train and segment", "load and compare"])
+@pytest.mark.parametrize(
+    "names",
+    [ALL, ["MaskGen — train", "MaskGen — segment"], ["Load volumes", "Compare representations"]],
+    ids=["all seven", "train and segment", "load and compare"],
+)
+@pytest.mark.slow
 def test_docks_fit_a_full_hd_screen(make_napari_viewer, qtbot, names):
     viewer = make_napari_viewer(show=True)
     window = full_hd_window(viewer, qtbot)

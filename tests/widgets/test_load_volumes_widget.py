@@ -22,8 +22,10 @@ def _widget(viewer):
 
 
 def _wait_done(qtbot, widget, timeout=30000):
-    qtbot.waitUntil(lambda: widget.worker is not None and not widget.worker.is_running
-                    and widget.load_button.isEnabled(), timeout=timeout)
+    qtbot.waitUntil(
+        lambda: widget.worker is not None and not widget.worker.is_running and widget.load_button.isEnabled(),
+        timeout=timeout,
+    )
 
 
 def _moved_copy(path, out):
@@ -45,6 +47,7 @@ def _crop_data(folder):
     return nib.load(str(folder / f"{SUBJECT}-t1n.nii.gz")).slicer[60:180, 60:200, 40:120].dataobj
 
 
+@pytest.mark.slow
 def test_load_brats_folder_then_resample_a_moved_copy(make_napari_viewer, qtbot, tmp_path):
     folder = shared_file(*BRATS)
     viewer = make_napari_viewer()

@@ -39,8 +39,19 @@ def trained(case, tmp_path_factory, anatomix_weights):
     volume = labelled_volume(*case, name="tcga crop")
     paths = {}
     for method, use_features in (("maskgen", True), ("erm", False)):
-        settings = TrainSettings(weights=str(anatomix_weights), use_features=use_features, base=4, levels=2, crop=32,
-                                 steps=2, batch_size=1, lr=3e-3, augment=False, device="cpu", class_names=CLASS_NAMES)
+        settings = TrainSettings(
+            weights=str(anatomix_weights),
+            use_features=use_features,
+            base=4,
+            levels=2,
+            crop=32,
+            steps=2,
+            batch_size=1,
+            lr=3e-3,
+            augment=False,
+            device="cpu",
+            class_names=CLASS_NAMES,
+        )
         paths[method] = run(train([volume], folder / f"{method}.pt", settings)).checkpoint
     return paths
 
@@ -64,6 +75,7 @@ def _run(qtbot, widget, layers_before, viewer, added=1, timeout=30000):
     qtbot.waitUntil(lambda: not widget.worker.is_running and widget._run.enabled, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_segment_adds_labels_with_class_names_on_the_image_grid(make_napari_viewer, qtbot, case, trained):
     viewer = make_napari_viewer()
     src = _image(viewer, case)
@@ -97,6 +109,7 @@ def test_segment_adds_labels_with_class_names_on_the_image_grid(make_napari_view
     assert meta["feature_mode"] == "shared"  # auto: a 40³ volume's features fit in memory
 
 
+@pytest.mark.slow
 def test_ablation_changes_what_the_model_sees(make_napari_viewer, qtbot, case, trained):
     viewer = make_napari_viewer()
     _image(viewer, case)
@@ -131,10 +144,10 @@ def test_wrong_files_say_why_and_start_nothing(make_napari_viewer, qtbot, case, 
 
     widget._model.value = anatomix_weights  # the extractor's weights chosen as the model
     status = widget._status.value
-    assert "not a napari-domaingen segmentation model" in status and "choose it as the extractor" in status
+    assert "not a MaskGen/ERM segmentation model" in status and "choose it as the feature extractor" in status
     assert widget._model_info.value == ""
     widget._run.native.click()
-    assert "not a napari-domaingen segmentation model" in widget._status.value and widget.worker is None
+    assert "not a MaskGen/ERM segmentation model" in widget._status.value and widget.worker is None
 
     text = tmp_path / "notes.pt"
     text.write_text("hello")
@@ -156,8 +169,13 @@ def test_use_the_model_just_trained(make_napari_viewer, qtbot, case, trained):
 
     maskgen_train._remember(trained["erm"])
     maskgen_train._remember(trained["maskgen"])  # the last one written wins
+    widget._use_best.native.click()  # trained without validation: no best model
+    assert "wrote no best model" in widget._status.value and widget._model.value is None
     widget._use_last.native.click()
     assert widget._model.value == trained["maskgen"] and widget._model_info.value.startswith("MaskGen")
+    maskgen_train._remember(trained["erm"], best=trained["maskgen"])  # a run whose best model is another file
+    widget._use_best.native.click()
+    assert widget._model.value == trained["maskgen"] and maskgen_train.latest_checkpoint() == trained["erm"]
     _run(qtbot, widget, 1, viewer)
     assert viewer.layers[-1].name == "t1 MaskGen labels"
 

@@ -1,5 +1,6 @@
 """The "MaskGen — train" dock widget in a real napari viewer (a 40³ real crop, fixture weights, tiny UNet, CPU)."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,13 @@ def tumour_crop():
 def _add_pair(viewer, tumour_crop, suffix=""):
     image, labels = tumour_crop
     src = viewer.add_image(image, name=f"t1{suffix}", scale=SCALE, translate=TRANSLATE)
-    lab = viewer.add_labels(labels, name=f"tumour{suffix}", scale=SCALE, translate=TRANSLATE,
-                            features=pd.DataFrame({"index": [0, 1, 2], "name": CLASS_NAMES}))
+    lab = viewer.add_labels(
+        labels,
+        name=f"tumour{suffix}",
+        scale=SCALE,
+        translate=TRANSLATE,
+        features=pd.DataFrame({"index": [0, 1, 2], "name": CLASS_NAMES}),
+    )
     return src, lab
 
 
@@ -62,12 +68,15 @@ def _widget(viewer, weights, out, steps=4, **values):
 
 
 def _wait_done(qtbot, widget, timeout=60000):
-    qtbot.waitUntil(lambda: widget.worker is not None and not widget.worker.is_running and widget._start.enabled,
-                    timeout=timeout)
+    qtbot.waitUntil(
+        lambda: widget.worker is not None and not widget.worker.is_running and widget._start.enabled, timeout=timeout
+    )
 
 
-def test_training_plots_the_loss_and_writes_a_checkpoint(make_napari_viewer, qtbot, anatomix_weights, tmp_path,
-                                                         tumour_crop):
+@pytest.mark.slow
+def test_training_plots_the_loss_and_writes_a_checkpoint(
+    make_napari_viewer, qtbot, anatomix_weights, tmp_path, tumour_crop
+):
     from napari_domaingen._widgets.maskgen_train import latest_checkpoint
 
     viewer = make_napari_viewer()
@@ -87,7 +96,7 @@ def test_training_plots_the_loss_and_writes_a_checkpoint(make_napari_viewer, qtb
     assert result is not None and result.steps_done == 4, widget._status.value
     assert widget.plot.steps == [1, 2, 3, 4] and len(widget.plot.losses) == 4
     assert list(widget.plot.loss_line.get_xdata()) == [1, 2, 3, 4]  # the plot shows every step
-    assert widget.plot.val_steps == [2, 4] and all(0.0 <= d <= 1.0 for d in widget.plot.val_dice)
+    assert widget.plot.val_steps == [2, 4] and all(0.0 <= d <= 1.0 for d in widget.plot.val_scores)
     assert widget.plot.redraws < 10  # throttled: not one redraw per update
     assert out.is_file() and widget.last_checkpoint == out and latest_checkpoint() == out
     stored = read_model_file(out)
@@ -100,8 +109,10 @@ def test_training_plots_the_loss_and_writes_a_checkpoint(make_napari_viewer, qtb
     assert [layer.name for layer in viewer.layers] == ["t1", "tumour"]  # training adds no layer
 
 
-def test_cancel_keeps_the_last_checkpoint_and_napari_usable(make_napari_viewer, qtbot, anatomix_weights, tmp_path,
-                                                             tumour_crop):
+@pytest.mark.slow
+def test_cancel_keeps_the_last_checkpoint_and_napari_usable(
+    make_napari_viewer, qtbot, anatomix_weights, tmp_path, tumour_crop
+):
     viewer = make_napari_viewer()
     _add_pair(viewer, tumour_crop)
     out = tmp_path / "m.pt"
@@ -124,6 +135,7 @@ def test_cancel_keeps_the_last_checkpoint_and_napari_usable(make_napari_viewer, 
     assert [layer.name for layer in viewer.layers][-1] == "after"
 
 
+@pytest.mark.slow
 def test_bad_input_says_why_and_starts_nothing(make_napari_viewer, qtbot, anatomix_weights, tmp_path, tumour_crop):
     viewer = make_napari_viewer()
     image, labels = tumour_crop
@@ -167,6 +179,7 @@ def test_bad_input_says_why_and_starts_nothing(make_napari_viewer, qtbot, anatom
     assert not list(tmp_path.iterdir())  # no checkpoint written by any of these
 
 
+@pytest.mark.slow
 def test_pairs_list_follows_layers_and_reads_nifti_pairs(make_napari_viewer, tmp_path, tumour_crop):
     from napari_domaingen.io.nifti import write_nifti
 
@@ -185,8 +198,7 @@ def test_pairs_list_follows_layers_and_reads_nifti_pairs(make_napari_viewer, tmp
     affine = np.diag([1.2, 1.2, 1.2, 1.0])
     write_nifti(tmp_path / "img.nii.gz", image, display_affine=affine)
     write_nifti(tmp_path / "seg.nii.gz", labels, display_affine=affine, is_label=True)
-    write_nifti(tmp_path / "seg_moved.nii.gz", labels, display_affine=affine @ np.diag([1, 1, 2.0, 1]),
-                is_label=True)
+    write_nifti(tmp_path / "seg_moved.nii.gz", labels, display_affine=affine @ np.diag([1, 1, 2.0, 1]), is_label=True)
     widget._image_file.value, widget._labels_file.value = tmp_path / "img.nii.gz", tmp_path / "seg_moved.nii.gz"
     widget._add_files.native.click()
     assert widget._table.rowCount() == 2 and "affines differ" in widget._status.value
@@ -211,7 +223,10 @@ def test_parameters_reach_the_settings_and_cpu_advice(make_napari_viewer, tmp_pa
     assert widget._mask_rate.value == pytest.approx(0.75) and widget._mask_rate.tooltip == MASK_RATE_HELP
     assert "0.5" in widget._mask_rate.tooltip
     widget._mask_rate.value = 0.5
+    widget._patience.value = 3
+    assert "without improvement" in widget._patience.tooltip
     settings = widget.settings(("background", "x"))
+    assert settings.patience == 3 and settings.validate_every == 2
     assert settings.mask_rate == 0.5 and settings.use_features and settings.weights == "anatomix"
     assert settings.base == 4 and settings.levels == 2 and settings.crop == 32 and settings.steps == 4
     assert settings.lr == pytest.approx(3e-3) and settings.class_names == ("background", "x")
@@ -247,8 +262,8 @@ def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     assert widget._image.value.name == "a" and widget._labels.value.name == "a labels"  # refreshed on insert
 
 
-def test_pairs_survive_unrelated_layer_changes_and_float_labels_are_named(make_napari_viewer, tmp_path,
-                                                                         tumour_crop):
+@pytest.mark.slow
+def test_pairs_survive_unrelated_layer_changes_and_float_labels_are_named(make_napari_viewer, tmp_path, tumour_crop):
     """Opened from the Plugins menu (napari's proxies): the training pairs are kept while other layers come and
     go; a labels file holding fractions (0 / 0.5) is refused for what it is, not as 'empty'."""
     import nibabel as nib
@@ -277,3 +292,122 @@ def test_pairs_survive_unrelated_layer_changes_and_float_labels_are_named(make_n
     status = widget._status.value
     assert "mask.nii.gz" in status and "fractional values" in status and "e.g. 0.5" in status, status
     assert "empty" not in status and widget.pairs == []
+
+
+@pytest.mark.slow
+def test_best_model_history_on_resume_and_a_finished_resume(
+    make_napari_viewer, qtbot, anatomix_weights, tmp_path, tumour_crop
+):
+    """A run with validation keeps MODEL.best.pt (said in the status, offered by the segment widget); resuming it
+    for more steps shows the whole stored history; resuming a finished run writes nothing and says so."""
+    from napari_domaingen._widgets.maskgen_segment import MaskGenSegmentWidget
+    from napari_domaingen._widgets.maskgen_train import latest_models
+    from napari_domaingen.core.training_log import read_history
+
+    viewer = make_napari_viewer()
+    src, lab = _add_pair(viewer, tumour_crop)
+    out, best = tmp_path / "m.pt", tmp_path / "m.best.pt"
+    widget = _widget(viewer, anatomix_weights, out, _patience=5)
+    widget._val_image.value, widget._val_labels.value = src, lab
+    widget._start.native.click()
+    _wait_done(qtbot, widget)
+    result, status = widget.last_result, widget._status.value
+    assert result is not None and result.best == best and best.is_file(), status
+    assert status.startswith("done: 4 steps") and "best model (validation Dice " in status and str(best) in status
+    assert "m.history.csv" in status and "best model (step " in widget._checkpoint_line.value
+    assert read_model_file(out)["training"]["settings"]["patience"] == 5  # the spin box reached the run
+    assert latest_models() == {"last": out, "best": best}
+    segmenter = MaskGenSegmentWidget(viewer)
+    segmenter._use_best.native.click()
+    assert segmenter._model.value == best and segmenter._model_info.value.startswith("MaskGen")
+    segmenter._use_last.native.click()
+    assert segmenter._model.value == out
+
+    widget._steps.value = 1000
+    widget._resume.value = True
+    assert widget._steps.value == 4  # ticking 'resume' shows the stored run's own step count
+    widget._steps.value = 6  # two more steps: the plot shows all six
+    widget._start.native.click()
+    _wait_done(qtbot, widget)
+    assert widget.last_result.steps_done == 6, widget._status.value
+    rows = read_history(tmp_path / "m.history.csv")
+    assert widget.plot.steps == [int(row["step"]) for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert widget.plot.val_steps == [int(r["step"]) for r in rows if math.isfinite(r["val_score"])] == [2, 4, 6]
+
+    written = out.stat().st_mtime_ns
+    widget._start.native.click()  # resumed with nothing left to do
+    _wait_done(qtbot, widget)
+    status = widget._status.value
+    assert widget.last_result.checkpoint is None and "nothing written" in status and "saved" not in status, status
+    assert out.stat().st_mtime_ns == written and widget.plot.steps == [1, 2, 3, 4, 5, 6]
+
+
+def _fake_run(result, updates):
+    def job(cancel):
+        yield from updates
+        return result
+
+    return job
+
+
+@pytest.mark.slow
+def test_both_training_widgets_share_the_training_panel(make_napari_viewer, qtbot, tmp_path):
+    """One panel class runs MaskGen training and the swap fine-tuning: labels given by each owner, the same
+    handling of validation scores, best models and an early stop (a scripted job through the real runner)."""
+    from napari_domaingen._widgets._training_panel import TrainingPanel
+    from napari_domaingen._widgets.swap import SwapWidget
+    from napari_domaingen.core.training import FitResult
+
+    viewer = make_napari_viewer()
+    train = _widget(viewer, None, tmp_path / "m.pt")
+    swap = SwapWidget(viewer)
+    assert isinstance(train.training, TrainingPanel) and isinstance(swap.finetune.training, TrainingPanel)
+    assert train.plot is train.training.plot and swap.plot is swap.finetune.training.plot
+    assert train.plot.score_ax.get_ylabel() == "validation Dice" and train.plot.score_ax.get_visible()
+    assert swap.plot.score_ax.get_ylabel() == "validation PSNR (dB)" and not swap.plot.score_ax.get_visible()
+
+    out = tmp_path / "ft.pt"
+    history = {
+        "step": [1, 2, 3, 4],
+        "loss": [0.06, 0.05, 0.05, 0.05],
+        "lr": [1e-4] * 4,
+        "seconds": [1, 2, 3, 4],
+        "val": [[2, 21.5], [4, 21.0]],
+    }
+    stopped = "no better validation score in 1 validations; best 21.5 at step 2"
+    result = FitResult(out, tmp_path / "ft.best.pt", tmp_path / "ft.history.csv", 4, 10, 4.0, history, stopped)
+    updates = [
+        {"stage": "train", "step": 0, "steps": 10, "fraction": 0.0, "history": {"loss": [], "val": []}},
+        *(
+            {"stage": "train", "step": s, "steps": 10, "loss": v, "fraction": s / 10}
+            for s, v in zip(history["step"], history["loss"])
+        ),
+        {
+            "stage": "validate",
+            "step": 2,
+            "steps": 10,
+            "loss": 0.05,
+            "val_score": 21.5,
+            "best": str(result.best),
+            "best_step": 2,
+        },
+        {
+            "stage": "validate",
+            "step": 4,
+            "steps": 10,
+            "loss": 0.05,
+            "val_score": 21.0,
+            "checkpoint": str(out),
+            "checkpoint_step": 4,
+        },
+    ]
+    panel = swap.finetune.training
+    panel.run(_fake_run(result, updates), "scripted run", out, 10)
+    qtbot.waitUntil(lambda: panel.result is not None, timeout=10000)
+    assert swap.plot.val_scores == [21.5, 21.0] and swap.plot.score_ax.get_visible()  # PSNR: the axis follows
+    low, high = swap.plot.score_ax.get_ylim()
+    assert low < 21.0 and high > 21.5
+    status = swap._ft_status.value
+    assert status.startswith("stopped early at step 4/10: no better validation score") and str(out) in status
+    assert "best model (validation PSNR (dB) 21.5 at step 2)" in status and "ft.history.csv" in status
+    assert swap.last_training is result and swap._model.value == "finetuned"

@@ -13,6 +13,7 @@ def _world_of_voxel(layer, index):
     return np.asarray(layer.data_to_world(np.asarray(index, dtype=float)))
 
 
+@pytest.mark.slow
 def test_real_mri_files_open_with_nibabel_world_coordinates(make_napari_viewer):
     files = mri_files()
     if not files:
@@ -94,6 +95,7 @@ def test_new_labels_layer_painted_in_napari_is_written_on_the_image_grid(make_na
         ("empty.png", b"", "empty"),
     ],
 )
+@pytest.mark.slow
 def test_bad_files_give_clear_errors_and_napari_keeps_running(make_napari_viewer, tmp_path, name, content, problem):
     path = tmp_path / name
     if content is None:
@@ -134,6 +136,7 @@ def test_labels_layer_of_another_shape_is_not_written(make_napari_viewer, tmp_pa
     assert len(viewer.layers) == 2
 
 
+@pytest.mark.slow
 def test_4d_nifti_opens_as_one_layer_per_volume(make_napari_viewer, tmp_path):
     path = tmp_path / "dwi.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((6, 7, 8, 3)).astype(np.float32), np.eye(4)), str(path))
@@ -155,5 +158,7 @@ def test_dicom_folder_opens_through_the_plugin(make_napari_viewer, tmp_path):
     (from_dicom,) = viewer.open(str(tmp_path / "dicom"), plugin=PLUGIN)
     (from_nifti,) = viewer.open(str(nifti), plugin=PLUGIN)
     assert np.array_equal(from_dicom.data, from_nifti.data)
-    assert np.allclose(from_dicom.scale, from_nifti.scale) and np.allclose(from_dicom.translate, from_nifti.translate, atol=1e-3)
+    assert np.allclose(from_dicom.scale, from_nifti.scale) and np.allclose(
+        from_dicom.translate, from_nifti.translate, atol=1e-3
+    )
     assert from_dicom.name == "T1 crop"

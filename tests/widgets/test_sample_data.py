@@ -1,12 +1,14 @@
 """Sample data and histology through a real napari viewer; the demo viewer opens."""
 
 import numpy as np
+import pytest
 
 from ..conftest import shared_file
 
 PLUGIN = "napari-domaingen"
 
 
+@pytest.mark.slow
 def test_brain_two_contrasts_sample(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "brain_two_contrasts")
@@ -44,6 +46,7 @@ def test_rgba_png_opens_as_rgb(make_napari_viewer):
     assert layer.data.ndim == 3 and layer.data.shape[2] == 3
 
 
+@pytest.mark.slow
 def test_demo_viewer_opens_with_radiological_view(make_napari_viewer, monkeypatch):
     import napari
 

@@ -36,9 +36,9 @@ def crops() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(autouse=True)
 def _no_shipped_model(monkeypatch, tmp_path):
     """Behave as if the shipped model were not there (it may or may not be installed)."""
-    from napari_domaingen._widgets import swap
+    from napari_domaingen._widgets import _swap_model_choice
 
-    monkeypatch.setattr(swap, "default_model_path", lambda: tmp_path / "not-shipped.pt")
+    monkeypatch.setattr(_swap_model_choice, "default_model_path", lambda: tmp_path / "not-shipped.pt")
 
 
 def _widget(viewer, model):
@@ -59,14 +59,23 @@ def _add_pair(viewer, crops):
 
 def _wait(qtbot, widget, before=None, timeout=30000):
     """Until a swap run started after ``before`` (the previous outcome) has come back, or a run failed."""
-    qtbot.waitUntil(lambda: widget.runner.outcome is not None and not widget.runner.is_running
-                    and (widget.runner.outcome.value is not None or widget.runner.outcome.error is not None
-                         or widget.runner.outcome.cancelled)
-                    and (widget.last_outcome is not before or widget.runner.outcome.error is not None),
-                    timeout=timeout)
+    qtbot.waitUntil(
+        lambda: (
+            widget.runner.outcome is not None
+            and not widget.runner.is_running
+            and (
+                widget.runner.outcome.value is not None
+                or widget.runner.outcome.error is not None
+                or widget.runner.outcome.cancelled
+            )
+            and (widget.last_outcome is not before or widget.runner.outcome.error is not None)
+        ),
+        timeout=timeout,
+    )
     qtbot.wait(20)
 
 
+@pytest.mark.slow
 def test_swap_makes_the_four_layers_and_the_point_rerenders(make_napari_viewer, qtbot, tiny_model, crops):
     viewer = make_napari_viewer()
     anatomy, style = _add_pair(viewer, crops)
@@ -112,6 +121,7 @@ def test_swap_makes_the_four_layers_and_the_point_rerenders(make_napari_viewer, 
     assert len([layer for layer in viewer.layers if layer.name == "ihc anatomy × he style"]) == 1
 
 
+@pytest.mark.slow
 def test_mean_and_region_styles(make_napari_viewer, qtbot, tiny_model, crops):
     viewer = make_napari_viewer()
     _add_pair(viewer, crops)
@@ -142,6 +152,7 @@ def test_mean_and_region_styles(make_napari_viewer, qtbot, tiny_model, crops):
     assert widget.last_outcome.request.what == "cross" and "(1872 px)" in widget._status.value
 
 
+@pytest.mark.slow
 def test_variants_stack(make_napari_viewer, qtbot, tiny_model, crops):
     viewer = make_napari_viewer()
     _add_pair(viewer, crops)
@@ -157,6 +168,7 @@ def test_variants_stack(make_napari_viewer, qtbot, tiny_model, crops):
     assert widget._status.value.startswith("3 variants of 'ihc'")
 
 
+@pytest.mark.slow
 def test_grayscale_tiny_volume_and_missing_model(make_napari_viewer, qtbot, tiny_model, crops):
     viewer = make_napari_viewer()
     grey = viewer.add_image(crops[0].mean(axis=-1).astype(np.float32) / 255.0, name="grey")
@@ -190,6 +202,7 @@ def test_grayscale_tiny_volume_and_missing_model(make_napari_viewer, qtbot, tiny
     assert "not installed" in widget._status.value and widget.worker is worker
 
 
+@pytest.mark.slow
 def test_finetune_selects_the_new_model(make_napari_viewer, qtbot, tiny_model, crops, tmp_path):
     viewer = make_napari_viewer()
     _add_pair(viewer, crops)
@@ -199,9 +212,13 @@ def test_finetune_selects_the_new_model(make_napari_viewer, qtbot, tiny_model, c
     widget._ft_steps.value, widget._ft_batch.value, widget._ft_output.value = 3, 2, out
     widget._ft_start.native.click()
     assert not widget._ft_start.enabled and widget._ft_cancel.enabled
-    qtbot.waitUntil(lambda: widget.last_training is not None or (widget.train_runner.outcome is not None
-                                                                  and not widget.train_runner.is_running),
-                    timeout=40000)
+    qtbot.waitUntil(
+        lambda: (
+            widget.last_training is not None
+            or (widget.train_runner.outcome is not None and not widget.train_runner.is_running)
+        ),
+        timeout=40000,
+    )
     assert widget.last_training is not None, widget._ft_status.value
     assert out.is_file() and widget.finetuned_path == out
     assert widget._model.value == "finetuned" and widget.model_source() == str(out)
@@ -216,6 +233,7 @@ def test_finetune_selects_the_new_model(make_napari_viewer, qtbot, tiny_model, c
     assert widget.last_outcome.model.card["fine_tuned_from"] == str(tiny_model)
 
 
+@pytest.mark.slow
 def test_cancel_finetune_leaves_napari_usable(make_napari_viewer, qtbot, tiny_model, crops, tmp_path):
     viewer = make_napari_viewer()
     _add_pair(viewer, crops)
@@ -262,6 +280,7 @@ def _style_world(style, yx):
     return np.asarray(style.data_to_world(np.asarray(yx, dtype=float)))
 
 
+@pytest.mark.slow
 def test_the_style_point_follows_clicks_and_drags(make_napari_viewer, qtbot, tiny_model, crops):
     from ._gui import click, drag, full_hd_window
 
@@ -301,6 +320,7 @@ def test_the_style_point_follows_clicks_and_drags(make_napari_viewer, qtbot, tin
     assert len([layer for layer in viewer.layers if layer.name.startswith("style point")]) == 1
 
 
+@pytest.mark.slow
 def test_grid_mode_shows_the_point_on_the_style_image(make_napari_viewer, qtbot, tiny_model, crops):
     viewer = make_napari_viewer()
     anatomy, style = _add_pair(viewer, crops)
@@ -315,7 +335,9 @@ def test_grid_mode_shows_the_point_on_the_style_image(make_napari_viewer, qtbot,
     assert point_cell == grid.position(index["he"], layers)  # the point over the style image, not alone
     cells = {grid.position(i, layers) for i in range(len(layers))}
     assert len(cells) == 4  # style + point, A × S (over A's reconstruction), S × A (over S's), the anatomy
-    assert grid.position(index["ihc"], layers) not in {point_cell, grid.position(index["ihc anatomy × he style"],
-                                                                                   layers)}
+    assert grid.position(index["ihc"], layers) not in {
+        point_cell,
+        grid.position(index["ihc anatomy × he style"], layers),
+    }
     grid.enabled = False  # the user's stride back, the point on top again
     assert grid.stride == 1 and viewer.layers[-1].name == "style point"

@@ -45,6 +45,7 @@ def _marker_quadrant(viewer, world, order):
     return ("top" if b_rows.mean() < rows.mean() else "bottom", "left" if b_cols.mean() < cols.mean() else "right")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("orientation", ["RAS", "LPS"])
 def test_file_open_is_radiological_in_all_three_planes(make_napari_viewer, tmp_path, orientation):
     flips = {"RAS": (1, 1, 1), "LPS": (-1, -1, 1)}[orientation]
@@ -63,6 +64,7 @@ def test_file_open_is_radiological_in_all_three_planes(make_napari_viewer, tmp_p
     assert _marker_quadrant(viewer, marker, (2, 0, 1)) == ("top", "left")  # sagittal: superior up, anterior left
 
 
+@pytest.mark.slow
 def test_sample_data_load_volumes_and_the_neurological_setting(make_napari_viewer, qtbot, tmp_path):
     from napari_domaingen._napari import view
 
@@ -89,6 +91,7 @@ def test_sample_data_load_volumes_and_the_neurological_setting(make_napari_viewe
     assert view.orientation(other) == ("up", "right")
 
 
+@pytest.mark.slow
 def test_histology_after_the_volumes_are_gone_is_not_flipped(make_napari_viewer, tmp_path):
     from napari_domaingen._napari import view
 

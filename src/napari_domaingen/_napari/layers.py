@@ -72,7 +72,10 @@ def display_affine_of(attributes: dict[str, Any]) -> np.ndarray:
         affine = np.asarray(getattr(affine, "affine_matrix", affine), dtype=float)
         if affine.shape[0] > ndim + 1:  # keep the spatial block of a higher-dimensional layer
             affine = np.block(
-                [[affine[-ndim - 1 : -1, -ndim - 1 : -1], affine[-ndim - 1 : -1, -1:]], [np.zeros((1, ndim)), np.ones((1, 1))]]
+                [
+                    [affine[-ndim - 1 : -1, -ndim - 1 : -1], affine[-ndim - 1 : -1, -1:]],
+                    [np.zeros((1, ndim)), np.ones((1, 1))],
+                ]
             )
     for key in ("rotate", "shear"):
         value = attributes.get(key)

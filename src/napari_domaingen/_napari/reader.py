@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
 from pathlib import Path
 
 from ..io.histology import is_histology_path, read_histology

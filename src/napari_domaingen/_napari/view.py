@@ -162,6 +162,6 @@ def follow_current_viewer() -> None:
         import napari
 
         viewer = napari.current_viewer()
-    except Exception:  # noqa: BLE001 - no Qt, no viewer: nothing to follow
+    except Exception:
         return
     follow(viewer)

@@ -29,7 +29,10 @@ class ExtractorChoice:
     def __init__(self) -> None:
         self.weights = ComboBox(label="model", choices=available_weights(), value="anatomix")
         self.weights_file = FileEdit(
-            label="file…", mode="r", filter="*.pth *.pt", nullable=True,
+            label="file…",
+            mode="r",
+            filter="*.pth *.pt",
+            nullable=True,
             tooltip="a local anatomix checkpoint (.pth); when a file is given it is used instead of the model above",
         )
         self.layer = ComboBox(

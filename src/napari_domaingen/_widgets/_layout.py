@@ -28,7 +28,7 @@ class _Contents(QWidget):
         super().__init__()
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
 
-    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt)
+    def hasHeightForWidth(self) -> bool:
         return False
 
 
@@ -41,10 +41,10 @@ class _ScrollArea(QScrollArea):
         extra = self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
         return (contents.minimumSizeHint().width() if contents is not None else 0) + extra
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+    def minimumSizeHint(self) -> QSize:
         return QSize(max(super().minimumSizeHint().width(), self._inner_width()), MIN_DOCK_HEIGHT)
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+    def sizeHint(self) -> QSize:
         contents = self.widget()
         height = contents.sizeHint().height() + 2 * self.frameWidth() if contents is not None else MIN_DOCK_HEIGHT
         return QSize(max(super().sizeHint().width(), self._inner_width()), max(height, MIN_DOCK_HEIGHT))
@@ -79,7 +79,7 @@ def wrap_text(*labels: QLabel) -> None:
 class _LineFitter(QObject):
     """Keeps a wrapped label at least as tall as its text needs at its current width (on every resize)."""
 
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt)
+    def eventFilter(self, watched, event) -> bool:
         if event.type() == QEvent.Type.Resize and isinstance(watched, QLabel):
             _fit_lines(watched)
         return False

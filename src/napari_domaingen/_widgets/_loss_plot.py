@@ -1,4 +1,4 @@
-"""A live training plot for dock widgets: loss per step and a validation score (0…1) on a second axis.
+"""A live training plot for dock widgets: loss per step and a validation score on a second axis.
 
 Built to stay cheap on the GUI thread during long runs (see ``benchmarks/bench_maskgen_gui.py``): redraws are
 throttled to one per :data:`REDRAW_INTERVAL_MS` and blit the lines over a saved background.
@@ -20,7 +20,11 @@ DEFAULT_LOSS_TOP = 3.0  # Dice + CE of an untrained model with up to ~7 classes 
 
 
 class LossPlot(QWidget):
-    """Training loss per step and validation Dice (right axis, 0…1), updated at most every ``interval_ms``.
+    """Training loss per step and a validation score (right axis), updated at most every ``interval_ms``.
+
+    ``score_label`` names the score (e.g. "validation Dice"); ``score_range``: its fixed axis range (``None``: the
+    axis follows the scores, and is hidden until the first one). ``loss_top``: the loss axis' top before any loss
+    is known (``None``: set from the first loss, for losses far below an untrained segmentation model's).
 
     Cheap updates: the x axis spans the whole run (set before it starts, see :meth:`prepare`) and the loss axis
     starts above an untrained model's loss, so updates redraw just the two lines over a saved background
@@ -35,6 +39,8 @@ class LossPlot(QWidget):
         interval_ms: int = REDRAW_INTERVAL_MS,
         loss_label: str = "loss (Dice + CE)",
         score_label: str = "validation Dice",
+        score_range: tuple[float, float] | None = (0.0, 1.0),
+        loss_top: float | None = DEFAULT_LOSS_TOP,
     ) -> None:
         super().__init__()
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -43,7 +49,9 @@ class LossPlot(QWidget):
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.val_steps: list[int] = []
-        self.val_dice: list[float] = []
+        self.val_scores: list[float] = []
+        self.score_range = score_range
+        self.loss_top = loss_top
         self.total_steps = 1
         self.redraws = 0  # updates shown (blits and full draws)
         self.full_draws = 0
@@ -59,14 +67,16 @@ class LossPlot(QWidget):
         self.ax.set_xlabel("step", fontsize=8)
         self.ax.set_ylabel(loss_label, fontsize=8, color="C0")
         self.ax.tick_params(labelsize=7)
-        self.dice_ax = self.ax.twinx()
-        self.dice_ax.set_ylim(0.0, 1.0)
-        self.dice_ax.set_ylabel(score_label, fontsize=8, color="C1")
-        self.dice_ax.tick_params(labelsize=7)
+        self.score_ax = self.ax.twinx()
+        self.score_ax.set_ylim(*(score_range or (0.0, 1.0)))
+        self.score_ax.set_visible(score_range is not None)
+        self.score_ax.set_ylabel(score_label, fontsize=8, color="C1")
+        self.score_ax.tick_params(labelsize=7)
         (self.loss_line,) = self.ax.plot([], [], color="C0", linewidth=1.0, animated=True)
-        (self.dice_line,) = self.dice_ax.plot([], [], color="C1", marker="o", markersize=3, linewidth=1.0,
-                                              animated=True)
-        self._set_limits(1, DEFAULT_LOSS_TOP)
+        (self.score_line,) = self.score_ax.plot(
+            [], [], color="C1", marker="o", markersize=3, linewidth=1.0, animated=True
+        )
+        self._set_limits(1, loss_top or 1.0)
         self.canvas.mpl_connect("draw_event", self._on_draw)
         self.interval_ms = interval_ms
         self._timer = QTimer(self)
@@ -77,24 +87,34 @@ class LossPlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
 
-    def prepare(self, total_steps: int, loss_top: float = DEFAULT_LOSS_TOP) -> None:
-        """Empty the plot for a run of ``total_steps`` whose loss starts below ``loss_top``; the axes (and the
-        costly full redraw) change only when these differ from the current ones."""
-        self.reset({}, total_steps, loss_top)
+    def prepare(self, total_steps: int) -> None:
+        """Empty the plot for a run of ``total_steps``; the axes (and the costly full redraw) change only when they
+        differ from the current ones."""
+        self.reset({}, total_steps)
 
-    def reset(self, history: dict[str, list] | None, total_steps: int, loss_top: float = DEFAULT_LOSS_TOP) -> None:
-        """Show ``history`` (``{"loss": [...], "val": [[step, dice], ...]}``, e.g. of a resumed run; empty for a new
-        one) on axes for a run of ``total_steps``."""
+    def reset(self, history: dict[str, list] | None, total_steps: int) -> None:
+        """Show ``history`` (a run's columns ``"step"``, ``"loss"`` and ``"val"``: ``[[step, score], ...]``, as in
+        ``MODEL.history.csv``; empty for a new run) on axes for a run of ``total_steps``."""
         history = history or {}
-        losses = [float(v) for v in history.get("loss", [])]
-        self.steps, self.losses = list(range(1, len(losses) + 1)), losses
-        val = [(int(s), float(d)) for s, d in history.get("val", []) if math.isfinite(float(d))]
-        self.val_steps, self.val_dice = [s for s, _ in val], [d for _, d in val]
-        self.total_steps = max(int(total_steps), len(losses), 1)
-        top = max([DEFAULT_LOSS_TOP, loss_top, *(v for v in losses if math.isfinite(v))])
+        losses = [float(v) for v in list(history.get("loss", []))]
+        steps = [int(s) for s in list(history.get("step", []))] or list(range(1, len(losses) + 1))
+        count = min(len(steps), len(losses))  # the worker may be appending to the lists
+        val = [(int(s), float(v)) for s, v in list(history.get("val", [])) if math.isfinite(float(v))]
+        data = (steps[:count], losses[:count], [s for s, _ in val], [v for _, v in val])
+        changed = data != (self.steps, self.losses, self.val_steps, self.val_scores)
+        self.steps, self.losses, self.val_steps, self.val_scores = data
+        self.total_steps = max(int(total_steps), self.steps[-1] if self.steps else 1, 1)
+        finite = [v for v in self.losses if math.isfinite(v)]
+        if self.loss_top is None:
+            top = 1.25 * max(finite) if finite else 1.0
+        else:
+            top = max([self.loss_top, *finite])
         if (self.total_steps, top) != self._limits:
             self._set_limits(self.total_steps, top)
-        self.schedule()
+            changed = True
+        self._fit_scores()
+        if changed or self._background is None:
+            self.schedule()
 
     def set_loss_top(self, top: float) -> None:
         """Set the loss axis to ``[0, top]`` for the current run, e.g. from the first loss of a run whose losses lie
@@ -104,16 +124,33 @@ class LossPlot(QWidget):
             self.schedule()
 
     def add_loss(self, step: int, loss: float) -> None:
+        if not self.steps and self.loss_top is None and math.isfinite(loss):
+            self.set_loss_top(1.25 * float(loss))  # the axis still grows if the loss climbs above it
         if not self.steps or step > self.steps[-1]:
             self.steps.append(int(step))
             self.losses.append(float(loss))
             self.schedule()
 
-    def add_dice(self, step: int, dice: float) -> None:
-        if math.isfinite(dice) and (not self.val_steps or step > self.val_steps[-1]):
+    def add_score(self, step: int, score: float) -> None:
+        if math.isfinite(score) and (not self.val_steps or step > self.val_steps[-1]):
             self.val_steps.append(int(step))
-            self.val_dice.append(float(dice))
+            self.val_scores.append(float(score))
+            self._fit_scores()
             self.schedule()
+
+    def _fit_scores(self) -> None:
+        """A score axis without a fixed range: shown once there are scores, widened when one falls outside it."""
+        if self.score_range is not None:
+            return
+        visible = bool(self.val_scores)
+        low, high = self.score_ax.get_ylim()
+        if visible and (min(self.val_scores) < low or max(self.val_scores) > high or not self.score_ax.get_visible()):
+            pad = max(1.0, 0.1 * (max(self.val_scores) - min(self.val_scores)))
+            self.score_ax.set_ylim(min(self.val_scores) - pad, max(self.val_scores) + pad)
+            self._background = None
+        if visible != self.score_ax.get_visible():
+            self.score_ax.set_visible(visible)
+            self._background = None
 
     def schedule(self) -> None:
         """Redraw now if the last redraw is one interval old (so it is painted with the status lines of the same
@@ -136,14 +173,14 @@ class LossPlot(QWidget):
         """After a full draw: keep the background without the lines, then draw the lines on it."""
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
         self.ax.draw_artist(self.loss_line)
-        self.dice_ax.draw_artist(self.dice_line)
+        self.score_ax.draw_artist(self.score_line)
 
     def redraw(self) -> None:
         """Put the data in the lines and show them: blit over the background, or a full draw when an axis grows."""
         self._timer.stop()
         self._last_redraw = time.perf_counter()
         self.loss_line.set_data(self.steps, self.losses)
-        self.dice_line.set_data(self.val_steps, self.val_dice)
+        self.score_line.set_data(self.val_steps, self.val_scores)
         self.redraws += 1
         finite = [v for v in self.losses if math.isfinite(v)]
         if (self.steps and self.steps[-1] > self.total_steps) or (finite and max(finite) > self.ax.get_ylim()[1]):
@@ -155,5 +192,5 @@ class LossPlot(QWidget):
             return
         self.canvas.restore_region(self._background)
         self.ax.draw_artist(self.loss_line)
-        self.dice_ax.draw_artist(self.dice_line)
+        self.score_ax.draw_artist(self.score_line)
         self.canvas.update()  # paints the Agg buffer at the next repaint, together with the rest of the window

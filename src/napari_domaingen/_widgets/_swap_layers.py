@@ -1,4 +1,5 @@
-"""The swap widget's own pickers on the style image: the 'style point' and the 'style region' layers.
+"""The swap widget's layers: its inputs (which layers it can use), its outputs (RGB layers it updates in place) and
+its own pickers on the style image, the 'style point' and the 'style region' layers.
 
 Both are tracked by their ``unique_id`` (napari hands widgets a new proxy object on every access, so ``is`` and
 ``id()`` cannot recognise a layer twice). The style point:
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from .._napari.layers import META_KEY, geometry_kwargs
+from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ._choices import find_layer, grid_of, layer_key, layer_named
 
 POINT_LAYER = "style point"
@@ -54,6 +55,7 @@ class StylePickers:
         self._point_key: Hashable | None = None
         self._region_key: Hashable | None = None
         self._hooked: set[Hashable] = set()  # layers whose events this object listens to
+        self._stride_before: int | None = None  # the grid stride the user had before the swap grid took over
 
     # ------------------------------------------------------------------------------------------ the point
 
@@ -71,8 +73,14 @@ class StylePickers:
         centre = np.array([[height / 2, width / 2]])
         if layer is None:
             layer = self.viewer.add_points(
-                centre, name=POINT_LAYER, size=max(4.0, max(height, width) / 20), face_color="transparent",
-                border_color="yellow", border_width=0.25, symbol="disc", **geometry,
+                centre,
+                name=POINT_LAYER,
+                size=max(4.0, max(height, width) / 20),
+                face_color="transparent",
+                border_color="yellow",
+                border_width=0.25,
+                symbol="disc",
+                **geometry,
             )
         else:
             _match_geometry(layer, geometry)
@@ -125,8 +133,9 @@ class StylePickers:
         """In select mode, a click off the point moves the point there (a drag keeps napari's box select)."""
         if layer.mode != "select" or getattr(event, "button", 1) != 1:
             return
-        on_point = layer.get_value(event.position, view_direction=event.view_direction,
-                                   dims_displayed=event.dims_displayed, world=True)
+        on_point = layer.get_value(
+            event.position, view_direction=event.view_direction, dims_displayed=event.dims_displayed, world=True
+        )
         if on_point is not None:  # napari drags the point
             return
         start = np.asarray(event.pos, dtype=float)
@@ -172,6 +181,63 @@ class StylePickers:
         layer.mode = "paint"
         return layer, note
 
+    def pick_style(self, request: Any, style: Any, notes: list[str]) -> str | None:
+        """Put the style point (point mode) or the painted region's mask (region mode) of ``style`` in the swap
+        ``request``, adding notes for the user; returns why it cannot be done (``None``: done)."""
+        if request.mode == "point":
+            self.ensure_point(style)
+            request.point = self.point(style)
+            if request.point is None:
+                return f"put a point in the '{POINT_LAYER}' layer on the style image"
+            height, width = style.data.shape[:2]
+            y, x = request.point
+            if not (-0.5 <= y < height - 0.5 and -0.5 <= x < width - 0.5):
+                notes.append(
+                    f"the style point ({y:.0f}, {x:.0f}) lies outside '{style.name}': the nearest patch is used"
+                )
+        elif request.mode == "region":
+            layer, note = self.ensure_region(style)
+            if note:
+                notes.append(note)
+            request.mask = np.asarray(layer.data) > 0
+            if not request.mask.any():
+                self.present_region(style)
+                return (
+                    f"the '{REGION_LAYER}' layer is empty: paint the region of '{style.name}' whose style to use, "
+                    "then Swap"
+                )
+        return None
+
+    # ------------------------------------------------------------------------------------------ grid mode
+
+    def picker(self, mode: str) -> Any:
+        """The picker layer of a style ``mode`` (``"point"``, ``"region"``), or ``None``."""
+        return self.point_layer if mode == "point" else self.region_layer if mode == "region" else None
+
+    def update_grid(self, mode: str, anatomy: Any, style: Any) -> None:
+        """In grid mode with a point or region style, the picker shares the style image's cell (cells of two
+        layers, see :func:`arrange_grid`); otherwise the user's stride comes back and the picker is on top."""
+        grid = grid_of(self.viewer)
+        picker = self.picker(mode)
+        if grid.enabled and picker is not None and anatomy is not None and style is not None:
+            a, s = anatomy.name, style.name
+            outputs = [
+                f"{a} anatomy × {s} style",
+                f"{a} reconstruction",
+                f"{s} anatomy × {a} style",
+                f"{s} reconstruction",
+            ]
+            stack = [picker, style, *(output_named(self.viewer, name) for name in outputs), anatomy]
+            before = grid.stride
+            if layer_key(anatomy) != layer_key(style) and arrange_grid(self.viewer, stack):
+                if self._stride_before is None and before != -2:
+                    self._stride_before = before
+                return
+        if self._stride_before is not None:
+            grid.stride, self._stride_before = self._stride_before, None
+        if picker is not None:
+            bring_to_top(self.viewer, picker)
+
     def forget_removed(self) -> None:
         """Drop the listeners' bookkeeping of layers that are gone (after a layer was removed)."""
         present = {layer_key(layer) for layer in self.viewer.layers}
@@ -197,7 +263,7 @@ def arrange_grid(viewer: Any, stack: Sequence[Any | None]) -> bool:
     The layers move to the top of the layer list in that order; returns ``False`` (nothing changed) when a
     picker or the style image is missing.
     """
-    pairs = [tuple(stack[i:i + 2]) for i in range(0, len(stack), 2)]
+    pairs = [tuple(stack[i : i + 2]) for i in range(0, len(stack), 2)]
     if pairs[0][0] is None or pairs[0][1] is None:
         return False
     ordered: list[Any] = []
@@ -215,3 +281,105 @@ def arrange_grid(viewer: Any, stack: Sequence[Any | None]) -> bool:
         bring_to_top(viewer, layer)
     grid_of(viewer).stride = -2
     return True
+
+
+# ---------------------------------------------------------------------------------------------- inputs and outputs
+
+
+def is_output(layer: Any) -> bool:
+    """Whether ``layer`` was made by the swap widget (an output or a picker)."""
+    entry = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
+    return OUTPUT_KEY in entry
+
+
+def output_named(viewer: Any, name: str) -> Any:
+    """The swap widget's output layer called ``name``, or ``None``."""
+    layer = layer_named(viewer, name)
+    return layer if layer is not None and is_output(layer) else None
+
+
+def image_layer_problem(layer: Any, role: str) -> str | None:
+    """Why ``layer`` cannot be the ``role`` image of a swap (``None`` when it can: a 2D RGB/RGBA or grayscale
+    image layer that is not a pyramid)."""
+    if layer is None:
+        return f"choose the {role} image: open two 2D histology images (RGB or grayscale) first"
+    if getattr(layer, "multiscale", False):
+        return (
+            f"{role} image '{layer.name}' is a multiscale (pyramid) image; the swap works on one 2D image: "
+            "open a lower-resolution level or a crop as a plain image layer"
+        )
+    if layer.ndim != 2:
+        kind = "RGB " if layer.rgb else ""
+        return (
+            f"{role} image '{layer.name}' is a {layer.ndim}D {kind}image (shape {tuple(layer.data.shape)}); the "
+            "swap works on 2D images (RGB, RGBA or grayscale): choose a 2D layer or copy one slice into a new "
+            "layer"
+        )
+    return None
+
+
+def input_note(layer: Any, role: str) -> str:
+    """What the swap does with this input's colours (empty for plain RGB)."""
+    if not layer.rgb:
+        return f"{role} image '{layer.name}' is grayscale: converted to RGB (the model only knows colour images)"
+    if layer.data.shape[-1] == 4:
+        return f"{role} image '{layer.name}' is RGBA: composited on white"
+    return ""
+
+
+def put_output(viewer: Any, name: str, rgb: np.ndarray, geometry: dict[str, Any], info: dict[str, Any]) -> Any:
+    """Update the output layer called ``name`` (an RGB image made by the swap widget) or add it; ``info`` goes to
+    its ``metadata["domaingen"]["swap"]``."""
+    from napari.layers import Image
+
+    entry = dict(geometry["metadata"].get(META_KEY, {}))
+    entry[OUTPUT_KEY] = info
+    metadata = {**geometry["metadata"], META_KEY: entry}
+    existing = layer_named(viewer, name)
+    if isinstance(existing, Image) and existing.rgb and is_output(existing) and existing.ndim == rgb.ndim - 1:
+        existing.data = rgb
+        for attribute in ("scale", "translate", "affine"):
+            setattr(existing, attribute, geometry[attribute])
+        existing.metadata = metadata
+        return existing
+    return viewer.add_image(
+        rgb,
+        name=name,
+        rgb=True,
+        scale=geometry["scale"],
+        translate=geometry["translate"],
+        affine=geometry["affine"],
+        metadata=metadata,
+    )
+
+
+def put_outputs(viewer: Any, outcome: Any, anatomy: Any, style: Any) -> str:
+    """Add or update the layers of a swap run's ``outcome`` (a :class:`~.swap_jobs.SwapOutcome`), each on the grid
+    of the image whose anatomy it shows; returns what was done, for the status line."""
+    request = outcome.request
+    entry = {
+        "anatomy_layer": anatomy.name,
+        "style_layer": style.name,
+        "model": outcome.model.name,
+        "device": request.device,
+        "overlap": request.overlap,
+    }
+    if request.what == "variants":
+        assert outcome.variants is not None
+        geometry = stack_geometry_kwargs(anatomy, leading_axes=1)
+        name = f"{anatomy.name} anatomy × {style.name} style variants"
+        info = {
+            **entry,
+            "style_rule": f"{request.count} random patches of '{style.name}' (seed {request.seed})",
+            "patch_centres": [list(c) for c in outcome.centres],
+        }
+        put_output(viewer, name, outcome.variants, geometry, info)
+        return (
+            f"{request.count} variants of '{anatomy.name}' in {outcome.seconds:.1f} s: random style patches "
+            f"of '{style.name}' (seed {request.seed}); move the slider to see them"
+        )
+    entry["style_rule"] = request.style_rule()
+    for name, (rgb, role) in outcome.outputs.items():
+        put_output(viewer, name, rgb, geometry_kwargs(anatomy if role == "anatomy" else style), entry)
+    what = "swapped" if request.what == "all" else "re-rendered"
+    return f"{what} in {outcome.seconds:.2f} s: {entry['style_rule']}"

@@ -15,17 +15,17 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
+from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
 from ..core.compare import Comparison, compare_volumes, describe_summary, similarity_to_voxel
 from ..core.features import FeatureSettings
 from ..core.progress import Progress
 from ..core.stability import require_same_grid
 from ..io.geometry import resample_to_grid, voxel_to_world, world_to_voxel
 from ..models.weights import REGISTRY
-from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
 from ._choices import ExtractorChoice, file_value, grid_of, same_layer, volume_layers
+from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from ._layout import scroll_layout
 from ._outputs import OutputLayers
-from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 
 if TYPE_CHECKING:
     import napari
@@ -101,17 +101,29 @@ class CompareRepresentationsWidget(QWidget):
         self._pending_pick: tuple[float, ...] | None = None
         self._colorbar_canvas: Any = None
 
-        self._a = ComboBox(label="A", choices=self._image_layers, nullable=False,
-                           tooltip="reference volume: the colours are fitted on its features")
-        self._b = ComboBox(label="B", choices=self._image_layers, nullable=False,
-                           tooltip="the volume compared with A (e.g. another contrast of the same subject)")
+        self._a = ComboBox(
+            label="A",
+            choices=self._image_layers,
+            nullable=False,
+            tooltip="reference volume: the colours are fitted on its features",
+        )
+        self._b = ComboBox(
+            label="B",
+            choices=self._image_layers,
+            nullable=False,
+            tooltip="the volume compared with A (e.g. another contrast of the same subject)",
+        )
         self._extractor = ExtractorChoice()
         self._weights, self._weights_file, self._layer = (
-            self._extractor.weights, self._extractor.weights_file, self._extractor.layer
+            self._extractor.weights,
+            self._extractor.weights_file,
+            self._extractor.layer,
         )
         self._mode = ComboBox(
-            label="colours", choices=[("PCA of A (top 3 components)", "pca"), ("three channels", "channels")],
-            value="pca", tooltip="how features become RGB; B is coloured with A's projection and scaling",
+            label="colours",
+            choices=[("PCA of A (top 3 components)", "pca"), ("three channels", "channels")],
+            value="pca",
+            tooltip="how features become RGB; B is coloured with A's projection and scaling",
         )
         self._channels = [
             SpinBox(value=i, min=0, max=MAX_CHANNELS - 1, tooltip=f"feature channel shown as {c}")
@@ -136,10 +148,18 @@ class CompareRepresentationsWidget(QWidget):
 
         self._container = Container(
             widgets=[
-                self._a, self._b, self._weights, self._weights_file, self._layer, self._mode, self._channel_row,
+                self._a,
+                self._b,
+                self._weights,
+                self._weights_file,
+                self._layer,
+                self._mode,
+                self._channel_row,
                 self._resample,
                 Container(widgets=[self._run, self._cancel_button], layout="horizontal", labels=False),
-                self._status, self._summary, self._pick_mode,
+                self._status,
+                self._summary,
+                self._pick_mode,
             ]
         )
         for combo in (self._a, self._b, self._weights, self._layer, self._mode):  # let the dock be narrow
@@ -246,9 +266,15 @@ class CompareRepresentationsWidget(QWidget):
         _, weights_name = self._extractor.choice()
         mode, channels = self._mode.value, self.channels()
         self._job = {
-            "a": layer_a, "b": layer_b, "affine_a": affine_a, "affine_b": affine_b, "shape_b": shape_b,
+            "a": layer_a,
+            "b": layer_b,
+            "affine_a": affine_a,
+            "affine_b": affine_b,
+            "shape_b": shape_b,
             "resampled": resample is not None,
-            "weights_name": weights_name, "mode": mode, "channels": channels,
+            "weights_name": weights_name,
+            "mode": mode,
+            "channels": channels,
         }
         self.runner.start(
             lambda cancel: _compare_job(layer_a.data, layer_b.data, resample, settings, mode, channels, cancel),
@@ -272,16 +298,30 @@ class CompareRepresentationsWidget(QWidget):
         self.comparison = comparison
         layer_a, layer_b = self._job["a"], self._job["b"]
         geometry = geometry_kwargs(layer_a)
-        self._result = {"a": layer_a, "b": layer_b, "geometry": geometry,
-                        **{key: self._job[key] for key in ("affine_a", "affine_b", "shape_b", "resampled")}}
-        tag = {"a": layer_a.name, "b": layer_b.name, "weights": self._job["weights_name"],
-               "mode": self._job["mode"], "resampled": self._job["resampled"]}
+        self._result = {
+            "a": layer_a,
+            "b": layer_b,
+            "geometry": geometry,
+            **{key: self._job[key] for key in ("affine_a", "affine_b", "shape_b", "resampled")},
+        }
+        tag = {
+            "a": layer_a.name,
+            "b": layer_b.name,
+            "weights": self._job["weights_name"],
+            "mode": self._job["mode"],
+            "resampled": self._job["resampled"],
+        }
         self._put_layer("rgb_a", comparison.rgb_a, f"{layer_a.name} features RGB", geometry, tag, rgb=True)
         self._put_layer("rgb_b", comparison.rgb_b, f"{layer_b.name} features RGB", geometry, tag, rgb=True)
         cosine = np.where(comparison.mask, comparison.cosine, np.nan).astype(np.float32)
         layer = self._put_layer(
-            "cosine", cosine, f"cosine {layer_a.name} ↔ {layer_b.name}", geometry, tag,
-            colormap=COSINE_COLORMAP, contrast_limits=COSINE_LIMITS,
+            "cosine",
+            cosine,
+            f"cosine {layer_a.name} ↔ {layer_b.name}",
+            geometry,
+            tag,
+            colormap=COSINE_COLORMAP,
+            contrast_limits=COSINE_LIMITS,
         )
         self._show_colorbar(layer)
         grid_of(self.viewer).enabled = True
@@ -292,8 +332,9 @@ class CompareRepresentationsWidget(QWidget):
         )
         self._set_status(f"done ({self._job['weights_name']}, {source}; features A/B: {timing})")
 
-    def _put_layer(self, role: str, data: np.ndarray, name: str, geometry: dict[str, Any], tag: dict[str, Any],
-                   **kwargs: Any) -> Any:
+    def _put_layer(
+        self, role: str, data: np.ndarray, name: str, geometry: dict[str, Any], tag: dict[str, Any], **kwargs: Any
+    ) -> Any:
         """Add a layer, or update the one this widget made for ``role`` before (same layer)."""
         metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": role, **tag}}}
         return self._outputs.put(role, "image", data, name, **{**geometry, "metadata": metadata}, **kwargs)
@@ -350,9 +391,9 @@ class CompareRepresentationsWidget(QWidget):
             self._set_status(f"the click is outside {self._result['a'].name} ({shape[0]}×{shape[1]}×{shape[2]})")
             return
         self._set_status(f"similarity to {self._result['a'].name}{list(voxel)} …")
-        worker = thread_worker(
-            _pick_job, connect={"returned": self._on_picked}, start_thread=False
-        )(comparison.features_a.features, voxel, comparison.features_b.features)
+        worker = thread_worker(_pick_job, connect={"returned": self._on_picked}, start_thread=False)(
+            comparison.features_a.features, voxel, comparison.features_b.features
+        )
         self.pick_worker = worker
         worker.start()
 
@@ -385,17 +426,35 @@ class CompareRepresentationsWidget(QWidget):
         tag = {"a": name_a, "b": name_b, "voxel": list(voxel)}
         shown = np.where(comparison.mask, similarity, np.nan).astype(np.float32)
         self._put_layer(
-            "similarity", shown, f"similarity to {name_a}[{voxel[0]}, {voxel[1]}, {voxel[2]}]", geometry, tag,
-            colormap=SIMILARITY_COLORMAP, contrast_limits=(0.0, 1.0),
+            "similarity",
+            shown,
+            f"similarity to {name_a}[{voxel[0]}, {voxel[1]}, {voxel[2]}]",
+            geometry,
+            tag,
+            colormap=SIMILARITY_COLORMAP,
+            contrast_limits=(0.0, 1.0),
         )
         metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": "marker", **tag}}}
-        self._outputs.put("marker", "points", np.asarray([voxel], dtype=float), "picked voxel", symbol="cross",
-                          size=6, face_color="cyan", border_width=0, scale=geometry["scale"],
-                          translate=geometry["translate"], affine=geometry["affine"], metadata=metadata)
+        self._outputs.put(
+            "marker",
+            "points",
+            np.asarray([voxel], dtype=float),
+            "picked voxel",
+            symbol="cross",
+            size=6,
+            face_color="cyan",
+            border_width=0,
+            scale=geometry["scale"],
+            translate=geometry["translate"],
+            affine=geometry["affine"],
+            metadata=metadata,
+        )
         at_voxel = f"cosine with {name_b} at the same point {float(comparison.cosine[voxel]):.2f}"
         if not np.isfinite(shown).any():
-            self._set_status(f"{name_a}{list(voxel)} {_mm(self._result['affine_a'], voxel)}: {at_voxel}; no "
-                             f"foreground voxel of {name_b} to compare with")
+            self._set_status(
+                f"{name_a}{list(voxel)} {_mm(self._result['affine_a'], voxel)}: {at_voxel}; no "
+                f"foreground voxel of {name_b} to compare with"
+            )
             return
         best = np.unravel_index(int(np.nanargmax(shown)), shown.shape)
         world = voxel_to_world(self._result["affine_a"], best)
@@ -408,7 +467,7 @@ class CompareRepresentationsWidget(QWidget):
             f"{name_b} is {where}, cosine {float(shown[best]):.2f}"
         )
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+    def closeEvent(self, event: Any) -> None:
         self._disconnect()
         super().closeEvent(event)
 

@@ -15,9 +15,9 @@ from magicgui.widgets import ComboBox, Container, Label, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
+from .._napari.layers import META_KEY, spatial_geometry_kwargs
 from ..core.foreground import foreground_mask
 from ..core.rgb import render_rgb
-from .._napari.layers import META_KEY, spatial_geometry_kwargs
 from ._choices import follow_layer_list, layer_key, volume_layers
 from ._jobs import clear_error_notifications, notify_error, set_status
 from ._layout import scroll_layout, wrap_text
@@ -62,11 +62,15 @@ class FeatureRGBWidget(QWidget):
         self._mask: tuple[Any, np.ndarray] | None = None  # (source layer, data, shape) → its foreground
 
         self._features = ComboBox(
-            label="features", choices=self._feature_layers, nullable=False,
+            label="features",
+            choices=self._feature_layers,
+            nullable=False,
             tooltip="a (C, Z, Y, X) feature stack made by 'Extract features'",
         )
         self._source = ComboBox(
-            label="mask from", choices=self._source_layers, nullable=True,
+            label="mask from",
+            choices=self._source_layers,
+            nullable=True,
             tooltip="the image the features came from: its foreground (the tissue, found from the background level at "
             "the volume's border; NaN voxels excluded) is where the colours are fitted, and the background is shown "
             "black",
@@ -74,7 +78,8 @@ class FeatureRGBWidget(QWidget):
         self._source.null_string = NO_MASK  # the empty choice, first in the list
         self._source.reset_choices()
         self._mode = ComboBox(
-            label="colours", choices=[("PCA (top 3 components)", "pca"), ("three channels", "channels")],
+            label="colours",
+            choices=[("PCA (top 3 components)", "pca"), ("three channels", "channels")],
             value="pca",
         )
         self._channels = [
@@ -131,8 +136,11 @@ class FeatureRGBWidget(QWidget):
             source_name = (features_entry(layer) or {}).get("source_layer")
             spatial = tuple(layer.data.shape[1:])
             match = next(
-                (other for name, other in self._source_layers()
-                 if other is not None and name == source_name and tuple(other.data.shape) == spatial),
+                (
+                    other
+                    for name, other in self._source_layers()
+                    if other is not None and name == source_name and tuple(other.data.shape) == spatial
+                ),
                 None,
             )
             self._source.value = match
@@ -170,8 +178,10 @@ class FeatureRGBWidget(QWidget):
         self._dirty = False
         source = self._source.value
         if source is not None and tuple(source.data.shape) != tuple(layer.data.shape[1:]):
-            self._set_status(f"{source.name} {tuple(source.data.shape)} is not on the features' grid "
-                             f"{tuple(layer.data.shape[1:])}: no mask used")
+            self._set_status(
+                f"{source.name} {tuple(source.data.shape)} is not on the features' grid "
+                f"{tuple(layer.data.shape[1:])}: no mask used"
+            )
             source = None
         mode, channels = self._mode.value, self.channels()
         mask_key = None if source is None else (layer_key(source), id(source.data), tuple(source.data.shape))

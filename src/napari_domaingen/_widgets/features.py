@@ -14,6 +14,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QWidget
 
+from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ..core.device import available_devices
 from ..core.features import (
     FeatureResult,
@@ -24,11 +25,10 @@ from ..core.features import (
 from ..core.progress import Cancelled, Progress, rescaled
 from ..core.rgb import pca_rgb
 from ..io.intensity import CT_WINDOWS
-from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ._choices import ExtractorChoice, follow_layer_list, layer_key, volume_layers
+from ._jobs import JobRunner, button_busy, label_status, set_status
 from ._layout import scroll_layout, wrap_text
 from ._outputs import OutputLayers
-from ._jobs import JobRunner, button_busy, label_status, set_status
 
 if TYPE_CHECKING:
     import napari
@@ -62,25 +62,35 @@ class ExtractFeaturesWidget(QWidget):
         self._image = ComboBox(label="image", choices=self._image_layers, nullable=False)
         self._extractor = ExtractorChoice()
         self._weights, self._weights_file, self._layer = (
-            self._extractor.weights, self._extractor.weights_file, self._extractor.layer
+            self._extractor.weights,
+            self._extractor.weights_file,
+            self._extractor.layer,
         )
         self._normalisation = ComboBox(
-            label="normalisation", choices=["auto", "instance", "unit", "none"], value="auto",
+            label="normalisation",
+            choices=["auto", "instance", "unit", "none"],
+            value="auto",
             tooltip="auto: instance (per-channel z-score) for anatomix, unit (voxel-wise L2) for anatomix-dev",
         )
         self._device = ComboBox(label="device", choices=available_devices(), value="auto")
         self._precision = ComboBox(
-            label="precision", choices=["auto", "fp32", "bf16"], value="auto",
+            label="precision",
+            choices=["auto", "fp32", "bf16"],
+            value="auto",
             tooltip="auto: bf16 for anatomix where the device has fast bf16, fp32 otherwise and for anatomix-dev",
         )
         self._strategy = ComboBox(
-            label="strategy", choices=["auto", "whole", "sliding"], value="auto",
+            label="strategy",
+            choices=["auto", "whole", "sliding"],
+            value="auto",
             tooltip="auto: the whole volume in one pass when it fits in memory, else a sliding window",
         )
         self._roi = SpinBox(label="ROI", value=128, min=16, max=1024, step=16, tooltip="sliding-window size (voxels)")
         self._overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05)
         self._ct_window = ComboBox(
-            label="CT window", choices=[NO_CT_WINDOW, *CT_WINDOWS], value=NO_CT_WINDOW,
+            label="CT window",
+            choices=[NO_CT_WINDOW, *CT_WINDOWS],
+            value=NO_CT_WINDOW,
             tooltip="for CT: clip to this Hounsfield window before min-max scaling; none for MRI",
         )
         self._dtype = ComboBox(label="output dtype", choices=["float32", "float16"], value="float32")
@@ -91,8 +101,18 @@ class ExtractFeaturesWidget(QWidget):
 
         self._container = Container(
             widgets=[
-                self._image, self._weights, self._weights_file, self._layer, self._normalisation, self._device,
-                self._precision, self._strategy, self._roi, self._overlap, self._ct_window, self._dtype,
+                self._image,
+                self._weights,
+                self._weights_file,
+                self._layer,
+                self._normalisation,
+                self._device,
+                self._precision,
+                self._strategy,
+                self._roi,
+                self._overlap,
+                self._ct_window,
+                self._dtype,
                 Container(widgets=[self._run, self._cancel_button], layout="horizontal", labels=False),
                 self._status,
             ]
@@ -101,7 +121,9 @@ class ExtractFeaturesWidget(QWidget):
         layout.addWidget(self._container.native)
         layout.addStretch(1)
 
-        self.runner = JobRunner(label_status(self._status), button_busy(self._run, self._cancel_button), self._add_layers)
+        self.runner = JobRunner(
+            label_status(self._status), button_busy(self._run, self._cancel_button), self._add_layers
+        )
         self._cancel_button.changed.connect(self.cancel)
         self._run.changed.connect(self.run)
         self._strategy.changed.connect(self._on_strategy)
@@ -115,7 +137,6 @@ class ExtractFeaturesWidget(QWidget):
 
     def _on_strategy(self, value: str) -> None:
         self._roi.enabled = self._overlap.enabled = value != "whole"
-
 
     def settings(self) -> FeatureSettings:
         """The settings the controls describe."""

@@ -27,10 +27,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._napari.layers import META_KEY, volume_layer_data
+from .._napari.view import CONVENTIONS, follow, set_view_convention, view_convention
 from ..io.geometry import layer_geometry
 from ..io.nifti import Volume
 from ..io.volume_set import (
-    iter_resample_group,
     CONTRASTS,
     PRESETS,
     Candidate,
@@ -38,20 +39,18 @@ from ..io.volume_set import (
     contrast_limits_for,
     grid_report,
     iter_load_group,
+    iter_resample_group,
     preset_problem,
     reference_index,
     scan,
 )
-from .._napari.layers import META_KEY, volume_layer_data
-from .._napari.view import CONVENTIONS, follow, set_view_convention, view_convention
 from ._jobs import JobRunner
 from ._layout import scroll_layout, show_all_lines, wrap_text
 
 if TYPE_CHECKING:
     import napari
 
-COLUMNS = ("load", "contrast", "file / series", "kind", "modality", "dims", "spacing (mm)", "orient.", "dtype",
-           "range")
+COLUMNS = ("load", "contrast", "file / series", "kind", "modality", "dims", "spacing (mm)", "orient.", "dtype", "range")
 NO_CONTRAST = "—"
 ISOTROPIC_MM = 1.0
 DEFAULT_PRESET = "MRI 1–99 %"
@@ -193,12 +192,22 @@ class LoadVolumesWidget(QWidget):
         combo.addItems([NO_CONTRAST, *CONTRASTS])
         combo.setCurrentText(c.contrast or NO_CONTRAST)
         combo.setToolTip("recognised from the name; change it if it is wrong (labels load as a Labels layer)")
-        combo.currentTextChanged.connect(lambda text, c=c: setattr(c, "contrast", None if text == NO_CONTRAST else text))
+        combo.currentTextChanged.connect(
+            lambda text, c=c: setattr(c, "contrast", None if text == NO_CONTRAST else text)
+        )
         self.table.setCellWidget(row, 1, combo)
         name = c.stem if c.kind == "dicom" else c.path.name
         low_high = "" if c.value_range is None else f"{_num(c.value_range[0])} … {_num(c.value_range[1])}"
-        texts = [name, c.kind, c.modality, "×".join(str(d) for d in c.dims), "×".join(_num(s) for s in c.spacing),
-                 c.orientation, c.dtype, low_high]
+        texts = [
+            name,
+            c.kind,
+            c.modality,
+            "×".join(str(d) for d in c.dims),
+            "×".join(_num(s) for s in c.spacing),
+            c.orientation,
+            c.dtype,
+            low_high,
+        ]
         for column, text in enumerate(texts, start=2):
             item = QTableWidgetItem(text)
             item.setToolTip(c.source_text if column == 2 else text)
@@ -230,7 +239,8 @@ class LoadVolumesWidget(QWidget):
         candidates = [self.candidates[r] for r in rows]
         isotropic = ISOTROPIC_MM if self.isotropic.isChecked() else None
         self.runner.start(
-            lambda cancel: iter_load_group(candidates, isotropic, cancel), f"loading {len(rows)} volume(s)",
+            lambda cancel: iter_load_group(candidates, isotropic, cancel),
+            f"loading {len(rows)} volume(s)",
             self._on_loaded,
         )
 
@@ -248,8 +258,10 @@ class LoadVolumesWidget(QWidget):
         images = [layer for layer in added if isinstance(layer, Image)]
         preset = self.preset.currentText()
         problems = self._apply(preset, images) if preset != "full range" else []
-        self._set_status(f"loaded {len(added)} layer(s): {', '.join(layer.name for layer in added)}"
-                         + "".join(f". Note: {problem}" for problem in problems))
+        self._set_status(
+            f"loaded {len(added)} layer(s): {', '.join(layer.name for layer in added)}"
+            + "".join(f". Note: {problem}" for problem in problems)
+        )
         self.check_grid()
 
     def _add_layer(self, volume: Volume) -> Any:
@@ -308,7 +320,8 @@ class LoadVolumesWidget(QWidget):
         reference = reference_index(volumes)
         self.runner.start(
             lambda cancel: iter_resample_group(volumes, reference, cancel),
-            f"resampling onto {volumes[reference].name}", self._on_resampled,
+            f"resampling onto {volumes[reference].name}",
+            self._on_resampled,
         )
 
     def _on_resampled(self, resampled: list[tuple[int, Volume]]) -> None:
@@ -339,8 +352,10 @@ class LoadVolumesWidget(QWidget):
         targets = selected or [layer for layer, _ in self._live_group() if isinstance(layer, Image)]
         problems = self._apply(preset, targets)
         if targets:
-            self._set_status(f"{preset}: {', '.join(layer.name for layer in targets)}"
-                             + "".join(f". Note: {problem}" for problem in problems))
+            self._set_status(
+                f"{preset}: {', '.join(layer.name for layer in targets)}"
+                + "".join(f". Note: {problem}" for problem in problems)
+            )
         return targets
 
     @staticmethod
@@ -368,9 +383,14 @@ class LoadVolumesWidget(QWidget):
         except (OSError, ValueError) as err:
             self._set_status(f"error: {err}")
             return
-        self._set_status(f"{convention} view: " + (
-            "anterior up, the patient's right on the screen's left" if convention == "radiological"
-            else "anterior up, the patient's right on the screen's right"))
+        self._set_status(
+            f"{convention} view: "
+            + (
+                "anterior up, the patient's right on the screen's left"
+                if convention == "radiological"
+                else "anterior up, the patient's right on the screen's right"
+            )
+        )
 
     # ---------------------------------------------------------------------------------------------- workers
 
@@ -384,8 +404,13 @@ class LoadVolumesWidget(QWidget):
         self.runner.cancel()
 
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.load_button, self.resample_button, self.add_files_button, self.add_folder_button,
-                       self.clear_button):
+        for button in (
+            self.load_button,
+            self.resample_button,
+            self.add_files_button,
+            self.add_folder_button,
+            self.clear_button,
+        ):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 

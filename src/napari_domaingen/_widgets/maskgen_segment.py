@@ -17,14 +17,14 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
+from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
 from ..core.device import available_devices
 from ..core.maskgen import ModelCompatibilityError, ModelSpec, extractor_location, read_model_file
-from ..core.segment import SegmentSettings, Segmentation, segment
-from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
+from ..core.segment import Segmentation, SegmentSettings, segment
 from ._choices import file_value, follow_layer_list, volume_layers
-from ._layout import scroll_layout
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
-from .maskgen_train import latest_checkpoint
+from ._layout import scroll_layout
+from .maskgen_train import latest_models
 
 if TYPE_CHECKING:
     import napari
@@ -34,9 +34,9 @@ __all__ = ["MaskGenSegmentWidget", "describe_model_file"]
 FEATURE_MODES = {
     "auto": "auto: 'shared' when the whole-volume features fit in half of the free memory, else 'per-window'",
     "shared": "shared: the extractor runs once over the whole volume and every window takes its slice of those "
-              "features (normalised per window); about 8× less extractor work at overlap 0.5",
+    "features (normalised per window); about 8× less extractor work at overlap 0.5",
     "per-window": "per-window: features of each window computed from that window alone, as in the MaskGen code's "
-                  "inference (slower; differs from 'shared' only near window borders)",
+    "inference (slower; differs from 'shared' only near window borders)",
 }
 ABLATIONS = [("none", "none"), ("zero the image", "image"), ("zero the features", "features")]
 ABLATION_HELP = (
@@ -77,26 +77,52 @@ class MaskGenSegmentWidget(QWidget):
 
         defaults = SegmentSettings()
         self._image = ComboBox(label="image", choices=self._image_layers, nullable=False)
-        self._model = FileEdit(label="model", mode="r", filter="*.pt *.pth", nullable=True,
-                               tooltip="a MaskGen / ERM checkpoint written by MaskGen — train (or `domaingen train`)")
-        self._use_last = PushButton(text="use the model just trained",
-                                    tooltip="the checkpoint written last by MaskGen — train in this session")
-        self._weights_file = FileEdit(
-            label="extractor file", mode="r", filter="*.pth *.pt", nullable=True,
-            tooltip="optional: the anatomix weights the model was trained with, when the file it recorded is "
-                    "elsewhere on this machine (they must be the same weights; checked by fingerprint)",
+        self._model = FileEdit(
+            label="model",
+            mode="r",
+            filter="*.pt *.pth",
+            nullable=True,
+            tooltip="a MaskGen / ERM checkpoint written by MaskGen — train (or `domaingen train`)",
         )
-        self._overlap = FloatSpinBox(label="overlap", value=defaults.overlap, min=0.0, max=0.9, step=0.05,
-                                     tooltip="fraction by which sliding windows (the training crop) overlap; "
-                                             "0.5 as in the MaskGen code")
-        self._feature_mode = ComboBox(label="features", choices=list(FEATURE_MODES), value=defaults.feature_mode,
-                                      tooltip="\n".join(FEATURE_MODES.values()))
+        self._use_last = PushButton(
+            text="use the model just trained",
+            tooltip="the checkpoint written last by MaskGen — train in this session (its last step)",
+        )
+        self._use_best = PushButton(
+            text="its best model",
+            tooltip="the best model (by validation Dice) of the run that wrote the model just "
+            "trained: MODEL.best.pt, written when training had a validation pair",
+        )
+        self._weights_file = FileEdit(
+            label="extractor file",
+            mode="r",
+            filter="*.pth *.pt",
+            nullable=True,
+            tooltip="optional: the anatomix weights the model was trained with, when the file it recorded is "
+            "elsewhere on this machine (they must be the same weights; checked by fingerprint)",
+        )
+        self._overlap = FloatSpinBox(
+            label="overlap",
+            value=defaults.overlap,
+            min=0.0,
+            max=0.9,
+            step=0.05,
+            tooltip="fraction by which sliding windows (the training crop) overlap; 0.5 as in the MaskGen code",
+        )
+        self._feature_mode = ComboBox(
+            label="features",
+            choices=list(FEATURE_MODES),
+            value=defaults.feature_mode,
+            tooltip="\n".join(FEATURE_MODES.values()),
+        )
         for index, text in enumerate(FEATURE_MODES.values()):
             self._feature_mode.native.setItemData(index, text, Qt.ItemDataRole.ToolTipRole)
         self._ablation = ComboBox(label="ablation", choices=ABLATIONS, value=defaults.ablation, tooltip=ABLATION_HELP)
-        self._probabilities = CheckBox(text="probabilities", value=defaults.probabilities,
-                                       tooltip="also add the softmax probability of every class as a hidden "
-                                               "(K, Z, Y, X) image layer")
+        self._probabilities = CheckBox(
+            text="probabilities",
+            value=defaults.probabilities,
+            tooltip="also add the softmax probability of every class as a hidden (K, Z, Y, X) image layer",
+        )
         self._device = ComboBox(label="device", choices=available_devices(), value=defaults.device)
         self._run = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
@@ -108,8 +134,16 @@ class MaskGenSegmentWidget(QWidget):
 
         self._container = Container(
             widgets=[
-                self._image, self._model, self._use_last, self._model_info, self._weights_file, self._overlap,
-                self._feature_mode, self._ablation, self._probabilities, self._device,
+                self._image,
+                self._model,
+                Container(widgets=[self._use_last, self._use_best], layout="horizontal", labels=False),
+                self._model_info,
+                self._weights_file,
+                self._overlap,
+                self._feature_mode,
+                self._ablation,
+                self._probabilities,
+                self._device,
                 Container(widgets=[self._run, self._cancel_button], layout="horizontal", labels=False),
                 self._status,
             ]
@@ -120,10 +154,12 @@ class MaskGenSegmentWidget(QWidget):
         layout.addWidget(self._container.native)
         layout.addStretch(1)
 
-        self.runner = JobRunner(label_status(self._status), button_busy(self._run, self._cancel_button),
-                                self._add_layers)
+        self.runner = JobRunner(
+            label_status(self._status), button_busy(self._run, self._cancel_button), self._add_layers
+        )
         self._model.changed.connect(self._on_model)
-        self._use_last.changed.connect(self.use_last_trained)
+        self._use_last.changed.connect(lambda _value=None: self.use_last_trained("last"))
+        self._use_best.changed.connect(lambda _value=None: self.use_last_trained("best"))
         self._run.changed.connect(self.run)
         self._cancel_button.changed.connect(self.cancel)
         follow_layer_list(self.viewer, self._image.reset_choices)
@@ -158,11 +194,20 @@ class MaskGenSegmentWidget(QWidget):
             self._ablation.value = "none"
         set_status(self._status, "")
 
-    def use_last_trained(self, _value: Any = None) -> None:
-        """Choose the checkpoint written last by MaskGen — train in this session."""
-        path = latest_checkpoint()
-        if path is None:
+    def use_last_trained(self, which: str = "last") -> None:
+        """Choose the model trained last by MaskGen — train in this session: its ``"last"`` checkpoint or its
+        ``"best"`` model by validation."""
+        models = latest_models()
+        path = models.get(which)
+        if not models:
             show_problem(self._status, "no model has been trained in this session yet (MaskGen — train)")
+            return
+        if path is None:
+            show_problem(
+                self._status,
+                f"the run that wrote {models['last'].name} wrote no best model: the best "
+                "model (MODEL.best.pt) is kept when training has a validation pair",
+            )
             return
         unchanged = self._model_path() == path
         self._model.value = path
@@ -243,13 +288,20 @@ class MaskGenSegmentWidget(QWidget):
         }
         geometry["metadata"] = {**geometry["metadata"], META_KEY: entry}
         features = {"index": list(spec.label_values), "name": list(spec.class_names)}
-        self.viewer.add_labels(result.labels, name=f"{src.name} {spec.method} labels{suffix}", features=features,
-                               **geometry)
+        self.viewer.add_labels(
+            result.labels, name=f"{src.name} {spec.method} labels{suffix}", features=features, **geometry
+        )
         if result.probabilities is not None:
             stack = stack_geometry_kwargs(src, leading_axes=1)
             stack["metadata"] = {**stack["metadata"], META_KEY: entry}
-            self.viewer.add_image(result.probabilities, name=f"{src.name} {spec.method} probabilities{suffix}",
-                                  visible=False, colormap="magma", contrast_limits=(0.0, 1.0), **stack)
+            self.viewer.add_image(
+                result.probabilities,
+                name=f"{src.name} {spec.method} probabilities{suffix}",
+                visible=False,
+                colormap="magma",
+                contrast_limits=(0.0, 1.0),
+                **stack,
+            )
         text = result.describe()
         for warning in result.warnings:
             show_warning(warning)

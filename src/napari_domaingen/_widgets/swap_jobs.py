@@ -51,6 +51,17 @@ class SwapRequest:
     count: int = DEFAULT_VARIANTS
     seed: int = 0
 
+    def style_rule(self) -> str:
+        """The style used, in words (for the status line and the outputs' metadata)."""
+        if self.mode == "point":
+            assert self.point is not None
+            y, x = self.point
+            return f"style of the patch at (y {y:.0f}, x {x:.0f}) of '{self.style.name}'"
+        if self.mode == "region":
+            assert self.mask is not None
+            return f"mean style of '{self.style.name}' inside the painted region ({int(self.mask.sum())} px)"
+        return f"mean style of '{self.style.name}'"
+
 
 @dataclass
 class SwapOutcome:
@@ -65,6 +76,17 @@ class SwapOutcome:
     centres: list[tuple[int, int]] = field(default_factory=list)
     seconds: float = 0.0
     encoded_now: int = 0
+
+
+def describe_model(model: SwapModel) -> str:
+    """One line about a loaded model: its network, steps trained, what it was fine-tuned from."""
+    text = model.describe()
+    steps = model.card.get("steps")
+    if steps:
+        text += f"; trained {steps} steps"
+    if model.card.get("fine_tuned_from"):
+        text += f" (fine-tuned from {Path(str(model.card['fine_tuned_from'])).name})"
+    return text
 
 
 def swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Progress, None, SwapOutcome]:
@@ -82,10 +104,14 @@ def swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Prog
         encoded = item.encoded
         if encoded is None:
             shape = np.shape(item.data)
-            yield {"stage": "encode", "fraction": 0.05 + 0.6 * index / len(inputs),
-                   "message": f"encoding the {item.role} image '{item.name}' ({shape[0]} × {shape[1]} px)"}
-            encoded = encode(model, np.asarray(item.data), request.overlap, cancel=cancel,
-                             name=f"{item.role} image '{item.name}'")
+            yield {
+                "stage": "encode",
+                "fraction": 0.05 + 0.6 * index / len(inputs),
+                "message": f"encoding the {item.role} image '{item.name}' ({shape[0]} × {shape[1]} px)",
+            }
+            encoded = encode(
+                model, np.asarray(item.data), request.overlap, cancel=cancel, name=f"{item.role} image '{item.name}'"
+            )
             encoded_now += 1
         encodings[item.key] = encoded
     if cancel():
@@ -99,8 +125,11 @@ def swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Prog
         for index, (vector, centre) in enumerate(picks):
             if cancel():
                 raise Cancelled("variants cancelled")
-            yield {"stage": "render", "fraction": 0.7 + 0.3 * index / len(picks),
-                   "message": f"rendering variant {index + 1}/{len(picks)}"}
+            yield {
+                "stage": "render",
+                "fraction": 0.7 + 0.3 * index / len(picks),
+                "message": f"rendering variant {index + 1}/{len(picks)}",
+            }
             frames.append(render(model, anatomy, vector))
             outcome.centres.append(centre)
         outcome.variants = np.stack(frames)
@@ -118,7 +147,9 @@ def swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Prog
             if len(inputs) == 2:
                 outcome.outputs[f"{s_name} reconstruction"] = (reconstruct(model, style), "style")
                 outcome.outputs[f"{s_name} anatomy × {a_name} style"] = (
-                    render(model, style, mean_style(anatomy)), "style")
+                    render(model, style, mean_style(anatomy)),
+                    "style",
+                )
         outcome.outputs[f"{a_name} anatomy × {s_name} style"] = (render(model, anatomy, vector), "anatomy")
     outcome.seconds = time.perf_counter() - start
     return outcome

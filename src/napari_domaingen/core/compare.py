@@ -17,6 +17,7 @@ from .progress import Progress, rescaled
 from .rgb import ColourMode, colour_projection
 from .stability import GridMismatchError, StabilitySummary, compare, cosine_map
 
+
 @dataclass
 class Comparison:
     """Everything the views show. RGBs ``(Z, Y, X, 3)`` uint8 share one projection (fitted on A);
@@ -53,11 +54,14 @@ def common_foreground(
         nan = f" ({foreground.non_finite:,} NaN/inf voxels left out)" if foreground.non_finite else ""
         finite = np.asarray(image)[np.isfinite(image)] if foreground.non_finite else np.asarray(image)
         if finite.min() == finite.max():
-            raise ValueError(f"volume {name} is constant (every voxel is {finite.min():g}){nan}: there is nothing "
-                             "to compare")
+            raise ValueError(
+                f"volume {name} is constant (every voxel is {finite.min():g}){nan}: there is nothing to compare"
+            )
         if foreground.voxels == 0:
-            raise ValueError(f"volume {name} has no foreground: it is its background level {foreground.level:g} "
-                             f"everywhere but its NaN voxels{nan}")
+            raise ValueError(
+                f"volume {name} has no foreground: it is its background level {foreground.level:g} "
+                f"everywhere but its NaN voxels{nan}"
+            )
         found.append(foreground)
     mask = found[0].mask & found[1].mask
     if np.count_nonzero(mask) < MIN_COMMON_VOXELS:
@@ -124,8 +128,11 @@ def compare_volumes(
     return comparison
 
 
-def similarity_to_voxel(features_query: np.ndarray, voxel: tuple[int, int, int], features_target: np.ndarray) -> np.ndarray:
-    """Cosine similarity ``(Z, Y, X)`` of every voxel of ``features_target`` to the feature of ``features_query`` at ``voxel``.
+def similarity_to_voxel(
+    features_query: np.ndarray, voxel: tuple[int, int, int], features_target: np.ndarray
+) -> np.ndarray:
+    """Cosine similarity ``(Z, Y, X)`` of every voxel of ``features_target`` to the feature of ``features_query``
+    at ``voxel``.
 
     The "pick voxel" view: click a voxel in A, see where B has the most similar feature.
     """
@@ -146,9 +153,7 @@ def similarity_to_voxel(features_query: np.ndarray, voxel: tuple[int, int, int],
 # Added for the "Compare representations" widget (plain text, no Qt/napari; usable by the CLI as well).
 
 
-def describe_summary(
-    summary: StabilitySummary, non_finite: tuple[int, int] = (0, 0), margin: float = 0.05
-) -> str:
+def describe_summary(summary: StabilitySummary, non_finite: tuple[int, int] = (0, 0), margin: float = 0.05) -> str:
     """One paragraph for people: feature CKA against the intensity baselines, mean cosine, voxels compared (and
     the NaN/inf voxels of A and B that were left out).
 

@@ -76,7 +76,12 @@ class FeatureSettings:
     def cache_key(self) -> tuple:
         """Fields that change the features (not device or strategy details beyond precision)."""
         return (
-            self.weights, self.layer, self.normalisation, self.clip_percentiles, self.ct_window, self.precision,
+            self.weights,
+            self.layer,
+            self.normalisation,
+            self.clip_percentiles,
+            self.ct_window,
+            self.precision,
             self.output_dtype,
         )
 
@@ -243,8 +248,11 @@ def extract_features(
     strategy = settings.strategy
     if strategy == "auto":
         strategy = "whole" if estimated_peak_bytes(model, volume.shape, precision) <= budget else "sliding"
-    message = f"{strategy} volume, {precision}, on {device}" if strategy == "whole" else (
-        f"sliding window {settings.roi}³ (overlap {settings.overlap}), {precision}, on {device}")
+    message = (
+        f"{strategy} volume, {precision}, on {device}"
+        if strategy == "whole"
+        else (f"sliding window {settings.roi}³ (overlap {settings.overlap}), {precision}, on {device}")
+    )
     yield {"stage": "inference", "fraction": 0.02, "message": message}
 
     tracker = _ModuleTracker(model, cancel)
@@ -312,8 +320,14 @@ def _sliding(model, x, settings, precision, device, tracker) -> torch.Tensor:
 
     with torch.inference_mode(), _autocast(device, precision):
         out = sliding_window_inference(
-            x, roi, sw_batch_size=1, predictor=predictor, overlap=settings.overlap, mode="gaussian",
-            sw_device=device, device=torch.device("cpu"),
+            x,
+            roi,
+            sw_batch_size=1,
+            predictor=predictor,
+            overlap=settings.overlap,
+            mode="gaussian",
+            sw_device=device,
+            device=torch.device("cpu"),
         )
     return out[0]
 

@@ -25,8 +25,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from ..errors import DomaingenError
 from ..models.anatomix import AnatomixUNet
-from ..models.checkpoints import CheckpointLoadError, atomic_save, read_checkpoint
+from ..models.checkpoints import KINDS, CheckpointLoadError, atomic_save, read_kind, tagged
 from ..models.segunet import SegUNet
 from ..models.weights import REGISTRY
 from .device import fast_bf16, memory_format
@@ -35,6 +36,7 @@ from .features import EXTRACTOR_LOCK, get_extractor, model_family
 __all__ = [
     "DEFAULT_MASK_RATE",
     "FORMAT",
+    "model_payload",
     "MASK_RATE_HELP",
     "FeatureInput",
     "FeatureSpec",
@@ -47,8 +49,7 @@ __all__ = [
     "view_mask",
 ]
 
-FORMAT = "napari-domaingen/maskgen"
-FORMAT_VERSION = 1
+FORMAT = KINDS["maskgen"][0]
 
 #: The MaskGen code's view-masking rate.
 DEFAULT_MASK_RATE = 0.75
@@ -61,7 +62,7 @@ MASK_RATE_HELP = (
 Ablation = Literal["none", "image", "features"]
 
 
-class ModelCompatibilityError(ValueError):
+class ModelCompatibilityError(DomaingenError, ValueError):
     """A model checkpoint does not fit the data, the extractor or the run it is used for; the message says why."""
 
 
@@ -83,8 +84,10 @@ class FeatureSpec:
     precision: str = "fp32"
 
     def describe(self) -> str:
-        return (f"{self.channels} '{self.layer}' feature channels of {Path(self.weights).name} "
-                f"(weights {self.fingerprint[:12]})")
+        return (
+            f"{self.channels} '{self.layer}' feature channels of {Path(self.weights).name} "
+            f"(weights {self.fingerprint[:12]})"
+        )
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,13 @@ def extractor_fingerprint(model: AnatomixUNet) -> str:
     for key, value in sorted(model.state_dict().items()):
         digest.update(key.encode())
         digest.update(repr(tuple(value.shape)).encode())
-        digest.update(value.detach().to("cpu", torch.float32 if value.is_floating_point() else value.dtype)
-                      .contiguous().numpy().tobytes())
+        digest.update(
+            value.detach()
+            .to("cpu", torch.float32 if value.is_floating_point() else value.dtype)
+            .contiguous()
+            .numpy()
+            .tobytes()
+        )
     result = digest.hexdigest()
     with _FINGERPRINT_LOCK:
         _FINGERPRINTS[id(model)] = result
@@ -224,8 +232,12 @@ class FeatureInput:
         if precision == "auto":
             precision = "bf16" if model_family(extractor) == "anatomix" and fast_bf16(device) else "fp32"
         spec = FeatureSpec(
-            weights=str(weights), layer=layer, channels=extractor.feature_channels(layer),  # type: ignore[arg-type]
-            extractor=extractor.config, fingerprint=extractor_fingerprint(extractor), precision=precision,
+            weights=str(weights),
+            layer=layer,
+            channels=extractor.feature_channels(layer),  # type: ignore[arg-type]
+            extractor=extractor.config,
+            fingerprint=extractor_fingerprint(extractor),
+            precision=precision,
         )
         return cls(extractor, spec, device)
 
@@ -242,8 +254,10 @@ class FeatureInput:
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """Instance-normalised frozen features ``(B, C, Z, Y, X)`` float32 of an image batch."""
         assert self.extractor is not None and self.spec is not None
-        with torch.no_grad(), EXTRACTOR_LOCK, torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"
+        with (
+            torch.no_grad(),
+            EXTRACTOR_LOCK,
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"),
         ):
             image = image.to(self.device).contiguous(memory_format=memory_format(self.device))
             raw = self.extractor.features(image, layer=self.spec.layer)  # type: ignore[arg-type]
@@ -261,7 +275,8 @@ class FeatureInput:
 
 
 def check_features(spec: ModelSpec, have: FeatureSpec | None) -> None:
-    """:class:`ModelCompatibilityError` unless ``have`` is the extractor (and feature layer) ``spec`` was trained with."""
+    """:class:`ModelCompatibilityError` unless ``have`` is the extractor (and feature layer) ``spec`` was trained
+    with."""
     want = spec.features
     if want is None and have is None:
         return
@@ -305,16 +320,18 @@ def extractor_location(spec: ModelSpec, override: str | None = None) -> str:
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
+def model_payload(model: SegUNet, spec: ModelSpec) -> dict[str, Any]:
+    """The content of a model file (without training state): ``{"format", "version", "spec", "state_dict"}``."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return tagged("maskgen", spec=spec.to_dict(), state_dict=state)
+
+
 def save_model(
     path: str | os.PathLike[str], model: SegUNet, spec: ModelSpec, training: dict[str, Any] | None = None
 ) -> Path:
-    """Write a checkpoint atomically: ``{"format", "version", "spec", "state_dict", "training"}``.
-
-    ``training`` (optimizer/scheduler state, step, settings, history) makes it resumable; every value is a tensor,
-    number, string, list or dict, so it loads with ``weights_only=True``.
-    """
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "version": FORMAT_VERSION, "spec": spec.to_dict(), "state_dict": state}
+    """Write a model file atomically; ``training`` (see :mod:`napari_domaingen.core.training`) makes it
+    resumable. Every value is a tensor, number, string, list or dict, so it loads with ``weights_only=True``."""
+    payload = model_payload(model, spec)
     if training is not None:
         payload["training"] = training
     return atomic_save(payload, path)
@@ -322,17 +339,7 @@ def save_model(
 
 def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint dict of a MaskGen/ERM model file, or :class:`CheckpointLoadError` saying what the file is."""
-    obj = read_checkpoint(path)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        kind = "not a napari-domaingen segmentation model"
-        if isinstance(obj, dict) and (any(str(k).startswith("model.") for k in obj) or "state_dict" in obj):
-            kind += " (it looks like a feature extractor's weights; choose it as the extractor, not as the model)"
-        raise CheckpointLoadError(f"{path}: {kind}")
-    if int(obj.get("version", 0)) > FORMAT_VERSION:
-        raise CheckpointLoadError(
-            f"{path}: written by a newer napari-domaingen (model format {obj['version']}); update the plugin"
-        )
-    return obj
+    return read_kind(path, "maskgen")
 
 
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> tuple[SegUNet, ModelSpec]:

@@ -10,23 +10,24 @@ The recipe (from the anatomix paper and code, procedural here):
    low resolution, min-max scaled to [0, 1] (the extractor's input convention).
 3. :func:`supervised_contrastive_loss` — voxel-wise supervised contrastive loss over voxels sampled from both
    views: features of voxels with the same label (in either view) are pulled together, other labels pushed apart.
-4. :func:`pretrain` — a generator over steps with the conventions of the other training loops
-   (:mod:`napari_domaingen.core.training`): progress dicts, cancel, atomic checkpoints, bit-exact resume; at the
-   end :func:`calibrate_batchnorm` re-estimates the batch-norm statistics on whole-brain renders, because the
+4. :func:`pretrain` — a job through the one training loop (:func:`napari_domaingen.core.training.fit`: progress
+   dicts, cancel, atomic checkpoints, bit-exact resume, ``MODEL.history.csv``); at the end
+   :func:`calibrate_batchnorm` re-estimates the batch-norm statistics on whole-brain renders, because the
    extractor is used frozen (eval mode) on whole scans.
 
-The network is an :class:`~napari_domaingen.models.anatomix.AnatomixUNet` (any width); its checkpoint holds
-``{"state_dict", "config"}`` so :func:`~napari_domaingen.models.anatomix.load_anatomix` reads it like anatomix's.
+Steps 1–2 live in :mod:`napari_domaingen.core.synthetic_labels`.
+
+The network is an :class:`~napari_domaingen.models.anatomix.AnatomixUNet` (any width); its file holds
+``{"format", "version", "state_dict", "config", "pretraining"}`` so
+:func:`~napari_domaingen.models.anatomix.load_anatomix` reads it like anatomix's.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from ..models.anatomix import AnatomixUNet
-from ..models.checkpoints import atomic_save, read_checkpoint
+from ..models.checkpoints import CheckpointLoadError, atomic_save, read_kind, tagged
 from .device import memory_format, resolve_device
-from .progress import Cancelled, Progress
-from .training import StepClock, checkpoint_due, cosine_scheduler, format_seconds, seeded_torch, step_seed
+from .progress import Progress
+from .synthetic_labels import label_ensemble, mni152_tissue, render_view, tissue_ensemble
+from .training import FitResult, LoopSettings, RunState, Validation, fit, resumed_run, run_state, seeded_init, step_seed
+from .training import settings_to_dict as plain_settings
 
 __all__ = [
     "PretrainResult",
@@ -51,128 +54,6 @@ __all__ = [
     "supervised_contrastive_loss",
     "tissue_ensemble",
 ]
-
-
-# ------------------------------------------------------------------------------------------------ label maps
-
-
-def _smooth_field(shape: tuple[int, ...], rng: np.random.Generator, coarse: int, channels: int) -> np.ndarray:
-    """``(channels, *shape)`` smooth random field in about [-1, 1]: coarse white noise, trilinearly upsampled."""
-    noise = torch.from_numpy(rng.uniform(-1.0, 1.0, (1, channels, coarse, coarse, coarse)).astype(np.float32))
-    return F.interpolate(noise, size=shape, mode="trilinear", align_corners=True)[0].numpy()
-
-
-def label_ensemble(
-    shape: tuple[int, int, int],
-    rng: np.random.Generator,
-    cells: int = 24,
-    ellipsoids: int = 12,
-    warp: float = 0.15,
-) -> np.ndarray:
-    """A random label map ``(Z, Y, X)`` int64 with labels ``0 … cells + ellipsoids - 1`` (some may be absent).
-
-    ``cells`` Voronoi cells (seeds uniform in the volume) computed on coordinates displaced by a smooth random
-    field of amplitude ``warp`` (fraction of the volume side), then ``ellipsoids`` random ellipsoids with wavy
-    borders painted over them (radii 5–25 % of the side, random orientation).
-    """
-    grid = np.stack(np.meshgrid(*[np.linspace(0.0, 1.0, s, dtype=np.float32) for s in shape], indexing="ij"))
-    warped = grid + warp * _smooth_field(shape, rng, coarse=4, channels=3)
-    seeds = rng.uniform(0.0, 1.0, (cells, 3)).astype(np.float32)
-    points = warped.reshape(3, -1).T
-    distance = ((points[:, None, :] - seeds[None]) ** 2).sum(-1)
-    labels = distance.argmin(1).reshape(shape).astype(np.int64)
-    wobble = _smooth_field(shape, rng, coarse=6, channels=1)[0]
-    for k in range(ellipsoids):
-        centre = rng.uniform(0.15, 0.85, 3).astype(np.float32)
-        radii = rng.uniform(0.05, 0.25, 3).astype(np.float32)
-        rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        local = np.tensordot(rotation.astype(np.float32), grid - centre[:, None, None, None], axes=1)
-        inside = ((local / radii[:, None, None, None]) ** 2).sum(0) + 0.3 * wobble < 1.0
-        labels[inside] = cells + k
-    return labels
-
-
-def tissue_ensemble(shape: tuple[int, int, int], rng: np.random.Generator, lesions: int = 4) -> np.ndarray:
-    """A label map ``(Z, Y, X)`` int64 from real anatomy: a random crop of the MNI152 tissue labels that nilearn
-    ships (0 background, 1 grey matter, 2 white matter, 3 CSF), zoomed by 0.7–1.4, randomly flipped and with its
-    axes permuted, plus up to ``lesions`` wavy ellipsoids (labels 4, 5, …) placed inside the brain."""
-    tissue = _mni152_tissue()
-    zoom = float(rng.uniform(0.7, 1.4))
-    size = [min(max(8, int(round(s * zoom))), n) for s, n in zip(shape, tissue.shape, strict=True)]
-    brain = np.argwhere(tissue[:: 4, :: 4, :: 4] > 0) * 4
-    centre = brain[rng.integers(len(brain))]
-    start = [int(np.clip(c - s // 2, 0, n - s)) for c, s, n in zip(centre, size, tissue.shape, strict=True)]
-    crop = tissue[tuple(slice(a, a + s) for a, s in zip(start, size, strict=True))]
-    crop = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))[None, None]
-    order = rng.permutation(3)
-    before = [0, 0, 0]
-    for axis, source in enumerate(order):  # zoom to the shape that the axis permutation turns into ``shape``
-        before[source] = shape[axis]
-    labels = F.interpolate(crop, size=tuple(before), mode="nearest")[0, 0].numpy().astype(np.int64)
-    labels = np.transpose(labels, order)
-    for axis in range(3):
-        if rng.random() < 0.5:
-            labels = np.flip(labels, axis)
-    labels = np.ascontiguousarray(labels)
-    grid = np.stack(np.meshgrid(*[np.linspace(0.0, 1.0, s, dtype=np.float32) for s in shape], indexing="ij"))
-    wobble = _smooth_field(shape, rng, coarse=6, channels=1)[0]
-    inside_brain = np.argwhere(labels > 0)
-    for k in range(int(rng.integers(0, lesions + 1)) if len(inside_brain) else 0):
-        centre = inside_brain[rng.integers(len(inside_brain))] / np.asarray(shape, dtype=np.float32)
-        radii = rng.uniform(0.04, 0.2, 3).astype(np.float32)
-        local = grid - centre.astype(np.float32)[:, None, None, None]
-        inside = ((local / radii[:, None, None, None]) ** 2).sum(0) + 0.3 * wobble < 1.0
-        labels[inside & (labels > 0)] = 4 + k
-    return labels
-
-
-@lru_cache(maxsize=1)
-def _mni152_tissue() -> np.ndarray:
-    """The MNI152 tissue labels ``(189, 233, 197)`` uint8, read once per process."""
-    from ..io.samples import mni152_tissue_labels
-
-    return mni152_tissue_labels().data
-
-
-# ------------------------------------------------------------------------------------------------------ views
-
-
-def render_view(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One random appearance of ``labels`` ``(Z, Y, X)``: ``(Z, Y, X)`` float32 in [0, 1].
-
-    Per label a random mean intensity and a random amount of smooth texture; then, each with probability 0.5
-    (MONAI transforms, seeded from ``rng``): bias field, Gaussian blur, simulated low resolution, gamma; always
-    Gaussian noise; finally min-max scaling.
-    """
-    from monai.transforms import (
-        RandAdjustContrast,
-        RandBiasField,
-        RandGaussianNoise,
-        RandGaussianSmooth,
-        RandSimulateLowResolution,
-    )
-
-    count = int(labels.max()) + 1
-    means = rng.uniform(0.0, 1.0, count).astype(np.float32)
-    texture_amount = rng.uniform(0.0, 0.15, count).astype(np.float32)
-    texture = _smooth_field(labels.shape, rng, coarse=int(rng.integers(6, 16)), channels=1)[0]
-    image = means[labels] + texture_amount[labels] * texture
-    x = torch.from_numpy(image[None].astype(np.float32))
-    transforms = [
-        RandBiasField(coeff_range=(0.0, 0.3), prob=0.5),
-        RandGaussianSmooth(sigma_x=(0.0, 1.0), sigma_y=(0.0, 1.0), sigma_z=(0.0, 1.0), prob=0.5),
-        RandSimulateLowResolution(zoom_range=(0.5, 1.0), prob=0.5),
-        RandAdjustContrast(gamma=(0.5, 2.0), prob=0.5),
-        RandGaussianNoise(std=float(rng.uniform(0.0, 0.05)), prob=1.0),
-    ]
-    for transform in transforms:
-        transform.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
-        if isinstance(transform, RandAdjustContrast):
-            x = x - x.min()  # gamma needs non-negative values
-        x = torch.as_tensor(transform(x))
-    x = x[0]
-    low, high = float(x.min()), float(x.max())
-    return ((x - low) / max(high - low, 1e-6)).numpy().astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------------ loss
@@ -220,16 +101,21 @@ def sample_voxels(labels: np.ndarray, count: int, rng: np.random.Generator) -> n
 
 
 @dataclass(frozen=True)
-class PretrainSettings:
-    """``ngf``/``out_channels``/``num_downs``: the AnatomixUNet (batch norm, max pooling, nearest upsampling);
+class PretrainSettings(LoopSettings):
+    """How to pretrain (the loop's own settings: :class:`~napari_domaingen.core.training.LoopSettings`; AdamW
+    ``lr`` 1e-3, ``weight_decay`` 1e-5, ``warmup`` 50 steps, gradients clipped to norm ``grad_clip`` 1).
+    ``ngf``/``out_channels``/``num_downs``: the AnatomixUNet (batch norm, max pooling, nearest upsampling);
     ``crop``: label-map side in voxels (a multiple of ``2**num_downs``); ``batch_size`` label maps per step, two
     views each; ``tissue_fraction``: share of label maps taken from MNI152 tissue (:func:`tissue_ensemble`), the
     rest procedural (:func:`label_ensemble`); ``voxels``: voxels sampled per view for the loss; ``temperature``;
-    AdamW ``lr``/``weight_decay`` with a linear warm-up over ``warmup_fraction`` of the steps, then per-step cosine
-    decay; gradients clipped to norm ``grad_clip`` (0: off); ``checkpoint_every``; ``seed``; ``device``;
     ``calibration_volumes``: whole-brain renders that re-estimate the batch-norm statistics at the end
     (:func:`calibrate_batchnorm`; 0: keep the statistics of the training crops)."""
 
+    steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup: int = 50
+    grad_clip: float = 1.0
     ngf: int = 8
     out_channels: int = 16
     num_downs: int = 4
@@ -238,31 +124,30 @@ class PretrainSettings:
     tissue_fraction: float = 0.5
     voxels: int = 1024
     temperature: float = 0.1
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup_fraction: float = 0.05
-    grad_clip: float = 1.0
-    steps: int = 1000
-    checkpoint_every: int = 50
-    seed: int = 0
-    device: str = "auto"
     calibration_volumes: int = 64
 
     def check(self) -> None:
+        super().check()
         if self.crop % (2**self.num_downs) or self.crop < 2 ** (self.num_downs + 1):
-            raise ValueError(f"crop {self.crop} must be a multiple of {2**self.num_downs} and at least "
-                             f"{2 ** (self.num_downs + 1)}")
-        if self.steps < 1 or self.batch_size < 1 or self.voxels < 8:
-            raise ValueError("steps and batch size must be at least 1, voxels at least 8")
-        if not 0.0 <= self.warmup_fraction < 1.0 or self.grad_clip < 0:
-            raise ValueError(f"warmup_fraction must be in [0, 1) and grad_clip at least 0, got "
-                             f"{self.warmup_fraction} and {self.grad_clip}")
+            raise ValueError(
+                f"crop {self.crop} must be a multiple of {2**self.num_downs} and at least {2 ** (self.num_downs + 1)}"
+            )
+        if self.batch_size < 1 or self.voxels < 8:
+            raise ValueError("the batch size must be at least 1, voxels at least 8")
         if not 0.0 <= self.tissue_fraction <= 1.0:
             raise ValueError(f"tissue_fraction must be in [0, 1], got {self.tissue_fraction}")
 
     def network(self) -> dict[str, Any]:
-        return {"in_channels": 1, "out_channels": self.out_channels, "ngf": self.ngf, "num_downs": self.num_downs,
-                "norm": "batch", "pooling": "max", "upsample": "nearest", "norm_eps": 1e-5}
+        return {
+            "in_channels": 1,
+            "out_channels": self.out_channels,
+            "ngf": self.ngf,
+            "num_downs": self.num_downs,
+            "norm": "batch",
+            "pooling": "max",
+            "upsample": "nearest",
+            "norm_eps": 1e-5,
+        }
 
 
 def calibrate_batchnorm(model: torch.nn.Module, settings: PretrainSettings) -> int:
@@ -280,7 +165,7 @@ def calibrate_batchnorm(model: torch.nn.Module, settings: PretrainSettings) -> i
     for module in norms:
         module.reset_running_stats()
         module.momentum = None  # cumulative average over the calibration volumes
-    tissue = _mni152_tissue()
+    tissue = mni152_tissue()
     rng = np.random.default_rng(step_seed(settings.seed, settings.steps, stream=3))
     device = next(model.parameters()).device
     multiple = 2**settings.num_downs
@@ -304,12 +189,7 @@ def calibrate_batchnorm(model: torch.nn.Module, settings: PretrainSettings) -> i
     return settings.calibration_volumes
 
 
-@dataclass
-class PretrainResult:
-    checkpoint: Path
-    steps: int
-    seconds: float
-    history: dict[str, list] = field(default_factory=dict)
+PretrainResult = FitResult
 
 
 def training_pair(settings: PretrainSettings, step: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -330,129 +210,104 @@ def training_pair(settings: PretrainSettings, step: int) -> tuple[torch.Tensor, 
     return views, torch.from_numpy(np.stack(maps)), np.stack([p[:size] for p in picks])
 
 
+class _PretrainTask:
+    """One supervised-contrastive step for :func:`~napari_domaingen.core.training.fit`; batch-norm calibration at
+    the end."""
+
+    validates = False
+
+    def __init__(self, model: AnatomixUNet, settings: PretrainSettings, device: torch.device) -> None:
+        self.module, self.settings, self.device = model, settings, device
+        self.layout = memory_format(device)
+
+    def loss(self, step: int) -> torch.Tensor:
+        views, labels, picks = training_pair(self.settings, step)
+        features = self.module(views.to(self.device).contiguous(memory_format=self.layout))  # (2B, C, S, S, S)
+        b, c = labels.shape[0], features.shape[1]
+        flat = features.reshape(2, b, c, -1)
+        index = torch.from_numpy(picks).to(self.device)
+        losses = []
+        for i in range(b):
+            chosen = torch.cat([flat[0, i][:, index[i]], flat[1, i][:, index[i]]], dim=1).T  # (2V, C)
+            label = labels[i].reshape(-1)[index[i].cpu()].to(self.device)
+            losses.append(supervised_contrastive_loss(chosen, torch.cat([label, label]), self.settings.temperature))
+        return torch.stack(losses).mean()
+
+    def validate(self, cancel: Callable[[], bool]) -> Validation:  # pragma: no cover - validates is False
+        raise NotImplementedError
+
+    def payload(self, state: RunState) -> dict[str, Any]:
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        return tagged(
+            "extractor",
+            state_dict=weights,
+            config=self.settings.network(),
+            pretraining={
+                "recipe": "napari-domaingen synthetic label ensembles, supervised contrastive",
+                "steps": state.step,
+                "settings": plain_settings(self.settings),
+            },
+        )
+
+    def finish(self) -> str:
+        n = calibrate_batchnorm(self.module, self.settings)
+        return f"re-estimated the batch-norm statistics on {n} whole-brain renders" if n else ""
+
+
 def pretrain(
     out: str | os.PathLike[str],
     settings: PretrainSettings = PretrainSettings(),
     resume: str | os.PathLike[str] | None = None,
     cancel: Callable[[], bool] | None = None,
+    init: str | os.PathLike[str] | None = None,
 ) -> Generator[Progress, None, PretrainResult]:
-    """Pretrain an extractor on synthetic label ensembles; writes ``out`` (``{"state_dict", "config",
-    "pretraining"}``; ``"training"`` state while unfinished). ``resume``: continue that checkpoint exactly."""
-    cancel = cancel or (lambda: False)
-    start_time = time.perf_counter()
+    """Pretrain an extractor on synthetic label ensembles and write ``out`` (loads like anatomix weights).
+    ``resume``: continue that run exactly (its settings win; a larger ``steps`` extends it); ``init``: fine-tune
+    the weights of that extractor file (its network size wins) with these settings."""
+    if resume is not None and init is not None:
+        raise ValueError("give either a checkpoint to resume or one to fine-tune from, not both")
+    state: RunState | None = None
     stored = None
     if resume is not None:
-        stored = read_checkpoint(resume)
-        if not isinstance(stored, dict) or "training" not in stored:
-            raise ValueError(f"{Path(resume).name} holds no pretraining state to resume")
-        saved = {"warmup_fraction": 0.0, "grad_clip": 0.0,  # files from before these settings existed
-                 **stored["training"]["settings"]}
-        settings = PretrainSettings(**{**saved, "steps": max(settings.steps, saved["steps"]),
-                                       "device": settings.device})
+        stored = read_kind(resume, "extractor")
+        settings, state = resumed_run(PretrainSettings, stored, resume, settings, warmup=0, grad_clip=0.0)
+    elif init is not None:
+        stored = read_kind(init, "extractor")
+        network = {k: v for k, v in (stored.get("config") or {}).items() if k in ("ngf", "out_channels", "num_downs")}
+        settings = replace(settings, **network)
     settings.check()
     device = resolve_device(settings.device)
-    layout = memory_format(device)
-    with seeded_torch(step_seed(settings.seed, -1)):
+    with seeded_init(settings.seed):
         model = AnatomixUNet(**settings.network())
     if stored is not None:
-        model.load_state_dict(stored["state_dict"])
-    model = model.to(device=device, memory_format=layout).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    warmup = int(settings.warmup_fraction * settings.steps)
-    scheduler = cosine_scheduler(optimizer, settings.steps, warmup_steps=warmup)
-    history: dict[str, list] = {"loss": [], "lr": []}
-    first_step = 0
-    if stored is not None:
-        state = stored["training"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        first_step = int(state["step"])
-        history = {k: list(v) for k, v in state["history"].items()}
-
-    def checkpoint(step: int) -> Path:
-        if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):
-            raise FloatingPointError(f"the weights are no longer finite at step {step}; not saved")
-        payload: dict[str, Any] = {
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-            "config": settings.network(),
-            "pretraining": {"recipe": "napari-domaingen synthetic label ensembles, supervised contrastive",
-                            "steps": step, "settings": asdict(settings)},
-        }
-        if step < settings.steps:
-            payload["training"] = {"step": step, "steps": settings.steps, "settings": asdict(settings),
-                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                   "history": history}
-        return atomic_save(payload, out)
-
-    clock = StepClock()
-    yield {"stage": "train", "fraction": first_step / settings.steps, "step": first_step, "steps": settings.steps,
-           "history": history,
-           "message": f"pretraining AnatomixUNet ngf {settings.ngf} on {settings.crop}³ synthetic label maps, "
-                      f"batch {settings.batch_size}×2 views, on {device}"
-                      + (f" (resumed at step {first_step})" if first_step else "")}
-    path = Path(out)
-    for step in range(first_step, settings.steps):
-        if cancel():
-            raise Cancelled(f"pretraining cancelled at step {step}")
-        clock.start()
-        views, labels, picks = training_pair(settings, step)
-        with seeded_torch(step_seed(settings.seed, step, stream=2)):
-            features = model(views.to(device).contiguous(memory_format=layout))  # (2B, C, S, S, S)
-        b, c = labels.shape[0], features.shape[1]
-        flat = features.reshape(2, b, c, -1)
-        index = torch.from_numpy(picks).to(device)
-        losses = []
-        for i in range(b):
-            chosen = torch.cat([flat[0, i][:, index[i]], flat[1, i][:, index[i]]], dim=1).T  # (2V, C)
-            label = labels[i].reshape(-1)[index[i].cpu()].to(device)
-            losses.append(supervised_contrastive_loss(chosen, torch.cat([label, label]), settings.temperature))
-        loss = torch.stack(losses).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step + 1}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        clock.stop()
-        done = step + 1
-        history["loss"].append(float(loss.item()))
-        history["lr"].append(float(lr))
-        left = settings.steps - done
-        update: Progress = {
-            "stage": "train", "step": done, "steps": settings.steps, "loss": float(loss.item()), "lr": float(lr),
-            "seconds_per_step": clock.seconds_per_step, "eta": clock.eta(left), "fraction": done / settings.steps,
-            "message": f"step {done}/{settings.steps}: loss {loss.item():.4f}, {clock.seconds_per_step:.2f} s/step, "
-                       f"{format_seconds(clock.eta(left))} left",
-        }
-        if done == settings.steps and settings.calibration_volumes:
-            yield {"stage": "calibrate", "fraction": 1.0, "step": done, "steps": settings.steps,
-                   "message": f"re-estimating the batch-norm statistics on {settings.calibration_volumes} whole-brain "
-                              "renders"}
-            calibrate_batchnorm(model, settings)
-        if checkpoint_due(done, settings.steps, settings.checkpoint_every):
-            path = checkpoint(done)
-            update = {**update, "checkpoint": str(path), "checkpoint_step": done}
-        yield update
-    seconds = time.perf_counter() - start_time
-    yield {"stage": "done", "fraction": 1.0, "step": settings.steps, "steps": settings.steps,
-           "message": f"pretrained {settings.steps - first_step} steps in {format_seconds(seconds)}; saved {path}"}
-    return PretrainResult(checkpoint=path, steps=settings.steps, seconds=seconds, history=history)
+        try:
+            model.load_state_dict(stored["state_dict"])
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointLoadError(
+                f"{resume or init}: the weights do not fit a {settings.network()} network: {err}"
+            ) from None
+    model = model.to(device=device, memory_format=memory_format(device))
+    what = (
+        f"AnatomixUNet ngf {settings.ngf} on {settings.crop}³ synthetic label maps, batch "
+        f"{settings.batch_size}×2 views, on {device}"
+    )
+    return (yield from fit(_PretrainTask(model, settings, device), settings, out, state, resume, cancel, describe=what))
 
 
-def shippable(
-    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], **card: Any
-) -> Path:
+def shippable(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], **card: Any) -> Path:
     """Write a finished pretraining ``checkpoint`` as an extractor file ``out``: ``{"state_dict", "config",
     "pretraining"}`` without the optimizer state, ``card`` entries (hardware, wall time, …) added to
     ``"pretraining"``. Refuses an unfinished checkpoint."""
-    stored = read_checkpoint(checkpoint)
-    if "training" in stored:
-        state = stored["training"]
-        raise ValueError(f"{Path(checkpoint).name} is unfinished (step {state['step']} of {state['steps']}); "
-                         "resume it to the end first")
-    payload = {"state_dict": stored["state_dict"], "config": stored["config"],
-               "pretraining": {**stored["pretraining"], **card}}
+    stored = read_kind(checkpoint, "extractor")
+    state = run_state(stored, checkpoint) if "training" in stored else None
+    if state is not None and not state.finished:
+        raise ValueError(
+            f"{Path(checkpoint).name} is unfinished (step {state.step} of {state.steps}); resume it to the end first"
+        )
+    payload = tagged(
+        "extractor",
+        state_dict=stored["state_dict"],
+        config=stored["config"],
+        pretraining={**stored["pretraining"], **card},
+    )
     return atomic_save(payload, out)

@@ -18,7 +18,8 @@ ColourMode = Literal["pca", "channels"]
 
 @dataclass(frozen=True)
 class PCAProjection:
-    """Top-3 principal axes of a voxel sample: ``mean`` (C,), ``components`` (3, C), colour range ``low``/``high`` (3,)."""
+    """Top-3 principal axes of a voxel sample: ``mean`` (C,), ``components`` (3, C), colour range ``low``/``high``
+    (3,)."""
 
     mean: np.ndarray
     components: np.ndarray

@@ -115,8 +115,14 @@ def predict_logits(
         return model(x).float().contiguous()
 
     out = sliding_window_inference(
-        volume, roi, sw_batch_size=1, predictor=predictor, overlap=overlap, mode="gaussian",
-        sw_device=device, device=torch.device("cpu"),
+        volume,
+        roi,
+        sw_batch_size=1,
+        predictor=predictor,
+        overlap=overlap,
+        mode="gaussian",
+        sw_device=device,
+        device=torch.device("cpu"),
     )
     return out[0]
 
@@ -144,8 +150,10 @@ def spacing_warning(spec: ModelSpec, spacing: tuple[float, ...] | None) -> str |
     if np.any(np.abs(ratio - 1.0) > _SPACING_TOLERANCE):
         have = " × ".join(f"{s:.2g}" for s in spacing)
         want = " × ".join(f"{s:.2g}" for s in spec.spacing)
-        return (f"the image's voxels ({have} mm) differ from the training data's ({want} mm); the model sees "
-                "structures at another scale — resample the image (Load volumes ▸ isotropic) for best results")
+        return (
+            f"the image's voxels ({have} mm) differ from the training data's ({want} mm); the model sees "
+            "structures at another scale — resample the image (Load volumes ▸ isotropic) for best results"
+        )
     return None
 
 
@@ -178,7 +186,7 @@ def segment(
     share = 0.0
     mode = "none"
     if spec.features is None:
-        make_input: Callable[[torch.Tensor], torch.Tensor] = lambda w: w  # noqa: E731
+        make_input: Callable[[torch.Tensor], torch.Tensor] = lambda w: w
         volume = torch.from_numpy(scaled)[None, None]
     else:
         weights = extractor_location(spec, settings.weights)
@@ -191,10 +199,18 @@ def segment(
             make_input, volume = features, torch.from_numpy(scaled)[None, None]
         elif mode == "shared":
             share = 0.4
-            job = extract_features(image, FeatureSettings(
-                weights=weights, layer=spec.features.layer, normalisation="none", device=str(device),
-                precision=spec.features.precision, clip_percentiles=spec.clip_percentiles,  # type: ignore[arg-type]
-            ), cancel=cancel)
+            job = extract_features(
+                image,
+                FeatureSettings(
+                    weights=weights,
+                    layer=spec.features.layer,
+                    normalisation="none",
+                    device=str(device),
+                    precision=spec.features.precision,
+                    clip_percentiles=spec.clip_percentiles,  # type: ignore[arg-type]
+                ),
+                cancel=cancel,
+            )
             raw = yield from rescaled(job, 0.0, share, "features: ")
             volume = torch.cat([torch.from_numpy(scaled)[None], torch.from_numpy(raw.features)])[None]
             make_input = shared_input
@@ -217,13 +233,22 @@ def segment(
     yield report()
     logits = yield from in_background(
         lambda: predict_logits(model, make_input, volume, spec.crop, settings.overlap, settings.ablation, on_window),
-        report, lambda: stop.__setitem__(0, True), name="domaingen-segment",
+        report,
+        lambda: stop.__setitem__(0, True),
+        name="domaingen-segment",
     )
     yield {"stage": "finish", "fraction": 0.98, "message": "labels"}
     labels = LabelMap(spec.label_values).decode(logits.argmax(0).numpy())
     probabilities = torch.softmax(logits, 0).numpy().astype(np.float32) if settings.probabilities else None
-    result = Segmentation(labels=labels, probabilities=probabilities, spec=spec, seconds=time.perf_counter() - start,
-                          settings=settings, device=str(device), warnings=warnings,
-                          feature_mode=mode)
+    result = Segmentation(
+        labels=labels,
+        probabilities=probabilities,
+        spec=spec,
+        seconds=time.perf_counter() - start,
+        settings=settings,
+        device=str(device),
+        warnings=warnings,
+        feature_mode=mode,
+    )
     yield {"stage": "done", "fraction": 1.0, "message": result.describe()}
     return result

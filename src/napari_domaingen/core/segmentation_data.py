@@ -81,8 +81,10 @@ def labelled_volume(
             f"{name}: the labels grid {labels.shape} differs from the image grid {image.shape}; resample the labels "
             "onto the image (Load volumes ▸ resample) or pick the matching pair"
         )
-    if image_affine is not None and labels_affine is not None and not same_grid(
-        image.shape, image_affine, labels.shape, labels_affine, atol=1e-3
+    if (
+        image_affine is not None
+        and labels_affine is not None
+        and not same_grid(image.shape, image_affine, labels.shape, labels_affine, atol=1e-3)
     ):
         raise ValueError(
             f"{name}: the labels have the image's shape but another position/orientation in space (their affines "
@@ -98,7 +100,9 @@ def labelled_volume(
         raise ValueError(f"{name}: labels must be non-negative (0 = background), found {int(labels.min())}")
     foreground = np.flatnonzero(labels)
     if foreground.size == 0:
-        raise ValueError(f"{name}: the labels are empty (no voxel above 0); paint or load the structures to learn first")
+        raise ValueError(
+            f"{name}: the labels are empty (no voxel above 0); paint or load the structures to learn first"
+        )
     return LabelledVolume(
         image=preprocess(image, clip_percentiles=clip_percentiles),
         labels=labels,
@@ -120,8 +124,13 @@ def labelled_volume_from_files(
     image = read_nifti(image_path, as_label=False)
     labels = read_nifti(labels_path, as_label=True)
     return labelled_volume(
-        image.data, labels.data, name=f"{image.name} + {labels.name}", spacing=image.spacing,
-        image_affine=image.display_affine, labels_affine=labels.display_affine, clip_percentiles=clip_percentiles,
+        image.data,
+        labels.data,
+        name=f"{image.name} + {labels.name}",
+        spacing=image.spacing,
+        image_affine=image.display_affine,
+        labels_affine=labels.display_affine,
+        clip_percentiles=clip_percentiles,
     )
 
 
@@ -150,7 +159,7 @@ class LabelMap:
 
     def check(self, volume: LabelledVolume) -> None:
         """``ValueError`` if ``volume`` holds label values this map (a model's classes) does not know."""
-        unknown = sorted(set(int(v) for v in np.unique(volume.labels)) - set(self.values))
+        unknown = sorted({int(v) for v in np.unique(volume.labels)} - set(self.values))
         if unknown:
             raise ValueError(
                 f"{volume.name}: label values {unknown} are beyond the model's classes {list(self.values)}; "
@@ -198,8 +207,13 @@ def _augmentations(flips: bool):
         spatial.append(T.RandRotate90d(keys, prob=p, max_k=3, spatial_axes=(1, 2)))
     spatial.append(
         T.RandAffined(
-            keys, prob=p, rotate_range=(math.pi / 4,) * 3, shear_range=(0.2,) * 6, scale_range=(0.2,) * 3,
-            mode=("bilinear", "nearest"), padding_mode="zeros",
+            keys,
+            prob=p,
+            rotate_range=(math.pi / 4,) * 3,
+            shear_range=(0.2,) * 6,
+            scale_range=(0.2,) * 3,
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
         )
     )
     intensity = [
@@ -247,8 +261,14 @@ class CropSampler:
         self._images = [v.image[None] for v in self.volumes]
         self._pad = T.SpatialPadd(["image", "label"], spatial_size=self.crop)
         self._crop = T.RandCropByPosNegLabeld(
-            ["image", "label"], label_key="label", spatial_size=self.crop, pos=foreground_ratio,
-            neg=1.0 - foreground_ratio, num_samples=1, fg_indices_key="fg", bg_indices_key="bg",
+            ["image", "label"],
+            label_key="label",
+            spatial_size=self.crop,
+            pos=foreground_ratio,
+            neg=1.0 - foreground_ratio,
+            num_samples=1,
+            fg_indices_key="fg",
+            bg_indices_key="bg",
         )
         self._augment = _augmentations(flips) if augment else None
         self._scale = T.ScaleIntensityd("image", minv=0.0, maxv=1.0)

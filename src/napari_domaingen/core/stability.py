@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DomaingenError
 from ..io.geometry import same_grid
 
 
-class GridMismatchError(ValueError):
+class GridMismatchError(DomaingenError, ValueError):
     """Two volumes are not on one voxel grid (shape or affine differ)."""
 
 
@@ -58,7 +59,9 @@ def patch_rows(image: np.ndarray, index: np.ndarray, radius: int = 1) -> np.ndar
     padded = np.pad(np.asarray(image, dtype=np.float32), radius, mode="edge")
     z, y, x = np.unravel_index(index, image.shape)
     offsets = range(-radius, radius + 1)
-    columns = [padded[z + radius + dz, y + radius + dy, x + radius + dx] for dz in offsets for dy in offsets for dx in offsets]
+    columns = [
+        padded[z + radius + dz, y + radius + dy, x + radius + dx] for dz in offsets for dy in offsets for dx in offsets
+    ]
     return np.stack(columns, axis=1)
 
 
@@ -138,7 +141,9 @@ def require_same_grid(shape_a, affine_a, shape_b, affine_b, names: tuple[str, st
     if tuple(shape_a) != tuple(shape_b):
         detail = f"shapes differ: {a} {tuple(shape_a)} vs {b} {tuple(shape_b)}"
     else:
-        detail = f"voxel-to-world affines differ (max {np.abs(np.asarray(affine_a) - np.asarray(affine_b)).max():.3g} mm)"
+        detail = (
+            f"voxel-to-world affines differ (max {np.abs(np.asarray(affine_a) - np.asarray(affine_b)).max():.3g} mm)"
+        )
     raise GridMismatchError(
         f"{a} and {b} are not on one voxel grid ({detail}); resample {b} onto {a}'s grid to compare them voxel-wise"
     )

@@ -35,11 +35,14 @@ def random_restain(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     matrix = np.stack([np.abs(first), np.abs(second), third])
     strengths = np.array([rng.uniform(0.6, 1.8), rng.uniform(0.3, 1.6), rng.uniform(0.0, 0.3)])
     # The second stain takes the DAB signal plus part of the haematoxylin (eosin stains broadly).
-    stains = np.stack([
-        hed[..., 0] * strengths[0],
-        (hed[..., 2] + rng.uniform(0.0, 0.4) * hed[..., 0]) * strengths[1],
-        hed[..., 1] * strengths[2],
-    ], axis=-1)
+    stains = np.stack(
+        [
+            hed[..., 0] * strengths[0],
+            (hed[..., 2] + rng.uniform(0.0, 0.4) * hed[..., 0]) * strengths[1],
+            hed[..., 1] * strengths[2],
+        ],
+        axis=-1,
+    )
     out = color.combine_stains(stains, matrix)
     tint = 1.0 - rng.uniform(0.0, 0.08, 3)
     out = np.clip(out * tint * rng.uniform(0.9, 1.05), 0.0, 1.0)

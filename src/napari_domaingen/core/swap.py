@@ -60,8 +60,7 @@ def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"{name}: expected a 2D RGB, RGBA or grayscale image (Y, X[, 3|4]), got shape "
-                         f"{array.shape}")
+        raise ValueError(f"{name}: expected a 2D RGB, RGBA or grayscale image (Y, X[, 3|4]), got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name}: the image is empty ({array.shape[0]} × {array.shape[1]} px)")
     if array.dtype == bool:
@@ -159,13 +158,22 @@ def encode(
                 from .progress import Cancelled
 
                 raise Cancelled("encoding cancelled")
-            batch = torch.cat([tensor[:, :, y:y + tile, x:x + tile] for y, x in origins[start:start + _TILE_BATCH]])
+            batch = torch.cat(
+                [tensor[:, :, y : y + tile, x : x + tile] for y, x in origins[start : start + _TILE_BATCH]]
+            )
             tokens = model.encoder(model.normalise(batch.to(model.device)))
             a, s = split_tokens(tokens)
             anatomy.append(a.float().cpu())
             style.append(s.float().cpu())
-    return EncodedImage(shape=(height, width), padded=canvas.shape[:2], origins=origins, anatomy=torch.cat(anatomy),
-                        style=torch.cat(style), tile=tile, patch=patch)
+    return EncodedImage(
+        shape=(height, width),
+        padded=canvas.shape[:2],
+        origins=origins,
+        anatomy=torch.cat(anatomy),
+        style=torch.cat(style),
+        tile=tile,
+        patch=patch,
+    )
 
 
 def style_at(encoded: EncodedImage, y: float, x: float) -> torch.Tensor:
@@ -246,8 +254,8 @@ def render(
             pixels = synthesize(anatomy.anatomy[part], styles[part], config.in_channels, config.patch_size)
             pixels = model.denormalise(pixels)
             for (y, x), tile_pixels in zip(anatomy.origins[part], pixels):
-                canvas[:, y:y + tile, x:x + tile] += tile_pixels * weight
-                total[:, y:y + tile, x:x + tile] += weight
+                canvas[:, y : y + tile, x : x + tile] += tile_pixels * weight
+                total[:, y : y + tile, x : x + tile] += weight
     out = (canvas / total.clamp_min(1e-12))[:, : anatomy.shape[0], : anatomy.shape[1]]
     return np.rint(out.permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
 
@@ -285,5 +293,5 @@ def point_style(model: SwapModel, image: np.ndarray, y: float, x: float) -> torc
     tile = model.config.img_size
     y0 = int(min(max(0, round(y) - tile // 2), max(0, height - tile)))
     x0 = int(min(max(0, round(x) - tile // 2), max(0, width - tile)))
-    crop = array[y0:y0 + tile, x0:x0 + tile]
+    crop = array[y0 : y0 + tile, x0 : x0 + tile]
     return style_at(encode(model, crop, name="style image"), y - y0, x - x0)

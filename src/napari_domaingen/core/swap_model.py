@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..models.checkpoints import CheckpointLoadError, atomic_save, read_checkpoint
+from ..models.checkpoints import KINDS, CheckpointLoadError, atomic_save, read_kind, tagged
 from ..models.dgm import DGMEncoder, ViTConfig, config_from_state_dict, load_encoder_state_dict
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "CAMELYON_STD",
     "DEFAULT_MODEL",
     "MODEL_FORMAT",
+    "swap_payload",
     "SwapModel",
     "default_model_path",
     "load_swap_model",
@@ -37,7 +38,7 @@ __all__ = [
     "save_swap_model",
 ]
 
-MODEL_FORMAT = "napari-domaingen/dgm"
+MODEL_FORMAT = KINDS["swap"][0]
 #: Per-channel RGB mean and std (images in [0, 1]) of Camelyon17, the DGM-DR paper's normalisation.
 CAMELYON_MEAN = (0.7441, 0.5895, 0.7214)
 CAMELYON_STD = (0.1301, 0.1489, 0.1107)
@@ -85,8 +86,28 @@ class SwapModel:
 
     def describe(self) -> str:
         c = self.config
-        return (f"{self.name}: ViT {c.img_size} px tiles, patch {c.patch_size}, {c.embed_dim}-d tokens, "
-                f"depth {c.depth}, rank {c.rank}")
+        return (
+            f"{self.name}: ViT {c.img_size} px tiles, patch {c.patch_size}, {c.embed_dim}-d tokens, "
+            f"depth {c.depth}, rank {c.rank}"
+        )
+
+
+def swap_payload(
+    encoder: DGMEncoder,
+    mean: tuple[float, ...] = CAMELYON_MEAN,
+    std: tuple[float, ...] = CAMELYON_STD,
+    card: dict[str, Any] | None = None,
+    half: bool = False,
+) -> dict[str, Any]:
+    """The content of a model file (without training state): ``{"format", "version", "config", "mean", "std",
+    "state_dict", "card"}``. ``half``: weights as float16 (the shipped file; loads as float32)."""
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in encoder.state_dict().items()
+    }
+    return tagged(
+        "swap", config=encoder.config.as_dict(), mean=list(mean), std=list(std), state_dict=state, card=dict(card or {})
+    )
 
 
 def save_swap_model(
@@ -98,13 +119,8 @@ def save_swap_model(
     training: dict[str, Any] | None = None,
     half: bool = False,
 ) -> Path:
-    """Write a model file atomically. ``half``: store weights as float16 (the shipped file; loads as float32)."""
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-             for k, v in encoder.state_dict().items()}
-    payload: dict[str, Any] = {
-        "format": MODEL_FORMAT, "version": 1, "config": encoder.config.as_dict(), "mean": list(mean),
-        "std": list(std), "state_dict": state, "card": dict(card or {}),
-    }
+    """Write a model file atomically (see :func:`swap_payload`); ``training`` makes it resumable."""
+    payload = swap_payload(encoder, mean, std, card, half)
     if training is not None:
         payload["training"] = training
     return atomic_save(payload, path)
@@ -115,21 +131,19 @@ def read_swap_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`~napari_domaingen.models.checkpoints.CheckpointLoadError` for files that are neither.
     """
-    stored = read_checkpoint(path)
-    if isinstance(stored, dict) and stored.get("format") == MODEL_FORMAT:
+    stored = read_kind(path, "swap")
+    if stored.get("format") == MODEL_FORMAT:
         return stored
-    if isinstance(stored, dict) and stored.get("format"):
-        raise CheckpointLoadError(
-            f"{path}: this is a '{stored['format']}' file, not an anatomy/style (DGM-DR) model"
-        )
-    state = stored.get("model", stored.get("state_dict", stored)) if isinstance(stored, dict) else None
-    if not isinstance(state, dict) or not any(str(k).endswith("patch_embed.proj.weight") for k in state):
-        raise CheckpointLoadError(
-            f"{path}: not an anatomy/style (DGM-DR) model: no ViT encoder weights (patch_embed.proj.weight) found"
-        )
+    state = stored.get("model", stored.get("state_dict", stored))  # a bare encoder state dict
     config = config_from_state_dict(state)
-    return {"format": MODEL_FORMAT, "version": 1, "config": config.as_dict(), "mean": list(CAMELYON_MEAN),
-            "std": list(CAMELYON_STD), "state_dict": state, "card": {"source": "bare encoder state dict"}}
+    return tagged(
+        "swap",
+        config=config.as_dict(),
+        mean=list(CAMELYON_MEAN),
+        std=list(CAMELYON_STD),
+        state_dict=state,
+        card={"source": "bare encoder state dict"},
+    )
 
 
 def load_swap_model(
@@ -159,12 +173,18 @@ def load_swap_model(
         raise ValueError(f"{Path(path).name}: the model's encoder ({config}) differs from the expected ({expect})")
     encoder = DGMEncoder(config)
     try:
-        load_encoder_state_dict(encoder, {k: v.float() if v.is_floating_point() else v
-                                          for k, v in stored["state_dict"].items()})
+        load_encoder_state_dict(
+            encoder, {k: v.float() if v.is_floating_point() else v for k, v in stored["state_dict"].items()}
+        )
     except ValueError as err:
         raise CheckpointLoadError(f"{path}: {err}") from err
     encoder = encoder.to(device).eval()
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)
-    return SwapModel(encoder=encoder, mean=tuple(stored["mean"]), std=tuple(stored["std"]),  # type: ignore[arg-type]
-                     name=Path(path).name, card=dict(stored.get("card", {})))
+    return SwapModel(
+        encoder=encoder,
+        mean=tuple(stored["mean"]),
+        std=tuple(stored["std"]),  # type: ignore[arg-type]
+        name=Path(path).name,
+        card=dict(stored.get("card", {})),
+    )

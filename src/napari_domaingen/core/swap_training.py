@@ -1,27 +1,25 @@
-"""Train, fine-tune or resume a DGM-DR anatomy/style model: a generator over steps.
+"""Train, fine-tune or resume a DGM-DR anatomy/style model through the one training loop.
 
-Same conventions as the MaskGen loop (:mod:`napari_domaingen.core.training`): progress dicts ``{"stage", "step",
-"steps", "loss", "losses", "lr", "seconds_per_step", "eta", "fraction", "message"}``, ``cancel()`` checked between
-steps, atomic checkpoints every ``checkpoint_every`` steps and at the end, bit-exact resume (every random draw of
-step k is seeded from ``(seed, k)``), :class:`~napari_domaingen.core.progress.Cancelled` keeps the last checkpoint.
+:func:`train_swap` is a job over steps (:func:`napari_domaingen.core.training.fit`: progress dicts with the loss
+parts in ``"losses"``, cancel, atomic checkpoints, bit-exact resume, ``MODEL.history.csv``). With validation
+images, every validation scores the reconstruction PSNR (dB) of fixed tiles of them (:class:`ValidationTiles`);
+the best model is kept as ``MODEL.best.pt``.
 
 One step (the paper's): a batch of random crops (random flips and 90° rotations; histology has no up or left)
 normalised → tokens ``z = [z_a | z_c]`` → reconstruction ``x̂ = S(z_a, z_c)`` and ``num_mixes`` mixes (for every
 image, the style vector of one random patch of a random image of the batch, broadcast to all its patches) →
 all of them re-encoded → losses (MSE, weight 1 each): reconstruction ``‖x − x̂‖²``, anatomy consistency
 ``‖a(E(·)) − z_a‖²`` and characteristics consistency ``‖c(E(·)) − z_c,target‖²`` over the reconstruction and
-every mix → AdamW (lr 1e-3, wd 0.05) with a per-step cosine schedule (after a short linear warm-up).
+every mix → AdamW (lr 1e-3, wd 0.05) with a per-step cosine schedule after a short linear warm-up, gradients
+clipped to norm 1.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
-import warnings
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,46 +28,39 @@ import torch.nn.functional as F
 
 from ..models.dgm import PRESETS, DGMEncoder, split_tokens, synthesize
 from .device import resolve_device
-from .progress import Cancelled, Progress
+from .progress import Progress
 from .swap import as_rgb
-from .swap_model import CAMELYON_MEAN, CAMELYON_STD, SwapModel, load_swap_model, read_swap_file, save_swap_model
-from .training import StepClock, checkpoint_due, format_seconds, seeded_torch, step_seed
+from .swap_model import CAMELYON_MEAN, CAMELYON_STD, SwapModel, load_swap_model, read_swap_file, swap_payload
+from .training import FitResult, LoopSettings, RunState, Validation, fit, resumed_run, seeded_init, step_seed
 
-__all__ = ["SwapTrainResult", "SwapTrainSettings", "swap_losses", "train_swap"]
+__all__ = ["SwapTrainResult", "SwapTrainSettings", "ValidationTiles", "swap_losses", "train_swap"]
+
+SwapTrainResult = FitResult
 
 
 @dataclass(frozen=True)
-class SwapTrainSettings:
-    """How to train. ``preset``: encoder size (``"small"`` or ``"paper"``) for a new model; ``steps``,
-    ``batch_size``, ``num_mixes`` (paper 4), ``lr`` (1e-3), ``weight_decay`` (0.05), ``warmup`` steps;
-    ``checkpoint_every`` (0: only at the end); ``seed``; ``device``."""
+class SwapTrainSettings(LoopSettings):
+    """How to train (the loop's own settings: :class:`~napari_domaingen.core.training.LoopSettings`).
+    ``preset``: encoder size (``"small"`` or ``"paper"``) for a new model; ``batch_size``, ``num_mixes`` (paper
+    4); AdamW ``lr`` 1e-3, ``weight_decay`` 0.05, ``warmup`` 20 steps, ``grad_clip`` 1; ``validation_tiles``: at
+    most this many tiles of the validation images are scored."""
 
-    preset: str = "small"
     steps: int = 500
-    batch_size: int = 8
-    num_mixes: int = 4
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: int = 20
-    checkpoint_every: int = 50
-    seed: int = 0
-    device: str = "auto"
+    grad_clip: float = 1.0
+    preset: str = "small"
+    batch_size: int = 8
+    num_mixes: int = 4
+    validation_tiles: int = 32
 
     def check(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.num_mixes < 0:
-            raise ValueError("steps and batch size must be at least 1, num_mixes at least 0")
-        if self.lr <= 0:
-            raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        super().check()
+        if self.batch_size < 1 or self.num_mixes < 0:
+            raise ValueError("the batch size must be at least 1, num_mixes at least 0")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown encoder preset {self.preset!r}; known: {', '.join(PRESETS)}")
-
-
-@dataclass
-class SwapTrainResult:
-    checkpoint: Path
-    steps: int
-    seconds: float
-    history: dict[str, list] = field(default_factory=dict)
 
 
 class CropSource:
@@ -101,7 +92,7 @@ class CropSource:
             image = self.images[int(rng.choice(len(self.images), p=self.weights))]
             y = int(rng.integers(0, image.shape[1] - self.size + 1))
             x = int(rng.integers(0, image.shape[2] - self.size + 1))
-            crop = image[:, y:y + self.size, x:x + self.size]
+            crop = image[:, y : y + self.size, x : x + self.size]
             crop = torch.rot90(crop, int(rng.integers(0, 4)), dims=(1, 2))
             if rng.random() < 0.5:
                 crop = crop.flip(2)
@@ -137,16 +128,78 @@ def swap_losses(
     return losses
 
 
-def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = max(0, min(warmup, steps - 1))
+class ValidationTiles:
+    """Fixed ``(N, 3, S, S)`` tiles in [0, 1] of validation images (a regular grid over each image, at most ``limit``
+    in all, spread evenly over the images) and the PSNR of their reconstruction."""
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    def __init__(
+        self, images: Sequence[np.ndarray], size: int, limit: int = 32, names: Sequence[str] | None = None
+    ) -> None:
+        tiles = []
+        for i, image in enumerate(images):
+            rgb = CropSource([image], size, [names[i]] if names else [f"validation image {i + 1}"]).images[0]
+            rows, cols = rgb.shape[1] // size, rgb.shape[2] // size
+            tiles += [
+                rgb[:, r * size : (r + 1) * size, c * size : (c + 1) * size] for r in range(rows) for c in range(cols)
+            ]
+        if not tiles:
+            raise ValueError("no validation images")
+        keep = np.unique(np.linspace(0, len(tiles) - 1, min(limit, len(tiles))).round().astype(int))
+        self.tiles = torch.stack([tiles[i] for i in keep])
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def psnr(self, model: SwapModel, batch: int = 16) -> float:
+        """Reconstruction PSNR in dB (images in [0, 1]) over all tiles."""
+        config, errors = model.config, []
+        with torch.no_grad():
+            for start in range(0, len(self.tiles), batch):
+                x = self.tiles[start : start + batch].to(model.device)
+                anatomy, style = split_tokens(model.encoder(model.normalise(x)))
+                recon = model.denormalise(synthesize(anatomy, style, config.in_channels, config.patch_size))
+                errors.append(((recon.clamp(0, 1) - x) ** 2).flatten(1).mean(1))
+        mse = float(torch.cat(errors).mean())
+        return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class _SwapTask:
+    """One DGM-DR step and the reconstruction-PSNR validation for :func:`~napari_domaingen.core.training.fit`."""
+
+    def __init__(
+        self,
+        helper: SwapModel,
+        settings: SwapTrainSettings,
+        data: CropSource,
+        validation: ValidationTiles | None,
+        card: dict[str, Any],
+    ) -> None:
+        self.helper, self.module, self.settings, self.data = helper, helper.encoder, settings, data
+        self.validation, self.validates, self.card = validation, validation is not None, card
+
+    def loss(self, step: int) -> dict[str, torch.Tensor]:
+        x = self.helper.normalise(
+            self.data.sample(self.settings.seed, step, self.settings.batch_size).to(self.helper.device)
+        )
+        generator = torch.Generator().manual_seed(step_seed(self.settings.seed, step, stream=2))
+        losses = swap_losses(self.module, x, self.settings.num_mixes, generator)
+        return {"loss": losses.pop("total"), **losses}
+
+    def validate(self, cancel: Callable[[], bool]) -> Validation:
+        assert self.validation is not None
+        self.module.eval()
+        psnr = self.validation.psnr(self.helper)
+        return Validation(
+            psnr,
+            f"validation reconstruction PSNR {psnr:.2f} dB ({len(self.validation.tiles)} tiles)",
+            {"val_psnr": psnr},
+        )
+
+    def payload(self, state: RunState) -> dict[str, Any]:
+        history = state.history
+        final = {k: history[k][-1] for k in ("loss", "reconstruction", "anatomy", "characteristics") if history.get(k)}
+        card = {**self.card, "steps": state.step, "final_losses": final}
+        return swap_payload(self.module, self.helper.mean, self.helper.std, card=card)
+
+    def finish(self) -> str:
+        return ""
 
 
 def train_swap(
@@ -158,36 +211,27 @@ def train_swap(
     cancel: Callable[[], bool] | None = None,
     names: Sequence[str] | None = None,
     card: dict[str, Any] | None = None,
+    validation: Sequence[np.ndarray] = (),
 ) -> Generator[Progress, None, SwapTrainResult]:
     """Train on random crops of ``images`` (RGB/RGBA/grayscale arrays) and write ``out``.
 
     ``init``: fine-tune this model file (``"default"``: the shipped one) with the new settings; ``resume``: continue
-    an interrupted run from its checkpoint exactly (its settings win, except ``steps`` may grow). ``card``: facts
-    stored with the model.
+    a run from its checkpoint exactly (its settings win, except ``steps`` may grow). ``validation``: images scored
+    by reconstruction PSNR. ``card``: facts stored with the model.
     """
-    cancel = cancel or (lambda: False)
-    start_time = time.perf_counter()
-    stored = None
+    if resume is not None and init is not None:
+        raise ValueError("give either a checkpoint to resume or one to fine-tune from, not both")
+    state: RunState | None = None
     if resume is not None:
-        stored = read_swap_file(resume)
-        if "training" not in stored:
-            raise ValueError(f"{Path(resume).name} is a finished model without training state; fine-tune it instead")
-        saved = {k: v for k, v in stored["training"]["settings"].items() if k in SwapTrainSettings.__dataclass_fields__}
-        settings = SwapTrainSettings(**{**saved, "steps": max(settings.steps, saved["steps"]),
-                                        "device": settings.device})
+        settings, state = resumed_run(SwapTrainSettings, read_swap_file(resume), resume, settings)
     settings.check()
     device = resolve_device(settings.device)
-    source_model: SwapModel | None = None
-    if resume is not None:
-        source_model = load_swap_model(resume, device)
-    elif init is not None:
-        source_model = load_swap_model(init, device)
-    if source_model is not None:
-        encoder = source_model.encoder
-        mean, std = source_model.mean, source_model.std
-        base_card = dict(source_model.card)
+    start = resume if resume is not None else init
+    if start is not None:
+        source = load_swap_model(start, device)
+        encoder, mean, std, base_card = source.encoder, source.mean, source.std, dict(source.card)
     else:
-        with seeded_torch(step_seed(settings.seed, -1)):
+        with seeded_init(settings.seed):
             encoder = DGMEncoder(PRESETS[settings.preset]).to(device)
         mean, std, base_card = CAMELYON_MEAN, CAMELYON_STD, {}
     base_card.update(card or {})
@@ -195,84 +239,15 @@ def train_swap(
         base_card["fine_tuned_from"] = str(init)
         if "steps" in base_card:
             base_card["steps_before_fine_tuning"] = base_card.pop("steps")
-    encoder.train()
     for name, parameter in encoder.named_parameters():
         parameter.requires_grad_(name != "pos_embed")
-    trainable = [p for p in encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = _schedule(optimizer, settings.steps, settings.warmup)
-    history: dict[str, list] = {"loss": [], "reconstruction": [], "anatomy": [], "characteristics": [], "lr": []}
-    first_step = 0
-    if stored is not None:
-        state = stored["training"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        first_step = int(state["step"])
-        history = {k: list(v) for k, v in state["history"].items()}
-    data = CropSource(images, encoder.config.img_size, names)
     helper = SwapModel(encoder, tuple(mean), tuple(std))  # type: ignore[arg-type]
-
-    def checkpoint(step: int) -> Path:
-        if not all(bool(torch.isfinite(p).all()) for p in encoder.state_dict().values()):
-            raise FloatingPointError(f"the weights are no longer finite at step {step}; not saved (the last "
-                                     "checkpoint is kept): lower the learning rate")
-        training = None
-        if step < settings.steps:
-            training = {"step": step, "steps": settings.steps, "settings": asdict(settings),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history}
-        facts = {**base_card, "steps": step, "final_losses": {k: history[k][-1] for k in
-                 ("loss", "reconstruction", "anatomy", "characteristics") if history[k]}}
-        return save_swap_model(out, encoder, mean, std, card=facts, training=training)
-
-    clock = StepClock()
+    size = encoder.config.img_size
+    tiles = ValidationTiles(validation, size, settings.validation_tiles) if len(validation) else None
+    task = _SwapTask(helper, settings, CropSource(images, size, names), tiles, base_card)
     c = encoder.config
-    yield {"stage": "train", "fraction": first_step / settings.steps, "step": first_step, "steps": settings.steps,
-           "history": history,
-           "message": f"training ViT {c.img_size} px/patch {c.patch_size}/{c.embed_dim}-d, batch "
-                      f"{settings.batch_size}, {settings.num_mixes} mixes, on {device}"
-                      + (f" (resumed at step {first_step})" if first_step else "")}
-    path = Path(out)
-    for step in range(first_step, settings.steps):
-        if cancel():
-            raise Cancelled(f"training cancelled at step {step}")
-        clock.start()
-        x = helper.normalise(data.sample(settings.seed, step, settings.batch_size).to(device))
-        generator = torch.Generator().manual_seed(step_seed(settings.seed, step, stream=2))
-        losses = swap_losses(encoder, x, settings.num_mixes, generator)
-        loss = losses["total"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step + 1}; lower the learning rate "
-                                     "(the last checkpoint written is kept)")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, max_norm=1.0)
-        optimizer.step()
-        lr = optimizer.param_groups[0]["lr"]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
-            scheduler.step()
-        clock.stop()
-        done = step + 1
-        values = {k: float(v.item()) for k, v in losses.items()}
-        history["loss"].append(values["total"])
-        for key in ("reconstruction", "anatomy", "characteristics"):
-            history[key].append(values[key])
-        history["lr"].append(float(lr))
-        left = settings.steps - done
-        update: Progress = {
-            "stage": "train", "step": done, "steps": settings.steps, "loss": values["total"],
-            "losses": {k: values[k] for k in ("reconstruction", "anatomy", "characteristics")}, "lr": float(lr),
-            "seconds_per_step": clock.seconds_per_step, "eta": clock.eta(left), "fraction": done / settings.steps,
-            "message": f"step {done}/{settings.steps}: loss {values['total']:.4f} (reconstruction "
-                       f"{values['reconstruction']:.4f}), {clock.seconds_per_step:.2f} s/step, "
-                       f"{format_seconds(clock.eta(left))} left",
-        }
-        if checkpoint_due(done, settings.steps, settings.checkpoint_every):
-            path = checkpoint(done)
-            update = {**update, "checkpoint": str(path), "checkpoint_step": done}
-        yield update
-    encoder.eval()
-    seconds = time.perf_counter() - start_time
-    yield {"stage": "done", "fraction": 1.0, "step": settings.steps, "steps": settings.steps,
-           "message": f"trained {settings.steps - first_step} steps in {format_seconds(seconds)}; saved {path}"}
-    return SwapTrainResult(checkpoint=path, steps=settings.steps, seconds=seconds, history=history)
+    what = (
+        f"ViT {c.img_size} px/patch {c.patch_size}/{c.embed_dim}-d, batch {settings.batch_size}, "
+        f"{settings.num_mixes} mixes, on {device}"
+    )
+    return (yield from fit(task, settings, out, state, resume, cancel, describe=what))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from ..errors import DomaingenError
 
-class DomaingenIOError(Exception):
+
+class DomaingenIOError(DomaingenError):
     """Base class; ``str(err)`` reads ``"<file>: <problem>"``.
 
     Not a ``ValueError`` on purpose: napari turns a writer's ``ValueError`` into a vague "not a valid writer"

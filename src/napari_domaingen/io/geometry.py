@@ -68,9 +68,7 @@ def layer_geometry(display_affine: np.ndarray) -> LayerGeometry:
     )
 
 
-def display_affine_from_layer(
-    scale: np.ndarray, translate: np.ndarray, affine: np.ndarray | None = None
-) -> np.ndarray:
+def display_affine_from_layer(scale: np.ndarray, translate: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
     """Inverse of :func:`layer_geometry` for layers without rotate/shear: a (4, 4) display affine."""
     ndim = len(scale)
     base = np.eye(ndim + 1)

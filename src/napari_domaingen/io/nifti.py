@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
+from .atomic import atomic_path, default_file_mode  # noqa: F401 (default_file_mode: re-exported)
 from .errors import VolumeReadError, VolumeWriteError
 from .geometry import display_to_ras_affine, ras_to_display_affine
 from .intensity import label_dtype
@@ -277,24 +277,9 @@ def _label_dtype(data: np.ndarray, path: Path) -> np.ndarray:
     return data.astype(label_dtype(top), copy=False)
 
 
-def default_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0o666 minus the process umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _atomic_save(image: nib.Nifti1Image, path: Path) -> Path:
     """Save next to the target and rename, so a crash never leaves a half-written file under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix=suffix) as tmp:
         nib.save(image, tmp)
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; a saved volume is shared like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

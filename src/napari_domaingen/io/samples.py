@@ -18,7 +18,7 @@ Nothing here reads the project's shared test data, imports napari or Qt, or uses
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import nibabel as nib
 import numpy as np
@@ -45,7 +45,7 @@ _EOSIN_OD = (0.16, 0.82, 0.56)
 # MRI
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mni152_image(kind: str) -> nib.Nifti1Image:
     """nilearn's 1 mm MNI152 2009 images, loaded once per process (``t1``, ``gm``, ``wm`` or ``mask``)."""
     from nilearn import datasets  # imported lazily: importing nilearn takes seconds
@@ -126,8 +126,10 @@ def mni152_flair_like(seed: int = 0) -> Volume:
 
 def _bias_field(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Smooth multiplicative field ``exp(p(z, y, x))``, ``p`` a random quadratic in coordinates scaled to [-1, 1]."""
-    z, y, x = (np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if a == i else 1 for a in range(3)])
-               for i, n in enumerate(shape))
+    z, y, x = (
+        np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if a == i else 1 for a in range(3)])
+        for i, n in enumerate(shape)
+    )
     terms = [z, y, x, z * z, y * y, x * x, z * y, z * x, y * x]
     coefficients = rng.normal(0.0, _FLAIR_BIAS_STRENGTH, size=len(terms)).astype(np.float32)
     log_field = sum(c * t for c, t in zip(coefficients, terms))

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import DomaingenError
 from .checkpoints import CheckpointLoadError, UnsafeCheckpointError, read_checkpoint
 from .weights import REGISTRY, resolve_weights
 
@@ -114,8 +115,12 @@ class AnatomixUNet(nn.Module):
 
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [
-                conv(cin, cout), normalisation(cout), nn.ReLU(),
-                conv(cout, cout), normalisation(cout), nn.ReLU(),
+                conv(cin, cout),
+                normalisation(cout),
+                nn.ReLU(),
+                conv(cout, cout),
+                normalisation(cout),
+                nn.ReLU(),
             ]
 
         layers: list[nn.Module] = [conv(in_channels, ngf), normalisation(ngf), nn.ReLU()]
@@ -185,9 +190,7 @@ class AnatomixUNet(nn.Module):
             return self.penultimate_index
         if isinstance(layer, int) and not isinstance(layer, bool) and 0 <= layer < len(self.model):
             return layer
-        raise ValueError(
-            f"layer must be 'final', 'penultimate' or a module index 0…{self.final_index}, got {layer!r}"
-        )
+        raise ValueError(f"layer must be 'final', 'penultimate' or a module index 0…{self.final_index}, got {layer!r}")
 
     def forward_intermediates(self, x: Tensor, indices: Iterable[int]) -> dict[int, Tensor]:
         """Outputs of the modules ``indices`` for x (B, C, Z, Y, X), sizes divisible by :attr:`divisor`.
@@ -270,7 +273,7 @@ class AnatomixUNet(nn.Module):
 # ---------------------------------------------------------------------------- checkpoints
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(DomaingenError, ValueError):
     """State dict and model architecture disagree (missing/unexpected keys, shape mismatches)."""
 
     def __init__(
@@ -349,9 +352,7 @@ def infer_config(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     if any(key.endswith(".running_mean") for key in sd):
         family: dict[str, Any] = {"norm": "batch", "pooling": "max", "upsample": "nearest", "norm_eps": 1e-5}
     elif any(key.startswith("model.") and v.ndim == 1 and not key.endswith(".bias") for key, v in sd.items()):
-        raise ValueError(
-            "not an anatomix UNet state dict: normalisation with affine parameters but no running stats"
-        )
+        raise ValueError("not an anatomix UNet state dict: normalisation with affine parameters but no running stats")
     else:
         family = {"norm": "instance", "pooling": "avg", "upsample": "trilinear", "norm_eps": 1e-2}
     return {

@@ -1,9 +1,13 @@
-"""Reading and writing checkpoint files safely: ``weights_only`` loads with clear errors, atomic writes.
+"""The one checkpoint format: tagged files read safely (``weights_only``) and written atomically.
 
-Every checkpoint the plugin reads goes through :func:`read_checkpoint` (``torch.load(..., weights_only=True)``:
-tensors, dicts, lists and plain values only; a pickle that would run code is refused). Every checkpoint it writes
-goes through :func:`atomic_save`: a temporary file in the same folder, flushed to disk, then renamed over the
-target, so a crash or a cancelled job never leaves a half-written file where a good one was.
+Every file the plugin writes for a model is a dict ``{"format": TAG, "version": 1, ...}`` where ``TAG`` names its
+kind (:data:`KINDS`): a MaskGen/ERM segmentation model, a DGM-DR anatomy/style model or a pretrained feature
+extractor. A resumable file also holds ``"training"`` (see :mod:`napari_domaingen.core.training`). Reading goes
+through :func:`read_checkpoint` (tensors, dicts, lists and plain values only; a pickle that would run code is
+refused) and :func:`read_kind`, which says what a file of another kind is. Writing goes through :func:`atomic_save`.
+
+>>> sorted(KINDS)
+['extractor', 'maskgen', 'swap']
 """
 
 from __future__ import annotations
@@ -11,19 +15,41 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..io.nifti import default_file_mode
+from ..errors import DomaingenError
+from ..io.atomic import atomic_path
 
-__all__ = ["CheckpointLoadError", "UnsafeCheckpointError", "atomic_save", "read_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "KINDS",
+    "CheckpointLoadError",
+    "UnsafeCheckpointError",
+    "atomic_save",
+    "file_kind",
+    "read_checkpoint",
+    "read_kind",
+    "tagged",
+]
+
+#: kind → (format tag stored in the file, what it is for people, where it belongs)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "maskgen": ("napari-domaingen/maskgen", "a MaskGen/ERM segmentation model", "segment with it (--model)"),
+    "swap": ("napari-domaingen/dgm", "a DGM-DR anatomy/style model", "swap with it (--model)"),
+    "extractor": (
+        "napari-domaingen/extractor",
+        "a feature extractor",
+        "choose it as the feature extractor (--weights)",
+    ),
+}
+FORMAT_VERSION = 1
 
 
-class CheckpointLoadError(ValueError):
+class CheckpointLoadError(DomaingenError, ValueError):
     """A file could not be read as the expected kind of checkpoint; the message names the file."""
 
 
@@ -69,26 +95,60 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
         ) from err
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+def tagged(kind: str, **content: Any) -> dict[str, Any]:
+    """``{"format": TAG, "version": FORMAT_VERSION, **content}``: the head of every file of ``kind``."""
+    return {"format": KINDS[kind][0], "version": FORMAT_VERSION, **content}
 
-    The folder is created if needed. On any failure the temporary file is removed and an existing ``path`` is
-    left untouched. Returns the path.
+
+def file_kind(obj: Any) -> str | None:
+    """The kind (a key of :data:`KINDS`) of a loaded checkpoint, also for untagged older files; ``None`` if unknown.
+
+    Untagged files: a bare ViT encoder state dict is ``"swap"``; files from ``pretrain-extractor`` before the
+    tag existed, and plain anatomix weights, are ``"extractor"``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    if not isinstance(obj, dict):
+        return None
+    tag = obj.get("format")
+    for kind, (known, _, _) in KINDS.items():
+        if tag == known:
+            return kind
+    if tag is not None:
+        return None
+    state = obj.get("model", obj.get("state_dict", obj))
+    keys = [str(k) for k in state] if isinstance(state, dict) else []
+    if any(k.endswith("patch_embed.proj.weight") for k in keys):
+        return "swap"
+    if "pretraining" in obj or any(k.startswith(("model.", "_orig_mod.model.", "module.model.")) for k in keys):
+        return "extractor"
+    return None
+
+
+def read_kind(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """The dict stored in ``path``, which must be a file of ``kind``; otherwise :class:`CheckpointLoadError`
+    saying what the file is and where it belongs (e.g. ``"… is a DGM-DR anatomy/style model, not a MaskGen/ERM
+    segmentation model: swap with it (--model)"``)."""
+    obj = read_checkpoint(path)
+    found = file_kind(obj)
+    wanted = KINDS[kind][1]
+    if found != kind:
+        if found is None:
+            tag = obj.get("format") if isinstance(obj, dict) else None
+            if tag:
+                raise CheckpointLoadError(f"{path}: a '{tag}' file, not {wanted}")
+            raise CheckpointLoadError(
+                f"{path}: not {wanted} (neither a napari-domaingen model file nor the weights of a network it knows)"
+            )
+        _, name, use = KINDS[found]
+        raise CheckpointLoadError(f"{path}: this is {name}, not {wanted}: {use}")
+    if int(obj.get("version", FORMAT_VERSION)) > FORMAT_VERSION:
+        raise CheckpointLoadError(
+            f"{path}: written by a newer napari-domaingen (format version {obj['version']}); update the plugin"
+        )
+    return obj
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (see :mod:`napari_domaingen.io.atomic`); returns the path."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)

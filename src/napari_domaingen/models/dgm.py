@@ -229,8 +229,9 @@ def synthesize(
     if style.shape[-1] != half or style.shape[0] != b or style.shape[1] not in (1, n):
         raise ValueError(f"style {tuple(style.shape)} does not fit anatomy {tuple(anatomy.shape)}")
     if half % (in_channels * patch_size):
-        raise ValueError(f"token half {half} is not a multiple of in_channels × patch_size = "
-                         f"{in_channels * patch_size}")
+        raise ValueError(
+            f"token half {half} is not a multiple of in_channels × patch_size = {in_channels * patch_size}"
+        )
     rank = half // (in_channels * patch_size)
     if grid is None:
         side = math.isqrt(n)
@@ -259,12 +260,13 @@ def _strip(key: str) -> str:
         changed = False
         for prefix in _PREFIXES_TO_STRIP:
             if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
+                key, changed = key[len(prefix) :], True
     return key
 
 
-def config_from_state_dict(state: dict[str, Tensor], num_heads: int | None = None,
-                           mlp_ratio: float | None = None) -> ViTConfig:
+def config_from_state_dict(
+    state: dict[str, Tensor], num_heads: int | None = None, mlp_ratio: float | None = None
+) -> ViTConfig:
     """The :class:`ViTConfig` a timm/MAE encoder state dict was built with (heads: ``E / 64`` unless given)."""
     state = {_strip(k): v for k, v in state.items()}
     if "patch_embed.proj.weight" not in state:
@@ -273,8 +275,15 @@ def config_from_state_dict(state: dict[str, Tensor], num_heads: int | None = Non
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     n = state["pos_embed"].shape[1] - 1 if "pos_embed" in state else 196
     hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
-    return ViTConfig(img_size=math.isqrt(n) * p, patch_size=p, in_channels=c, embed_dim=e, depth=depth,
-                     num_heads=num_heads or max(1, e // 64), mlp_ratio=mlp_ratio or hidden / e)
+    return ViTConfig(
+        img_size=math.isqrt(n) * p,
+        patch_size=p,
+        in_channels=c,
+        embed_dim=e,
+        depth=depth,
+        num_heads=num_heads or max(1, e // 64),
+        mlp_ratio=mlp_ratio or hidden / e,
+    )
 
 
 def load_encoder_state_dict(model: DGMEncoder, state: dict[str, Tensor]) -> list[str]:
@@ -296,8 +305,10 @@ def load_encoder_state_dict(model: DGMEncoder, state: dict[str, Tensor]) -> list
             ignored.append(key)
             continue
         if value.shape != own[name].shape:
-            raise ValueError(f"encoder weights do not fit this model: {key} has shape {tuple(value.shape)}, "
-                             f"the model's {name} is {tuple(own[name].shape)} (another ViT size?)")
+            raise ValueError(
+                f"encoder weights do not fit this model: {key} has shape {tuple(value.shape)}, "
+                f"the model's {name} is {tuple(own[name].shape)} (another ViT size?)"
+            )
         cleaned[name] = value
     missing = sorted(set(own) - set(cleaned) - {"pos_embed"})
     if missing:

@@ -33,12 +33,14 @@ class SegPreset:
 
 PRESETS: dict[str, SegPreset] = {
     "paper": SegPreset(
-        base=20, levels=5,
+        base=20,
+        levels=5,
         description="the MaskGen paper's UNet: base 20, 5 levels (20…320, bottleneck 640), 36.9M parameters; "
         "crops must be multiples of 32 (≥ 64). Meant for a GPU.",
     ),
     "cpu": SegPreset(
-        base=8, levels=4,
+        base=8,
+        levels=4,
         description="CPU-friendly: base 8, 4 levels (8…64, bottleneck 128), 1.5M parameters, about 7× less "
         "compute per voxel than 'paper'; crops must be multiples of 16 (≥ 32). For laptops and quick fine-tuning.",
     ),
@@ -60,11 +62,20 @@ class SegUNet(nn.Module):
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2 (background + one class), got {num_classes}")
         self.net = AnatomixUNet(
-            in_channels=in_channels, out_channels=num_classes, ngf=base, num_downs=levels,
-            norm="batch", pooling="max", upsample="nearest",
+            in_channels=in_channels,
+            out_channels=num_classes,
+            ngf=base,
+            num_downs=levels,
+            norm="batch",
+            pooling="max",
+            upsample="nearest",
         )
-        self._config = {"in_channels": int(in_channels), "num_classes": int(num_classes), "base": int(base),
-                        "levels": int(levels)}
+        self._config = {
+            "in_channels": int(in_channels),
+            "num_classes": int(num_classes),
+            "base": int(base),
+            "levels": int(levels),
+        }
 
     @classmethod
     def from_preset(cls, preset: str, in_channels: int, num_classes: int) -> SegUNet:

@@ -1,26 +1,33 @@
 """Registry of known anatomix weights and their resolution to a local file.
 
-Nothing here touches the network at import time; ``huggingface_hub`` is imported only when a download is
-actually attempted. Resolution order for a registry name (``"anatomix"``, ``"anatomix-dev"``):
+Nothing here touches the network at import time; ``huggingface_hub`` is imported only when a name has no
+hand-placed file. Resolution order for a registry name (``"anatomix"``, ``"anatomix-dev"``):
 
 1. a file placed by hand in the weights folder, named exactly like the hub file
    (``$DOMAINGEN_WEIGHTS_DIR`` or ``~/.cache/napari-domaingen/weights``; e.g. ``.../weights/anatomix.pth``);
-2. ``huggingface_hub.hf_hub_download`` into that same folder (honours ``HF_HUB_OFFLINE`` and returns an
-   already downloaded copy when offline).
+2. a copy already in that folder's ``huggingface_hub`` cache (looked up without any network access);
+3. ``huggingface_hub.hf_hub_download`` into that same folder, unless ``HF_HUB_OFFLINE`` is set, and only
+   after a single probe request to the hub answered within ``$DOMAINGEN_HUB_TIMEOUT`` seconds (default 2,
+   DNS resolution included).
 
-If neither works, :class:`WeightsUnavailableError` says which file to fetch, from where, and where to put it.
+If none works, :class:`WeightsUnavailableError` says which file to fetch, from where, and where to put it —
+within seconds when the hub cannot be reached (``huggingface_hub`` itself retries for ~25 s).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DomaingenError
+
 __all__ = [
+    "ENV_HUB_TIMEOUT",
     "ENV_WEIGHTS_DIR",
     "HF_REPO_ID",
     "REGISTRY",
@@ -30,6 +37,7 @@ __all__ = [
     "available_weights",
     "default_weights_dir",
     "get_spec",
+    "hub_unreachable_reason",
     "resolve_weights",
     "sha256_file",
     "verify_sha256",
@@ -39,6 +47,9 @@ __all__ = [
 ENV_WEIGHTS_DIR = "DOMAINGEN_WEIGHTS_DIR"
 #: Hugging Face hub repository of the anatomix authors.
 HF_REPO_ID = "neeldey/anatomix"
+#: Environment variable: seconds the hub reachability probe (DNS + TCP connect) may take before giving up.
+ENV_HUB_TIMEOUT = "DOMAINGEN_HUB_TIMEOUT"
+DEFAULT_HUB_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +127,7 @@ REGISTRY: dict[str, WeightsSpec] = {
 }
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(DomaingenError, RuntimeError):
     """The weights could not be found locally nor downloaded.
 
     Attributes: ``name`` (registry name), ``filename`` (hub file), ``repo_url``, ``expected_path`` (where a
@@ -137,7 +148,7 @@ class WeightsUnavailableError(RuntimeError):
         )
 
 
-class ChecksumMismatchError(ValueError):
+class ChecksumMismatchError(DomaingenError, ValueError):
     """A weights file's SHA-256 differs from the registry's."""
 
     def __init__(self, path: Path, expected: str, actual: str) -> None:
@@ -197,8 +208,10 @@ def resolve_weights(
     """Local path of a weights file.
 
     ``name_or_path``: an existing file (returned as is, no checksum) or a registry name. For a name, the
-    weights folder (``cache_dir``, else :func:`default_weights_dir`) is searched for the hub file name; then,
-    if ``allow_download``, the file is fetched with ``huggingface_hub`` into that folder. Raises
+    weights folder (``cache_dir``, else :func:`default_weights_dir`) is searched for the hub file name, then
+    its ``huggingface_hub`` cache (no network); then, if ``allow_download``, ``HF_HUB_OFFLINE`` is not set and
+    :func:`hub_unreachable_reason` finds the hub reachable, the file is fetched with ``huggingface_hub`` into
+    that folder. Raises
     :class:`WeightsUnavailableError` when it cannot be obtained, :class:`ChecksumMismatchError` when the
     registry has a checksum and the file does not match it, ``FileNotFoundError`` for a path that does not
     exist and is no registry name.
@@ -217,18 +230,77 @@ def resolve_weights(
     if by_hand.is_file():
         verify_sha256(by_hand, spec.sha256)
         return by_hand
-    if not allow_download:
-        raise WeightsUnavailableError(spec, by_hand, "not found locally and downloading is disabled")
-
     try:
-        from huggingface_hub import hf_hub_download
+        import huggingface_hub
     except ImportError as err:  # pragma: no cover - huggingface_hub is a dependency
         raise WeightsUnavailableError(spec, by_hand, f"huggingface_hub is not installed: {err}") from err
+    cached = huggingface_hub.try_to_load_from_cache(spec.repo_id, spec.filename, cache_dir=str(folder))
+    if isinstance(cached, str) and Path(cached).is_file():  # earlier download: no network needed
+        verify_sha256(cached, spec.sha256)
+        return Path(cached)
+    if not allow_download:
+        raise WeightsUnavailableError(spec, by_hand, "not found locally and downloading is disabled")
+    if _hub_offline():
+        raise WeightsUnavailableError(spec, by_hand, "not found locally and HF_HUB_OFFLINE is set")
+    unreachable = hub_unreachable_reason()
+    if unreachable is not None:
+        raise WeightsUnavailableError(spec, by_hand, f"not found locally and {unreachable}")
     try:
-        downloaded = hf_hub_download(repo_id=spec.repo_id, filename=spec.filename, cache_dir=str(folder))
+        downloaded = huggingface_hub.hf_hub_download(
+            repo_id=spec.repo_id, filename=spec.filename, cache_dir=str(folder)
+        )
     except Exception as err:  # offline, no network, HTTP errors, gated/missing repo, disk errors ...
         reason = f"download from the Hugging Face hub failed: {type(err).__name__}: {err}"
         raise WeightsUnavailableError(spec, by_hand, reason) from err
     path = Path(downloaded)
     verify_sha256(path, spec.sha256)
     return path
+
+
+def _hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set now, or when ``huggingface_hub`` was imported."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return env.strip().upper() in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_timeout() -> float:
+    try:
+        value = float(os.environ.get(ENV_HUB_TIMEOUT, DEFAULT_HUB_TIMEOUT))
+    except ValueError:
+        return DEFAULT_HUB_TIMEOUT
+    return value if value > 0 else DEFAULT_HUB_TIMEOUT
+
+
+def hub_unreachable_reason(endpoint: str | None = None, timeout: float | None = None) -> str | None:
+    """``None`` if the hub answers a ``HEAD`` request within ``timeout`` s, else a short reason why not.
+
+    ``endpoint`` defaults to the one ``huggingface_hub`` uses (``HF_ENDPOINT``). The request goes through
+    ``huggingface_hub``'s own HTTP session (same proxies, certificates, client factory) but without its
+    retries, in a daemon thread so that a hanging DNS lookup is cut off after ``timeout`` too. Any HTTP answer
+    below 500 counts as reachable; a 5xx (e.g. a proxy's 502) does not, since the library would retry it.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    endpoint = constants.ENDPOINT if endpoint is None else endpoint
+    timeout = _hub_timeout() if timeout is None else timeout
+    outcome: list[int | Exception] = []
+
+    def probe() -> None:
+        try:
+            outcome.append(get_session().head(endpoint, timeout=timeout, follow_redirects=False).status_code)
+        except Exception as err:
+            outcome.append(err)
+
+    thread = threading.Thread(target=probe, name="domaingen-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    what = f"the Hugging Face hub ({endpoint}) could not be reached"
+    if not outcome:
+        return f"{what} (no answer within {timeout:g} s; see {ENV_HUB_TIMEOUT})"
+    result = outcome[0]
+    if isinstance(result, Exception):
+        return f"{what}: {type(result).__name__}: {result}"
+    return f"{what}: it answered HTTP {result}" if result >= 500 else None

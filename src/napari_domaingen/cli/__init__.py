@@ -1,0 +1,59 @@
+"""``domaingen`` command line: the same core as the dock widgets, headless. One module per command, each with
+``add_parser(commands)`` and ``run(args) -> exit status``; output and errors go through :mod:`._report`.
+
+Commands:
+  demo       run the product on the plugin's sample data (NIfTI + PNG previews, a short MaskGen/ERM training and
+             segmentation, an anatomy/style swap of the histology pair); ``--gui`` opens napari instead.
+  train      train, fine-tune or resume a MaskGen (or ERM baseline) segmentation model on labelled NIfTI volumes.
+  segment    segment a NIfTI volume with such a model → labels (and probabilities) with the image's affine.
+  features   frozen anatomix features of a NIfTI volume → a 4D NIfTI (channels last) with the source affine.
+  compare    feature stability of two co-registered volumes (e.g. FLAIR vs T1): CKA, cosine map, RGB renderings.
+  info       header facts of a NIfTI file, a DICOM folder/zip (one block per series) or a DICOM file.
+  convert    a DICOM series (folder, zip or one of its files) → NIfTI with the right affine.
+  swap       DGM-DR anatomy/style swap of two 2D histology images: ANATOMY rendered with STYLE's stain look.
+  swap-train train, fine-tune or resume a DGM-DR anatomy/style model on 2D histology images.
+  pretrain-extractor
+             pretrain a stable 3D feature extractor on synthetic label ensembles (anatomix's recipe, small).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import DomaingenError
+from . import compare, convert, demo, features, info, pretrain, segment, swap, swap_train, train
+from ._report import report_error
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The command modules, in the order ``domaingen --help`` lists them.
+COMMANDS = (demo, train, segment, swap, swap_train, pretrain, features, compare, info, convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="domaingen",
+        description="Domain-generalisation tools for medical images (anatomix features, MaskGen, DGM-DR swap).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for module in COMMANDS:
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status (2 for an error, with one line saying what and where)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DomaingenError, ValueError, OSError) as error:  # our errors name the file and the problem
+        return report_error(args.command, error)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Options and input checks shared by several commands: the feature-extraction options, a 3D volume."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_feature_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that extracts features."""
+    from ..core.features import LAYER_DESCRIPTIONS
+
+    parser.add_argument("--weights", default="anatomix", help="registry name (anatomix, anatomix-dev) or a .pth path")
+    parser.add_argument(
+        "--layer",
+        choices=list(LAYER_DESCRIPTIONS),
+        default="final",
+        help="; ".join(f"{k}: {v}" for k, v in LAYER_DESCRIPTIONS.items()) + " (default: final)",
+    )
+    parser.add_argument(
+        "--normalisation",
+        choices=["auto", "instance", "unit", "none"],
+        default="auto",
+        help="auto: instance (per-channel z-score) for anatomix, unit (voxel-wise L2) for anatomix-dev",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 for anatomix where the hardware has fast bf16, else fp32",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=["auto", "whole", "sliding"],
+        default="auto",
+        help="auto: whole volume when it fits half the free memory, else sliding window",
+    )
+    parser.add_argument("--roi", type=int, default=128, help="sliding-window size in voxels (default: 128)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default: 0.25)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def number(parser: Any, flag: str, default: float, what: str, metavar: str | None = None) -> None:
+    """A numeric option of the type of ``default``, its help ending in ``(default: …)``."""
+    parser.add_argument(
+        flag, type=type(default), default=default, metavar=metavar, help=f"{what} (default: {default:g})"
+    )
+
+
+def feature_settings(args: argparse.Namespace):
+    from ..core.features import FeatureSettings
+
+    return FeatureSettings(
+        weights=args.weights,
+        layer=args.layer,
+        normalisation=args.normalisation,
+        device=args.device,
+        precision=args.precision,
+        strategy=args.strategy,
+        roi=args.roi,
+        overlap=args.overlap,
+    )
+
+
+def read_3d(path: str):
+    """A NIfTI volume that must be 3D (as an image, never as labels)."""
+    from ..io.nifti import read_nifti
+
+    volume = read_nifti(path, as_label=False)
+    if volume.data.ndim != 3:
+        raise ValueError(f"{path}: expected a 3D volume, got shape {volume.data.shape}")
+    return volume

@@ -1,0 +1,162 @@
+"""``domaingen swap``: DGM-DR anatomy/style swap of two 2D histology images: ANATOMY rendered with STYLE's stain
+look."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from ..core.swap import DEFAULT_OVERLAP
+
+    sw = commands.add_parser(
+        "swap",
+        help="anatomy/style swap (DGM-DR) of two 2D histology images",
+        description="Render the tissue (anatomy) of ANATOMY with the stain look (style) of STYLE, with a DGM-DR "
+        "anatomy/style model: the style of one patch of STYLE (--style-point) or its mean style (default). Any "
+        "image `domaingen` reads (PNG, JPEG, TIFF incl. 16-bit, RGBA, grayscale, SVS). Large images are tiled "
+        "with overlapping, Gaussian-blended tiles of the model's size. The output has ANATOMY's size.",
+    )
+    sw.add_argument("anatomy", metavar="ANATOMY", help="image whose tissue is kept")
+    sw.add_argument("style", metavar="STYLE", help="image whose stain look is applied")
+    sw.add_argument("--out", required=True, metavar="OUT.png", help="output image (.png, .tif, .jpg)")
+    sw.add_argument(
+        "--model",
+        default="default",
+        metavar="PATH",
+        help="anatomy/style model file (default: the shipped model, 'default')",
+    )
+    which = sw.add_mutually_exclusive_group()
+    which.add_argument(
+        "--style-point", metavar="Y,X", help="use the style of the patch under this pixel of STYLE (row, column)"
+    )
+    which.add_argument(
+        "--style", dest="style_mode", choices=["mean"], help="mean: the mean style over all of STYLE (default)"
+    )
+    sw.add_argument(
+        "--overlap",
+        type=float,
+        default=DEFAULT_OVERLAP,
+        help=f"tile overlap for images larger than a tile (default: {DEFAULT_OVERLAP:g})",
+    )
+    sw.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    sw.add_argument(
+        "--reconstructions",
+        action="store_true",
+        help="also write OUT_recon_anatomy / OUT_recon_style (each image from its own anatomy and style, "
+        "with their PSNR) and OUT_reverse (STYLE's anatomy with ANATOMY's mean style)",
+    )
+    sw.set_defaults(func=run)
+
+
+#: Output file types of ``swap`` (written by scikit-image; lossless except JPEG).
+_SWAP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def _style_point(text: str) -> tuple[float, float]:
+    """``"y,x"`` (pixels of the style image, row then column) → ``(y, x)``."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        y, x = float(parts[0]), float(parts[1])
+        if not (np.isfinite(y) and np.isfinite(x)):
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"--style-point expects 'y,x': the row and column of a pixel of the style image, e.g. "
+            f"--style-point 120,80; got {text!r}"
+        ) from None
+    return y, x
+
+
+def _load_swap(model: str, device: str):
+    """The swap model of ``--model`` on ``device``, with a hint at ``--model`` when the shipped one is missing."""
+    from ..core.device import resolve_device
+    from ..core.swap_model import DEFAULT_MODEL, load_swap_model
+
+    try:
+        return load_swap_model(model, resolve_device(device))
+    except FileNotFoundError as exc:
+        if model == DEFAULT_MODEL:
+            raise FileNotFoundError(f"{exc} (--model PATH)") from None
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..core.swap import encode, mean_style, point_style, reconstruct, render
+    from ..io.histology import read_histology
+    from ..io.preview import save_png
+
+    out = Path(args.out)
+    if out.suffix.lower() not in _SWAP_SUFFIXES:
+        raise ValueError(f"{out}: the output file name must end in {', '.join(_SWAP_SUFFIXES)}")
+    if out.resolve() in {Path(args.anatomy).resolve(), Path(args.style).resolve()}:
+        raise ValueError(f"{out}: --out must not overwrite an input image")
+    point = _style_point(args.style_point) if args.style_point else None
+    if not 0.0 <= args.overlap < 1.0:
+        raise ValueError(f"--overlap must be in [0, 1), got {args.overlap:g}")
+    images = {}
+    for role, path in (("anatomy", args.anatomy), ("style", args.style)):
+        image = read_histology(path)
+        if image.downsamples[0] != 1:
+            print(
+                f"note: {path} is too large to load whole; using it reduced {image.downsamples[0]:g}× "
+                f"({image.data.shape[0]} × {image.data.shape[1]} px)"
+            )
+        images[role] = image.data
+    if point is not None:
+        height, width = images["style"].shape[:2]
+        if not (0 <= point[0] < height and 0 <= point[1] < width):
+            raise ValueError(
+                f"--style-point {point[0]:g},{point[1]:g} lies outside the style image {args.style} "
+                f"({height} × {width} px; y must be in [0, {height}), x in [0, {width}))"
+            )
+    model = _load_swap(args.model, args.device)
+    patch = model.config.patch_size
+    for role, path in (("anatomy", args.anatomy), ("style", args.style)):
+        height, width = images[role].shape[:2]
+        if height < patch or width < patch:
+            raise ValueError(
+                f"{path}: the {role} image ({height} × {width} px) is smaller than one "
+                f"{patch} × {patch} patch of the model {model.name}"
+            )
+    print(f"Model: {model.describe()}")
+    big = max(image.shape[0] * image.shape[1] for image in images.values())
+    if big > 4 * 2**20:
+        print(
+            f"Encoding images of up to {big / 1e6:.0f} Mpx in {model.config.img_size} px tiles: this takes a while ...",
+            flush=True,
+        )
+    start = time.perf_counter()
+    anatomy = encode(model, images["anatomy"], args.overlap, name=f"anatomy image {args.anatomy}")
+    style_encoded = None
+    if point is None or args.reconstructions:
+        style_encoded = encode(model, images["style"], args.overlap, name=f"style image {args.style}")
+    if point is None:
+        style = mean_style(style_encoded)
+        how = f"the mean style of {args.style}"
+    else:
+        style = point_style(model, images["style"], *point)
+        how = f"the style of the patch at (y {point[0]:g}, x {point[1]:g}) of {args.style}"
+    written = [save_png(out, render(model, anatomy, style))]
+    print(f"wrote {out}: the anatomy of {args.anatomy} with {how} ({time.perf_counter() - start:.2f} s)")
+    if args.reconstructions:
+        from skimage.metrics import peak_signal_noise_ratio
+
+        stem = out.with_suffix("")
+        for label, path, encoded in (("anatomy", args.anatomy, anatomy), ("style", args.style, style_encoded)):
+            recon = reconstruct(model, encoded)
+            target = out.with_name(f"{stem.name}_recon_{label}{out.suffix}")
+            written.append(save_png(target, recon))
+            psnr = peak_signal_noise_ratio(images[label], recon, data_range=255)
+            print(f"wrote {target}: {path} re-synthesized from its own anatomy and style (PSNR {psnr:.2f} dB)")
+        reverse = out.with_name(f"{stem.name}_reverse{out.suffix}")
+        written.append(save_png(reverse, render(model, style_encoded, mean_style(anatomy))))
+        print(f"wrote {reverse}: the reverse swap, the anatomy of {args.style} with the mean style of {args.anatomy}")
+    return 0
