@@ -17,28 +17,22 @@ def add_feature_options(parser: argparse.ArgumentParser) -> None:
         default="final",
         help="; ".join(f"{k}: {v}" for k, v in LAYER_DESCRIPTIONS.items()) + " (default: final)",
     )
-    parser.add_argument(
-        "--normalisation",
-        choices=["auto", "instance", "unit", "none"],
-        default="auto",
-        help="auto: instance (per-channel z-score) for anatomix, unit (voxel-wise L2) for anatomix-dev",
-    )
+    norm = "auto: instance (per-channel z-score) for anatomix, unit (voxel-wise L2) for anatomix-dev"
+    choice(parser, "--normalisation", ["auto", "instance", "unit", "none"], norm)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
-    parser.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16"],
-        default="auto",
-        help="auto: bf16 for anatomix where the hardware has fast bf16, else fp32",
+    choice(
+        parser, "--precision", ["auto", "fp32", "bf16"], "auto: bf16 for anatomix where the hardware has it, else fp32"
     )
-    parser.add_argument(
-        "--strategy",
-        choices=["auto", "whole", "sliding"],
-        default="auto",
-        help="auto: whole volume when it fits half the free memory, else sliding window",
-    )
+    strategy = "auto: whole volume when it fits half the free memory, else sliding window"
+    choice(parser, "--strategy", ["auto", "whole", "sliding"], strategy)
     parser.add_argument("--roi", type=int, default=128, help="sliding-window size in voxels (default: 128)")
     parser.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default: 0.25)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def choice(parser: Any, flag: str, choices: list[str], what: str) -> None:
+    """An option taking one of ``choices``, the first being the default."""
+    parser.add_argument(flag, choices=choices, default=choices[0], help=what)
 
 
 def number(parser: Any, flag: str, default: float, what: str, metavar: str | None = None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import read_3d
+from ._options import choice, read_3d
 from ._report import ProgressPrinter
 
 
@@ -26,19 +26,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="also write the softmax probabilities (4D, one channel per class, channels last)",
     )
     seg.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (default: 0.5)")
-    seg.add_argument(
-        "--feature-mode",
-        choices=["auto", "shared", "per-window"],
-        default="auto",
-        help="shared: features of the whole volume once (fast); per-window: each window's own features, "
-        "as in the MaskGen code; auto (default): shared when they fit in half the free memory",
+    modes = (
+        "shared: features of the whole volume once (fast); per-window: each window's own features, as in the "
+        "MaskGen code; auto (default): shared when they fit in half the free memory"
     )
-    seg.add_argument(
-        "--ablate",
-        choices=["none", "image", "features"],
-        default="none",
-        help="zero the image or the feature channels (MaskGen only) to see what the model relies on",
-    )
+    choice(seg, "--feature-mode", ["auto", "shared", "per-window"], modes)
+    ablate = "zero the image or the feature channels (MaskGen only) to see what the model relies on"
+    choice(seg, "--ablate", ["none", "image", "features"], ablate)
     seg.add_argument(
         "--weights",
         metavar="PATH",

@@ -4,9 +4,8 @@ look."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
-
-import numpy as np
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -63,7 +62,7 @@ def _style_point(text: str) -> tuple[float, float]:
         if len(parts) != 2:
             raise ValueError
         y, x = float(parts[0]), float(parts[1])
-        if not (np.isfinite(y) and np.isfinite(x)):
+        if not (math.isfinite(y) and math.isfinite(x)):
             raise ValueError
     except ValueError:
         raise ValueError(

@@ -102,28 +102,38 @@ def sample_voxels(labels: np.ndarray, count: int, rng: np.random.Generator) -> n
 
 @dataclass(frozen=True)
 class PretrainSettings(LoopSettings):
-    """How to pretrain (the loop's own settings: :class:`~napari_domaingen.core.training.LoopSettings`; AdamW
-    ``lr`` 1e-3, ``weight_decay`` 1e-5, ``warmup`` 50 steps, gradients clipped to norm ``grad_clip`` 1).
-    ``ngf``/``out_channels``/``num_downs``: the AnatomixUNet (batch norm, max pooling, nearest upsampling);
-    ``crop``: label-map side in voxels (a multiple of ``2**num_downs``); ``batch_size`` label maps per step, two
-    views each; ``tissue_fraction``: share of label maps taken from MNI152 tissue (:func:`tissue_ensemble`), the
-    rest procedural (:func:`label_ensemble`); ``voxels``: voxels sampled per view for the loss; ``temperature``;
-    ``calibration_volumes``: whole-brain renders that re-estimate the batch-norm statistics at the end
-    (:func:`calibrate_batchnorm`; 0: keep the statistics of the training crops)."""
+    """How to pretrain: the loop's own settings (:class:`~napari_domaingen.core.training.LoopSettings`; AdamW
+    ``lr`` 1e-3, ``weight_decay`` 1e-5, ``warmup`` 50 steps, gradients clipped to norm ``grad_clip`` 1) and the
+    recipe's, each described above its field."""
 
+    #: training steps
     steps: int = 1000
+    #: AdamW learning rate and weight decay
     lr: float = 1e-3
     weight_decay: float = 1e-5
+    #: steps of linear warm-up before the cosine decay
     warmup: int = 50
+    #: gradients are clipped to this norm
     grad_clip: float = 1.0
+    #: the AnatomixUNet (batch norm, max pooling, nearest upsampling): channels of the first level,
     ngf: int = 8
+    #: feature channels out,
     out_channels: int = 16
+    #: and 2× poolings
     num_downs: int = 4
+    #: label-map side in voxels (a multiple of ``2**num_downs``)
     crop: int = 32
+    #: label maps per step, two views each
     batch_size: int = 2
+    #: share of label maps taken from MNI152 tissue (:func:`tissue_ensemble`), the rest procedural
+    #: (:func:`label_ensemble`)
     tissue_fraction: float = 0.5
+    #: voxels sampled per view for the contrastive loss
     voxels: int = 1024
+    #: of the supervised contrastive loss
     temperature: float = 0.1
+    #: whole-brain renders that re-estimate the batch-norm statistics at the end (:func:`calibrate_batchnorm`;
+    #: 0: keep the statistics of the training crops)
     calibration_volumes: int = 64
 
     def check(self) -> None:
