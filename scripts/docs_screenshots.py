@@ -2,6 +2,8 @@
 
 * ``docs/images/radiological_view.png`` — the brain sample (MNI152 T1 + tissue labels, opened as File ▸ Open
   Sample does) in the three 2D views napari offers, with the radiological convention this plugin sets.
+* ``docs/images/maskgen_train.png`` — the training panel of *MaskGen — train* after a short ERM run with a
+  validation pair on a region of the brain sample (loss, validation Dice, checkpoint and best-model lines).
 * ``docs/images/window_1080.png`` — a 1920 × 1080 napari window with *MaskGen — train* and *MaskGen — segment*
   docked beside the brain sample: the docks scroll instead of making the window taller than the screen.
 
@@ -11,6 +13,7 @@ Needs a display; on a headless machine: ``xvfb-run -s "-screen 0 1920x1080x24" p
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +80,37 @@ def window_1080(out: Path) -> None:
     viewer.close()
 
 
+def maskgen_train(out: Path, work: Path) -> None:
+    """The train dock after a short ERM run (no weights needed) on a region of the brain sample with a validation
+    pair: the loss curve, the validation Dice points, the checkpoint and best-model lines, the status."""
+    import time
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1080)
+    image, labels = viewer.open_sample(PLUGIN, "brain_mri")
+    region = (slice(40, 104), slice(60, 124), slice(40, 104))
+    image.data, labels.data = np.ascontiguousarray(image.data[region]), np.ascontiguousarray(labels.data[region])
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "MaskGen — train")
+    widget._method.value, widget._preset.value, widget._crop.value = "erm", "cpu", 32
+    widget._steps.value, widget._batch.value, widget._lr.value, widget._device.value = 24, 2, 3e-3, "cpu"
+    widget._checkpoint_every.value, widget._validate_every.value, widget._patience.value = 8, 4, 3
+    widget._val_image.value, widget._val_labels.value = image, labels
+    widget._output.value = work / "brain_erm.pt"
+    widget.start()
+    while widget.worker is None or widget.worker.is_running or not widget._start.enabled:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    for _ in range(20):
+        QApplication.processEvents()
+    panel = widget.training
+    panel.grab().save(str(out))
+    print(f"wrote {out}: {widget._status.value}")
+    viewer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(DOCS), help="folder for the PNG files (default: docs/images)")
@@ -85,6 +119,8 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     radiological_view(folder / "radiological_view.png")
     window_1080(folder / "window_1080.png")
+    with tempfile.TemporaryDirectory() as work:
+        maskgen_train(folder / "maskgen_train.png", Path(work))
 
 
 if __name__ == "__main__":

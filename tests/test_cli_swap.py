@@ -50,6 +50,10 @@ def _error(capsys, command: str) -> str:
 # ----------------------------------------------------------------------------------------------------- swap
 
 
+def _swap_command(anatomy, style, out, model, *options) -> list[str]:
+    return ["swap", str(anatomy), str(style), "--out", str(out), "--model", str(model), *options]
+
+
 def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
     from napari_domaingen.core.swap import swap_pair
 
@@ -58,23 +62,7 @@ def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
     outputs = {}
     for name, options in {"point": ["--style-point", "30,45"], "mean": ["--style", "mean"], "default": []}.items():
         out = tmp_path / f"out_{name}.png"
-        assert (
-            main(
-                [
-                    "swap",
-                    str(anatomy),
-                    str(style),
-                    "--out",
-                    str(out),
-                    "--model",
-                    str(tiny_model),
-                    "--device",
-                    "cpu",
-                    *options,
-                ]
-            )
-            == 0
-        )
+        assert main(_swap_command(anatomy, style, out, tiny_model, "--device", "cpu", *options)) == 0
         outputs[name] = imread(str(out))
         assert outputs[name].shape == (96, 80, 3) and outputs[name].dtype == np.uint8
     printed = capsys.readouterr().out
@@ -91,23 +79,7 @@ def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
 def test_swap_reconstructions(tmp_path, tiny_model, pair, capsys):
     anatomy, style = pair
     out = tmp_path / "sub" / "swapped.png"  # the folder is created
-    assert (
-        main(
-            [
-                "swap",
-                str(anatomy),
-                str(style),
-                "--out",
-                str(out),
-                "--model",
-                str(tiny_model),
-                "--reconstructions",
-                "--style-point",
-                "10,10",
-            ]
-        )
-        == 0
-    )
+    assert main(_swap_command(anatomy, style, out, tiny_model, "--reconstructions", "--style-point", "10,10")) == 0
     shapes = {
         "swapped.png": (96, 80, 3),
         "swapped_recon_anatomy.png": (96, 80, 3),

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
 
+from ..io.atomic import atomic_write_text
 from .layers import META_KEY
 
 ENV_VIEW = "DOMAINGEN_VIEW"
@@ -85,11 +85,7 @@ def set_view_convention(name: str, save: bool = True) -> None:
         path = _settings_path()
         settings = {**_read_settings(), "view": name}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
-            with os.fdopen(handle, "w") as file:
-                json.dump(settings, file, indent=2)
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(settings, indent=2))
         except OSError as err:
             raise OSError(f"{path}: cannot save the view setting ({err.strerror or err})") from None
     _session["view"] = name

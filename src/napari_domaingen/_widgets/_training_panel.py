@@ -20,7 +20,6 @@ The result's status line names the model file, the best model (with its score) a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,14 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.progress import Progress
 from ..core.training import FitResult, format_seconds
+from ..core.training_log import best_validation
 from ._jobs import JobFactory, JobRunner, cancelled_training_message, set_status, show_fraction, show_problem
 from ._layout import wrap_text
 from ._loss_plot import DEFAULT_LOSS_TOP, LossPlot
 
-__all__ = ["TrainingPanel", "best_validation", "result_summary"]
+__all__ = ["TrainingPanel", "result_summary"]
 
 STATUS_LINES = 3  # room reserved per status line: texts changing every step do not re-layout the window
-
-
-def best_validation(history: dict[str, list]) -> tuple[int, float] | None:
-    """``(step, score)`` of the best finite validation score of a run's history (the first of equal ones)."""
-    scores = [(int(s), float(v)) for s, v in history.get("val", []) if math.isfinite(float(v))]
-    return max(scores, key=lambda pair: pair[1]) if scores else None
 
 
 def result_summary(result: FitResult, score_label: str) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.progress import Progress, run
-from ..core.training import FitResult, LoopSettings, RunFiles, format_seconds, run_state
+from ..core.training import FitResult, LoopSettings, format_seconds, run_state
+from ..core.training_log import best_validation
 from ._options import number
 from ._report import TrainPrinter, file_state, interrupted
 
@@ -75,12 +76,14 @@ def loop_options(args: argparse.Namespace, steps: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Where a run reads from and writes to: ``out``; ``resume`` / ``init`` checkpoint (or ``None``); ``steps``."""
+    """Where a run reads from and writes to: ``out``; ``resume`` / ``init`` checkpoint (or ``None``); ``steps``;
+    ``stored``: the content of the resume / init checkpoint (read once, here)."""
 
     out: Path
     resume: Path | None
     init: str | None
     steps: int
+    stored: dict[str, Any] | None = None
 
 
 def plan_run(
@@ -97,18 +100,20 @@ def plan_run(
             resume = out
         else:
             print(f"Nothing to resume at {out} yet: starting a new run.")
+    stored = None
     if resume is not None:
-        state = run_state(read(resume), resume)
+        stored = read(resume)
+        state = run_state(stored, resume)
         where = f"; writing {out}, {resume} stays as it is" if out.resolve() != resume.resolve() else ""
         print(
             f"Resuming {resume} at step {state.step} of {state.steps} with the run's own settings (only --device, "
             f"--checkpoint-every, --validate-every, --patience and a larger --steps apply){where}"
         )
     if args.init:
-        read(Path(args.init))
+        stored = read(Path(args.init))
         print(f"Fine-tuning {args.init}: {fine_tune_note}")
     steps = args.steps if args.steps is not None else (1 if resume is not None else default_steps)
-    return RunPlan(out, resume, args.init, steps)
+    return RunPlan(out, resume, args.init, steps, stored)
 
 
 def fit_and_report(
@@ -132,10 +137,9 @@ def closing_lines(result: FitResult) -> list[str]:
         f"{result.steps_done} steps, final loss {result.final_loss:.4f}; {format_seconds(result.seconds)}"
         + (f"; stopped early: {result.stopped}" if result.stopped else "")
     ]
-    val = result.history.get("val", [])
-    if result.best is not None and val:
-        step, score = max((v for v in val if v[1] == v[1]), key=lambda v: v[1])
-        lines.append(f"best model (validation score {score:.4g} at step {step}): {result.best}")
-    if result.history_file is not None and RunFiles.of(result.checkpoint or result.history_file).history.exists():
+    best = best_validation(result.history)
+    if result.best is not None and best is not None:
+        lines.append(f"best model (validation score {best[1]:.4g} at step {best[0]}): {result.best}")
+    if result.history_file is not None and result.history_file.exists():
         lines.append(f"history (step, loss, lr, seconds, val_score): {result.history_file}")
     return lines

@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
         read_swap_file,
         "its encoder and normalisation, with the images, steps and lr given here",
     )
-    start = plan.resume or plan.init
-    config = ViTConfig(**read_swap_file(start)["config"]) if start is not None else PRESETS[args.preset]
+    config = ViTConfig(**plan.stored["config"]) if plan.stored is not None else PRESETS[args.preset]
     settings = SwapTrainSettings(
         preset=args.preset, batch_size=args.batch, num_mixes=args.mixes, **loop_options(args, plan.steps)
     )

@@ -139,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
         "its network, classes and feature extractor; the data, steps, lr and crop given here",
     )
     clip = tuple(args.clip) if args.clip else None
-    if plan.resume is not None or plan.init is not None:  # the model's own intensity scaling
-        recorded = read_model_file(plan.resume or plan.init)["spec"].get("clip_percentiles")
+    if plan.stored is not None:  # the model's own intensity scaling
+        recorded = plan.stored["spec"].get("clip_percentiles")
         clip = tuple(float(c) for c in recorded) if recorded else None
     class_names = tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else None
     settings = TrainSettings(

@@ -40,7 +40,7 @@ from ..errors import TrainingError
 from ..io.atomic import atomic_path
 from ..models.checkpoints import atomic_save
 from .progress import Cancelled, Progress
-from .training_log import RunFiles, StepClock, format_seconds, history_rows, write_history
+from .training_log import RunFiles, StepClock, format_seconds, write_history
 
 __all__ = [
     "FitResult",
@@ -315,13 +315,9 @@ def fit(
         "seconds": [],
         "val": [],
     }
-    for key in ("step", "seconds"):  # files from before these columns existed
-        history.setdefault(
-            key,
-            list(range(1, len(history.get("loss", [])) + 1))
-            if key == "step"
-            else [math.nan] * len(history.get("loss", [])),
-        )
+    count = len(history.get("loss", []))  # files from before the step and seconds columns existed
+    history.setdefault("step", list(range(1, count + 1)))
+    history.setdefault("seconds", [math.nan] * count)
     history.setdefault("val", [])
     if resumed_from is not None and state.best is not None:
         _copy_best(RunFiles.of(resumed_from).best, files.best)
@@ -463,4 +459,4 @@ def fit(
     return FitResult(written, best_written, files.history, state.step, steps, seconds, history, state.stopped)
 
 
-__all__ += ["history_rows", "settings_from_dict", "settings_to_dict"]
+__all__ += ["settings_from_dict", "settings_to_dict"]

@@ -23,7 +23,15 @@ from pathlib import Path
 
 from ..io.atomic import atomic_write_text
 
-__all__ = ["RunFiles", "StepClock", "format_seconds", "history_rows", "read_history", "write_history"]
+__all__ = [
+    "RunFiles",
+    "StepClock",
+    "best_validation",
+    "format_seconds",
+    "history_rows",
+    "read_history",
+    "write_history",
+]
 
 _FIRST = ("step", "loss", "lr", "seconds", "val_score")
 
@@ -57,6 +65,12 @@ def history_rows(history: dict[str, list]) -> list[dict[str, float]]:
             row["val_score"] = scores[int(step)]
         rows.append(row)
     return rows
+
+
+def best_validation(history: dict[str, list]) -> tuple[int, float] | None:
+    """``(step, score)`` of the best finite validation score of a run's history (the first of equal ones)."""
+    scores = [(int(s), float(v)) for s, v in history.get("val", []) if math.isfinite(float(v))]
+    return max(scores, key=lambda pair: pair[1]) if scores else None
 
 
 def _cell(value: float) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .nifti import Volume
 
 # Label colours (RGB, uint8) for values 1..; background stays black.
@@ -83,10 +84,11 @@ def rgb_montage(rgb: np.ndarray, spacing: tuple[float, float, float]) -> np.ndar
 
 
 def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    """Write an ``(H, W, 3)`` or ``(H, W)`` uint8 array as PNG."""
+    """Write an ``(H, W, 3)`` or ``(H, W)`` uint8 array as an image (format from the suffix: PNG, TIFF, JPEG),
+    atomically."""
     from skimage.io import imsave
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imsave(str(path), np.asarray(rgb, dtype=np.uint8), check_contrast=False)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        imsave(str(tmp), np.asarray(rgb, dtype=np.uint8), check_contrast=False)
     return path
