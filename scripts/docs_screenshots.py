@@ -4,6 +4,9 @@
   Sample does) in the three 2D views napari offers, with the radiological convention this plugin sets.
 * ``docs/images/maskgen_train.png`` — the training panel of *MaskGen — train* after a short ERM run with a
   validation pair on a region of the brain sample (loss, validation Dice, checkpoint and best-model lines).
+* ``docs/images/swap.png`` — *Anatomy / style swap* docked in a 1920 × 1080 window with the shipped model and its
+  default rendering options: the IHC sample (anatomy) and its H&E-like restain (style, mean tissue style); the
+  outputs moved beside their sources for the picture (the widget keeps them on their source grids).
 * ``docs/images/window_1080.png`` — a 1920 × 1080 napari window with *MaskGen — train* and *MaskGen — segment*
   docked beside the brain sample: the docks scroll instead of making the window taller than the screen.
 
@@ -80,6 +83,41 @@ def window_1080(out: Path) -> None:
     viewer.close()
 
 
+def swap(out: Path) -> None:
+    import time
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1920, 1080)
+    anatomy, style = viewer.open_sample(PLUGIN, "histology_pair")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Anatomy / style swap")
+    widget._anatomy.value, widget._style.value, widget._mode.value = anatomy, style, "mean"
+    widget.swap()
+    while widget.worker is None or widget.worker.is_running or widget.last_outcome is None:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    a, s = anatomy.name, style.name
+    rows = [
+        [anatomy, f"{a} reconstruction", f"{a} anatomy × {s} style"],
+        [style, f"{s} reconstruction", f"{s} anatomy × {a} style"],
+    ]
+    height, width = (1.05 * n * sc for n, sc in zip(anatomy.data.shape[:2], anatomy.scale))
+    for row, names in enumerate(rows):
+        for column, name in enumerate(names):
+            layer = name if not isinstance(name, str) else viewer.layers[name]
+            layer.translate = (row * height, column * width)
+    viewer.reset_view()
+    for _ in range(20):
+        QApplication.processEvents()
+    assert window.frameGeometry().height() <= 1080, window.frameGeometry()
+    window.grab().save(str(out))
+    print(f"wrote {out}: {widget._status.value}")
+    viewer.close()
+
+
 def maskgen_train(out: Path, work: Path) -> None:
     """The train dock after a short ERM run (no weights needed) on a region of the brain sample with a validation
     pair: the loss curve, the validation Dice points, the checkpoint and best-model lines, the status."""
@@ -119,6 +157,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     radiological_view(folder / "radiological_view.png")
     window_1080(folder / "window_1080.png")
+    swap(folder / "swap.png")
     with tempfile.TemporaryDirectory() as work:
         maskgen_train(folder / "maskgen_train.png", Path(work))
 

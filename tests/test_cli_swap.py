@@ -76,6 +76,31 @@ def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
     assert not (tmp_path / "out_mean_recon_anatomy.png").exists()
 
 
+def test_swap_rendering_options(tmp_path, tiny_model, pair, capsys):
+    from napari_domaingen.core.swap import swap_pair
+
+    anatomy, style = pair
+    a, s = imread(str(anatomy)), imread(str(style))
+    model = load_swap_model(tiny_model)
+    runs = {
+        "plain": (["--plain"], {"seamless": False, "detail": False, "tissue_only": False}),
+        "plain_overlap": (["--plain", "--overlap", "0.5"], {"seamless": False, "detail": False, "tissue_only": False}),
+        "no_detail": (["--no-detail"], {"detail": False}),
+        "single": (["--no-seamless", "--no-tissue-style"], {"seamless": False, "tissue_only": False}),
+        "fp32": (["--precision", "fp32"], {"precision": "fp32"}),
+    }
+    outputs = {}
+    for name, (options, expected) in runs.items():
+        out = tmp_path / f"{name}.png"
+        assert main(_swap_command(anatomy, style, out, tiny_model, "--device", "cpu", *options)) == 0
+        outputs[name] = imread(str(out))
+        overlap = 0.5 if name == "plain_overlap" else 0.25
+        assert np.array_equal(outputs[name], swap_pair(model, a, s, None, overlap=overlap, **expected)), name
+    printed = capsys.readouterr().out
+    assert "one tiling, overlap 0.5, no detail carry-over" in printed and "seamless, detail carried over" in printed
+    assert len({out.tobytes() for out in outputs.values()}) >= 4
+
+
 def test_swap_reconstructions(tmp_path, tiny_model, pair, capsys):
     anatomy, style = pair
     out = tmp_path / "sub" / "swapped.png"  # the folder is created
@@ -139,7 +164,8 @@ def test_swap_errors(tmp_path, tiny_model, pair, capsys, no_default_model):
         ([str(anatomy), str(style)], "shipped anatomy/style model is missing"),
         ([str(tiny), str(style), *model], "smaller than one 8 × 8 patch"),
         ([str(anatomy), str(tiny), *model], "smaller than one 8 × 8 patch"),
-        ([str(anatomy), str(style), *model, "--overlap", "1.5"], "--overlap must be in [0, 1)"),
+        ([str(anatomy), str(style), *model, "--plain", "--overlap", "1.5"], "--overlap must be in [0, 1)"),
+        ([str(anatomy), str(style), *model, "--overlap", "0.5"], "add --no-seamless (or --plain)"),
     ]
     for argv, message in cases:
         assert main(["swap", *argv, "--out", out]) == 2, argv

@@ -36,6 +36,31 @@ def test_the_three_losses():
     assert encoder.blocks[0].attn.qkv.weight.grad is not None and encoder.pos_embed.grad is None
 
 
+def test_the_stain_pair_losses_and_the_restained_crops(images, tmp_path):
+    from napari_domaingen.core.swap_training import restained, stain_pair_losses
+
+    source = CropSource(images, 64)
+    crops = source.sample(0, 3, 2)
+    other = restained(crops, 0, 3)
+    assert other.shape == crops.shape and torch.equal(other, restained(crops, 0, 3))  # seeded per step
+    assert not torch.equal(other, restained(crops, 0, 4))
+    assert (other - crops).abs().mean() > 0.02  # another stain
+    grey = [t.mean(1).flatten() for t in (crops, other)]
+    assert torch.corrcoef(torch.stack(grey))[0, 1].abs() > 0.5  # the same tissue
+    torch.manual_seed(0)
+    encoder = DGMEncoder(PRESETS["small"])
+    losses = stain_pair_losses(encoder, crops, other)
+    assert set(losses) == {"pair_anatomy", "pair_render"} and all(v > 0 for v in losses.values())
+    (losses["pair_anatomy"] + losses["pair_render"]).backward()
+    assert encoder.blocks[-1].mlp.fc2.weight.grad is not None
+    settings = SwapTrainSettings(steps=3, batch_size=2, num_mixes=1, warmup=1, stain_pairs=1.0, device="cpu")
+    result = run(train_swap(images, tmp_path / "pairs.pt", settings))
+    assert len(result.history["pair_render"]) == 3 and all(math.isfinite(v) for v in result.history["loss"])
+    assert read_swap_file(result.checkpoint)["training"]["settings"]["stain_pairs"] == 1.0
+    with pytest.raises(ValueError, match="stain-pair weight"):
+        SwapTrainSettings(stain_pairs=-1.0).check()
+
+
 def test_crops_are_seeded_per_step_and_pad_small_images(images):
     source = CropSource([images[0], images[0][:20, :30]], 64)
     assert source.sample(0, 5, 3).shape == (3, 3, 64, 64)

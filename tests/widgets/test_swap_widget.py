@@ -341,3 +341,34 @@ def test_grid_mode_shows_the_point_on_the_style_image(make_napari_viewer, qtbot,
     }
     grid.enabled = False  # the user's stride back, the point on top again
     assert grid.stride == 1 and viewer.layers[-1].name == "style point"
+
+
+@pytest.mark.slow
+def test_rendering_options_default_on_and_rerender_from_the_cache(make_napari_viewer, qtbot, tiny_model, crops):
+    viewer = make_napari_viewer()
+    _add_pair(viewer, crops)
+    widget = _widget(viewer, tiny_model)
+    assert widget._seamless.value and widget._detail.value and widget._tissue.value
+    assert not widget._overlap.enabled  # the overlap belongs to the single tiling
+    assert widget.options.row.native.parent() is not None  # in the dock, side by side
+    widget._mode.value = "mean"
+    widget._swap_button.native.click()
+    _wait(qtbot, widget)
+    layer = viewer.layers["ihc anatomy × he style"]
+    info = layer.metadata["domaingen"]["swap"]
+    assert info["seamless"] and info["detail"] and "seamless tilings, detail carried over" in widget._status.value
+    assert "mean style of 'he' (tissue)" in widget._status.value
+    first, before = layer.data.copy(), widget.last_outcome
+
+    widget._detail.value = False  # re-renders by itself from the cached encodings
+    _wait(qtbot, widget, before)
+    assert widget.last_outcome.encoded_now == 0 and not widget.last_outcome.request.detail
+    assert not np.array_equal(layer.data, first) and "no detail carry-over" in widget._status.value
+    assert not layer.metadata["domaingen"]["swap"]["detail"]
+
+    before = widget.last_outcome
+    widget._seamless.value = False  # another tiling: encoded again at the next Swap
+    assert widget._overlap.enabled and "press Swap" in widget._status.value
+    widget._swap_button.native.click()
+    _wait(qtbot, widget, before)
+    assert widget.last_outcome.encoded_now == 2 and "one tiling (overlap 0.25)" in widget._status.value

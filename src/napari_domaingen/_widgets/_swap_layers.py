@@ -363,6 +363,9 @@ def put_outputs(viewer: Any, outcome: Any, anatomy: Any, style: Any) -> str:
         "model": outcome.model.name,
         "device": request.device,
         "overlap": request.overlap,
+        "seamless": request.seamless,
+        "detail": request.detail,
+        "rendering": request.rendering(),
     }
     if request.what == "variants":
         assert outcome.variants is not None
@@ -382,4 +385,4 @@ def put_outputs(viewer: Any, outcome: Any, anatomy: Any, style: Any) -> str:
     for name, (rgb, role) in outcome.outputs.items():
         put_output(viewer, name, rgb, geometry_kwargs(anatomy if role == "anatomy" else style), entry)
     what = "swapped" if request.what == "all" else "re-rendered"
-    return f"{what} in {outcome.seconds:.2f} s: {entry['style_rule']}"
+    return f"{what} in {outcome.seconds:.2f} s: {entry['style_rule']}; {entry['rendering']}"

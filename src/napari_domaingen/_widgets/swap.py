@@ -5,8 +5,9 @@ the model just fine-tuned here) and a style rule (a point on the style image, th
 inside a painted region), and runs :mod:`napari_domaingen.core.swap` in a ``thread_worker``:
 :func:`~napari_domaingen.core.swap.encode` (the expensive part) once per layer and model, then
 :func:`~napari_domaingen.core.swap.render` for every output. Encodings are cached per layer (its identity, the
-``unique_id``, the identity of its data array, shape and dtype), model file and tile overlap, so moving the style
-point or repainting the region only re-renders the one output that depends on it.
+``unique_id``, the identity of its data array, shape and dtype), model file and tiling, so moving the style
+point, repainting the region or changing the detail / tissue options only re-renders.
+Rendering options: :mod:`._swap_options` (seamless tilings, detail carry-over, tissue style; all on by default).
 
 Outputs are RGB image layers, added or updated in place (by name), each on the grid of the image whose anatomy
 it shows (``scale``/``translate``/``affine`` and the ``metadata["domaingen"]`` entry of that layer; nothing is
@@ -28,12 +29,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QWidget
 
 from ..core.progress import Progress
-from ..core.swap import DEFAULT_OVERLAP, EncodedImage
+from ..core.swap import EncodedImage
 from ..core.swap_model import SwapModel
 from ..core.swap_training import SwapTrainResult
 from ._choices import grid_of, layer_key, same_layer
@@ -49,6 +50,7 @@ from ._swap_layers import (
     put_outputs,
 )
 from ._swap_model_choice import MODEL_CHOICES, ModelChoice  # noqa: F401 - MODEL_CHOICES: re-exported
+from ._swap_options import RenderOptions
 from .swap_finetune import DEFAULT_FINETUNE_OUTPUT, FinetunePanel
 from .swap_jobs import (
     DEFAULT_VARIANTS,
@@ -69,7 +71,7 @@ AUTO_RENDER_MS = 60  # point moves / paint strokes within this interval share on
 MAX_CACHED_ENCODINGS = 6
 STYLE_MODES = {
     "point": "point: the style of the patch under the 'style point' on the style image (click or drag it)",
-    "mean": "mean: the mean style of the whole style image",
+    "mean": "mean: the mean style of the style image's tissue (of all of it without 'tissue style')",
     "region": "region: the mean style inside the region painted in the 'style region' Labels layer",
 }
 
@@ -113,15 +115,8 @@ class SwapWidget(QWidget):
         )
         self.models = ModelChoice(self._models)
         self._model, self._model_file, self._device = self.models.model, self.models.model_file, self.models.device
-        self._overlap = FloatSpinBox(
-            label="tile overlap",
-            value=DEFAULT_OVERLAP,
-            min=0.0,
-            max=0.75,
-            step=0.05,
-            tooltip="fraction by which the model's tiles overlap (blended with a Gaussian "
-            "window, no seams); more overlap: slower encoding",
-        )
+        self.options = options = RenderOptions()
+        self._overlap, self._seamless, self._detail, self._tissue = options.overlap, options.seamless, *options.boxes
         self._model_info = self.models.info
 
         # ---- style and swap
@@ -175,6 +170,7 @@ class SwapWidget(QWidget):
                 self._model_file,
                 self._model_info,
                 self._device,
+                self.options.row,
                 self._overlap,
                 self._mode,
                 Container(widgets=[self._swap_button, self._cancel_button], layout="horizontal", labels=False),
@@ -205,6 +201,9 @@ class SwapWidget(QWidget):
         self._variants_button.changed.connect(self.variants)
         self._cancel_button.changed.connect(self.cancel)
         self._mode.changed.connect(self._on_mode)
+        self._seamless.changed.connect(self._on_tiling)
+        for box in (self._detail, self._tissue):
+            box.changed.connect(self._on_render_option)
         self._style.changed.connect(self._on_style_chosen)
         self._default_style()
         self._on_model()
@@ -330,7 +329,17 @@ class SwapWidget(QWidget):
             model_key, _, _ = self._model_key()
         except (OSError, ValueError):
             return None
-        return self._encodings.get((model_key, round(float(self._overlap.value), 4), _layer_key(layer)))
+        return self._encodings.get((model_key, self.options.tiling(), _layer_key(layer)))
+
+    def _on_tiling(self, _seamless: bool) -> None:
+        set_status(self._status, "tiling changed: press Swap to encode the images again")
+
+    def _on_render_option(self, _value: Any = None) -> None:
+        """Detail / tissue style changed: re-render everything from the cached encodings (if any)."""
+        anatomy, style = self._anatomy.value, self._style.value
+        cached = anatomy is not None and style is not None and self._cached(anatomy) and self._cached(style)
+        if cached and not self.runner.is_running:
+            self.swap()
 
     def _images(self) -> tuple[Any, Any]:
         """The anatomy and style layers; ``ValueError`` saying why one cannot be used."""
@@ -349,10 +358,10 @@ class SwapWidget(QWidget):
         except (OSError, ValueError) as err:
             show_problem(self._status, str(err))
             return None
-        overlap = round(float(self._overlap.value), 4)
+        tiling = self.options.tiling()
 
         def item(layer: Any, role: str) -> ImageInput:
-            key = (model_key, overlap, _layer_key(layer))
+            key = (model_key, tiling, _layer_key(layer))
             return ImageInput(role, layer.name, layer.data, key, self._encodings.get(key))
 
         request = SwapRequest(
@@ -364,10 +373,11 @@ class SwapWidget(QWidget):
             anatomy=item(anatomy, "anatomy"),
             style=item(style, "style"),
             mode=self._mode.value,
-            overlap=overlap,
+            overlap=0.0,
             count=int(self._count.value),
             seed=int(self._seed.value),
         )
+        self.options.fill(request)
         notes = [note for note in (input_note(anatomy, "anatomy"), input_note(style, "style")) if note]
         problem = self.pickers.pick_style(request, style, notes) if what != "variants" else None
         if problem is not None:

@@ -18,7 +18,13 @@ from ..core.swap_training import SwapTrainResult, SwapTrainSettings, train_swap
 
 DEFAULT_VARIANTS = 8
 ModelKey = tuple[str, int, int, str]  # (file, mtime_ns, size, device)
-CacheKey = tuple[ModelKey, float, tuple[Any, ...]]  # (model, overlap, layer key)
+TilingKey = tuple[Any, ...]  # ("seamless",) or ("plain", overlap)
+CacheKey = tuple[ModelKey, TilingKey, tuple[Any, ...]]  # (model, tiling, layer key)
+
+
+def tiling_key(seamless: bool, overlap: float) -> TilingKey:
+    """What an encoding depends on besides the model and the image: the tiling (the overlap only for plain)."""
+    return ("seamless",) if seamless else ("plain", round(float(overlap), 4))
 
 
 @dataclass
@@ -35,7 +41,8 @@ class ImageInput:
 @dataclass
 class SwapRequest:
     """What a swap run computes: ``what`` is ``"all"`` (4 outputs), ``"cross"`` (only A × S's style: the style
-    point / region changed) or ``"variants"``."""
+    point / region changed) or ``"variants"``; ``seamless``/``overlap``: the tiling; ``detail``: carry the
+    anatomy image's detail over; ``tissue_only``: mean styles over tissue patches (core.swap)."""
 
     what: str
     model_key: ModelKey
@@ -46,6 +53,9 @@ class SwapRequest:
     style: ImageInput
     mode: str
     overlap: float
+    seamless: bool = True
+    detail: bool = True
+    tissue_only: bool = True
     point: tuple[float, float] | None = None
     mask: np.ndarray | None = None
     count: int = DEFAULT_VARIANTS
@@ -60,7 +70,13 @@ class SwapRequest:
         if self.mode == "region":
             assert self.mask is not None
             return f"mean style of '{self.style.name}' inside the painted region ({int(self.mask.sum())} px)"
-        return f"mean style of '{self.style.name}'"
+        where = "tissue" if self.tissue_only else "whole image"
+        return f"mean style of '{self.style.name}' ({where})"
+
+    def rendering(self) -> str:
+        """The rendering options, in words."""
+        tiling = "seamless tilings" if self.seamless else f"one tiling (overlap {self.overlap:g})"
+        return f"{tiling}, {'detail carried over' if self.detail else 'no detail carry-over'}"
 
 
 @dataclass
@@ -110,7 +126,12 @@ def swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Prog
                 "message": f"encoding the {item.role} image '{item.name}' ({shape[0]} × {shape[1]} px)",
             }
             encoded = encode(
-                model, np.asarray(item.data), request.overlap, cancel=cancel, name=f"{item.role} image '{item.name}'"
+                model,
+                np.asarray(item.data),
+                request.overlap,
+                cancel=cancel,
+                name=f"{item.role} image '{item.name}'",
+                seamless=request.seamless,
             )
             encoded_now += 1
         encodings[item.key] = encoded
@@ -130,7 +151,7 @@ def swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Prog
                 "fraction": 0.7 + 0.3 * index / len(picks),
                 "message": f"rendering variant {index + 1}/{len(picks)}",
             }
-            frames.append(render(model, anatomy, vector))
+            frames.append(render(model, anatomy, vector, detail=request.detail))
             outcome.centres.append(centre)
         outcome.variants = np.stack(frames)
     else:
@@ -141,16 +162,19 @@ def swap_job(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Prog
         elif request.mode == "region":
             vector = mean_style(style, request.mask)
         else:
-            vector = mean_style(style)
+            vector = mean_style(style, tissue_only=request.tissue_only)
         if request.what == "all":
             outcome.outputs[f"{a_name} reconstruction"] = (reconstruct(model, anatomy), "anatomy")
             if len(inputs) == 2:
                 outcome.outputs[f"{s_name} reconstruction"] = (reconstruct(model, style), "style")
                 outcome.outputs[f"{s_name} anatomy × {a_name} style"] = (
-                    render(model, style, mean_style(anatomy)),
+                    render(model, style, mean_style(anatomy, tissue_only=request.tissue_only), detail=request.detail),
                     "style",
                 )
-        outcome.outputs[f"{a_name} anatomy × {s_name} style"] = (render(model, anatomy, vector), "anatomy")
+        outcome.outputs[f"{a_name} anatomy × {s_name} style"] = (
+            render(model, anatomy, vector, detail=request.detail),
+            "anatomy",
+        )
     outcome.seconds = time.perf_counter() - start
     return outcome
 

@@ -16,8 +16,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="anatomy/style swap (DGM-DR) of two 2D histology images",
         description="Render the tissue (anatomy) of ANATOMY with the stain look (style) of STYLE, with a DGM-DR "
         "anatomy/style model: the style of one patch of STYLE (--style-point) or its mean style (default). Any "
-        "image `domaingen` reads (PNG, JPEG, TIFF incl. 16-bit, RGBA, grayscale, SVS). Large images are tiled "
-        "with overlapping, Gaussian-blended tiles of the model's size. The output has ANATOMY's size.",
+        "image `domaingen` reads (PNG, JPEG, TIFF incl. 16-bit, RGBA, grayscale, SVS). By default the image is "
+        "rendered from two tilings whose patch grids are shifted by half a patch (no patch grid shows), the "
+        "anatomy image's fine detail is carried over, and the mean style is taken over STYLE's tissue; --plain "
+        "gives the DGM-DR paper's render. The output has ANATOMY's size (docs/swap.md).",
     )
     sw.add_argument("anatomy", metavar="ANATOMY", help="image whose tissue is kept")
     sw.add_argument("style", metavar="STYLE", help="image whose stain look is applied")
@@ -36,10 +38,39 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--style", dest="style_mode", choices=["mean"], help="mean: the mean style over all of STYLE (default)"
     )
     sw.add_argument(
+        "--seamless",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="blend two tilings with patch grids shifted by half a patch (default); --no-seamless: one tiling",
+    )
+    sw.add_argument(
+        "--detail",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="carry ANATOMY's fine detail over (grey optical density; default); --no-detail: the model's own render",
+    )
+    sw.add_argument(
+        "--tissue-style",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mean style over STYLE's tissue patches, not its glass (default); --no-tissue-style: over all patches",
+    )
+    sw.add_argument(
+        "--plain",
+        action="store_true",
+        help="the DGM-DR paper's render: --no-seamless --no-detail --no-tissue-style",
+    )
+    sw.add_argument(
         "--overlap",
         type=float,
-        default=DEFAULT_OVERLAP,
-        help=f"tile overlap for images larger than a tile (default: {DEFAULT_OVERLAP:g})",
+        default=None,
+        help=f"tile overlap of the single tiling (--no-seamless / --plain only; default: {DEFAULT_OVERLAP:g})",
+    )
+    sw.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="encoder arithmetic (default auto: bf16 on CPUs with AVX512-BF16/AMX and bf16 GPUs, else fp32)",
     )
     sw.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     sw.add_argument(
@@ -88,7 +119,7 @@ def _load_swap(model: str, device: str):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..core.swap import encode, mean_style, point_style, reconstruct, render
+    from ..core.swap import DEFAULT_OVERLAP, encode, mean_style, point_style, reconstruct, render
     from ..io.histology import read_histology
     from ..io.preview import save_png
 
@@ -98,8 +129,13 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() in {Path(args.anatomy).resolve(), Path(args.style).resolve()}:
         raise ValueError(f"{out}: --out must not overwrite an input image")
     point = _style_point(args.style_point) if args.style_point else None
-    if not 0.0 <= args.overlap < 1.0:
-        raise ValueError(f"--overlap must be in [0, 1), got {args.overlap:g}")
+    if args.plain:
+        args.seamless = args.detail = args.tissue_style = False
+    if args.overlap is not None and args.seamless:
+        raise ValueError("--overlap sets the single tiling's overlap: add --no-seamless (or --plain)")
+    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"--overlap must be in [0, 1), got {overlap:g}")
     images = {}
     for role, path in (("anatomy", args.anatomy), ("style", args.style)):
         image = read_histology(path)
@@ -133,18 +169,26 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     start = time.perf_counter()
-    anatomy = encode(model, images["anatomy"], args.overlap, name=f"anatomy image {args.anatomy}")
+    options = {"precision": args.precision}
+    anatomy = encode(
+        model, images["anatomy"], overlap, name=f"anatomy image {args.anatomy}", seamless=args.seamless, **options
+    )
     style_encoded = None
-    if point is None or args.reconstructions:
-        style_encoded = encode(model, images["style"], args.overlap, name=f"style image {args.style}")
+    if point is None or args.reconstructions:  # a mean style alone needs no seamless tilings of STYLE
+        tiling = args.seamless and args.reconstructions
+        style_encoded = encode(
+            model, images["style"], overlap, name=f"style image {args.style}", seamless=tiling, **options
+        )
     if point is None:
-        style = mean_style(style_encoded)
-        how = f"the mean style of {args.style}"
+        style = mean_style(style_encoded, tissue_only=args.tissue_style)
+        how = f"the mean style of {args.style}'s {'tissue' if args.tissue_style else 'patches'}"
     else:
-        style = point_style(model, images["style"], *point)
+        style = point_style(model, images["style"], *point, **options)
         how = f"the style of the patch at (y {point[0]:g}, x {point[1]:g}) of {args.style}"
-    written = [save_png(out, render(model, anatomy, style))]
-    print(f"wrote {out}: the anatomy of {args.anatomy} with {how} ({time.perf_counter() - start:.2f} s)")
+    written = [save_png(out, render(model, anatomy, style, detail=args.detail))]
+    rendering = f"{'seamless' if args.seamless else f'one tiling, overlap {overlap:g}'}, "
+    rendering += f"{'detail carried over' if args.detail else 'no detail carry-over'}, {anatomy.precision}"
+    print(f"wrote {out}: the anatomy of {args.anatomy} with {how} ({rendering}; {time.perf_counter() - start:.2f} s)")
     if args.reconstructions:
         from skimage.metrics import peak_signal_noise_ratio
 
@@ -156,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
             psnr = peak_signal_noise_ratio(images[label], recon, data_range=255)
             print(f"wrote {target}: {path} re-synthesized from its own anatomy and style (PSNR {psnr:.2f} dB)")
         reverse = out.with_name(f"{stem.name}_reverse{out.suffix}")
-        written.append(save_png(reverse, render(model, style_encoded, mean_style(anatomy))))
+        reverse_style = mean_style(anatomy, tissue_only=args.tissue_style)
+        written.append(save_png(reverse, render(model, style_encoded, reverse_style, detail=args.detail)))
         print(f"wrote {reverse}: the reverse swap, the anatomy of {args.style} with the mean style of {args.anatomy}")
     return 0

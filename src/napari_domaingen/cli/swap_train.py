@@ -48,6 +48,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=d.num_mixes,
         help=f"style mixes per image and step (default: {d.num_mixes}, as the paper)",
     )
+    st.add_argument(
+        "--stain-pairs",
+        type=float,
+        default=d.stain_pairs,
+        metavar="WEIGHT",
+        help="weight of the stain-pair losses (ours, not the paper's: each crop re-stained at random must keep its "
+        "anatomy tokens and render in the other stain with the other's styles; the shipped model used 1) "
+        f"(default: {d.stain_pairs:g}, the paper's losses only)",
+    )
     st.set_defaults(func=run)
 
 
@@ -89,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
     )
     config = ViTConfig(**plan.stored["config"]) if plan.stored is not None else PRESETS[args.preset]
     settings = SwapTrainSettings(
-        preset=args.preset, batch_size=args.batch, num_mixes=args.mixes, **loop_options(args, plan.steps)
+        preset=args.preset,
+        batch_size=args.batch,
+        num_mixes=args.mixes,
+        stain_pairs=args.stain_pairs,
+        **loop_options(args, plan.steps),
     )
     settings.check()
     print(f"Reading {len(args.images)} training and {len(args.val)} validation image(s) ...", flush=True)

@@ -1,38 +1,42 @@
-"""Anatomy / style swap (DGM-DR): encode → split → mix → synthesize, on whole images of any size.
+"""Anatomy / style swap (DGM-DR) on whole images: styles, rendering, the detail carry-over.
 
-An image is cut into overlapping tiles of the model's size (MONAI ``dense_patch_slices``, overlap 0.25 by default),
-each tile is encoded once (:func:`encode` → :class:`EncodedImage`, anatomy and style tokens per tile), and any
-rendering re-synthesizes the tiles from anatomy tokens and a style, de-normalises them and blends them with
-MONAI's Gaussian importance map (no seams). Encoding is the expensive part; rendering another style for an
-already encoded image costs only the synthesis, so changing the style patch is interactive.
+:func:`~napari_domaingen.core.swap_encoding.encode` keeps the anatomy and style tokens of every tile of an image
+(seamless tilings by default); :func:`render` re-synthesizes the tiles from anatomy tokens and a style,
+de-normalises and blends them. Rendering another style for an encoded image costs only the synthesis, so changing
+the style is interactive.
 
 Styles (what goes into the characteristics half of every patch):
 
 * :func:`style_at` — the style vector of the patch under a point of the style image, broadcast to every patch
-  (the paper's mixing);
-* :func:`mean_style` — the mean style over an image, or over a region (boolean mask);
+  (the paper's mixing); :func:`point_style` encodes only the tile around the point;
+* :func:`mean_style` — the mean style over the image's tissue patches (default; glass left out), over all its
+  patches, or over a region (boolean mask);
 * position-wise — :func:`render` with ``style=`` another :class:`EncodedImage` of the same size (aligned images);
 * the image's own styles — :func:`reconstruct`.
 
-Input images (:func:`as_rgb`): ``(Y, X, 3)`` RGB, ``(Y, X, 4)`` RGBA (composited on white), ``(Y, X)`` or
-``(Y, X, 1)`` grayscale (repeated into three channels: the model only knows colour images, so the result is a
-colour rendering of grey tissue), any integer depth (8-bit, 16-bit by its effective bit depth), floats in [0, 1].
-Images smaller than one patch are refused; images smaller than a tile are padded by reflection and cropped back.
+**Detail carry-over** (``render(..., detail=True)``, the default for swaps): the rank-limited synthesizer loses fine
+detail, and a style broadcast to every patch leaves a faint texture that repeats with the patch. The render's
+colours are kept and the structure is taken from the anatomy image with a guided filter in optical density
+(:func:`~napari_domaingen.core.detail.carry_detail`: per 33 px window, each channel is the affine function of the
+anatomy image's grey optical density that best fits the render). ``detail=False`` gives the model's own render.
+
 Outputs: ``(Y, X, 3)`` uint8, the input's size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..models.dgm import split_tokens, synthesize
+from ..models.dgm import synthesize
+from .detail import carry_detail
+from .swap_encoding import DEFAULT_OVERLAP, EncodedImage, Precision, as_rgb, encode, patch_window
 from .swap_model import SwapModel
 
 __all__ = [
+    "DEFAULT_OVERLAP",
     "EncodedImage",
     "as_rgb",
     "encode",
@@ -45,135 +49,9 @@ __all__ = [
     "swap_pair",
 ]
 
-DEFAULT_OVERLAP = 0.25
-_TILE_BATCH = 32
-
-
-def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """``(Y, X, 3)`` float32 in [0, 1] from RGB, RGBA, grayscale, 8/16-bit or float input (module docstring).
-
-    Raises ``ValueError`` naming ``name`` for other shapes, NaN/inf values, or an empty image.
-    """
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"{name}: expected a 2D RGB, RGBA or grayscale image (Y, X[, 3|4]), got shape {array.shape}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name}: the image is empty ({array.shape[0]} × {array.shape[1]} px)")
-    if array.dtype == bool:
-        values = array.astype(np.float32)
-    elif np.issubdtype(array.dtype, np.integer):
-        top = float(max(int(array.max()), 0))
-        bits = max(8, int(np.ceil(np.log2(top + 1))) if top > 0 else 8)
-        values = np.clip(array.astype(np.float32), 0, None) / float(2**bits - 1)
-    else:
-        values = array.astype(np.float32)
-        if not np.isfinite(values).all():
-            raise ValueError(f"{name}: the image holds NaN or infinite values")
-        low, high = float(values.min()), float(values.max())
-        if low < 0.0 or high > 1.0:
-            values = (values - low) / max(high - low, 1e-12)
-    if values.shape[-1] == 4:
-        alpha = values[..., 3:]
-        values = values[..., :3] * alpha + (1.0 - alpha)
-    return np.ascontiguousarray(values[..., :3], dtype=np.float32)
-
-
-@dataclass
-class EncodedImage:
-    """Tokens of every tile of an image.
-
-    ``shape``: the image's ``(Y, X)``; ``padded``: the tiled canvas ``(Y', X')`` (≥ one tile per side);
-    ``origins``: ``(T, 2)`` top-left pixel of each tile; ``anatomy``/``style``: ``(T, P, E/2)`` float32 (CPU);
-    ``tile``: tile side in px; ``patch``: patch side in px.
-    """
-
-    shape: tuple[int, int]
-    padded: tuple[int, int]
-    origins: np.ndarray
-    anatomy: torch.Tensor
-    style: torch.Tensor
-    tile: int
-    patch: int
-
-    @property
-    def grid(self) -> int:
-        return self.tile // self.patch
-
-    def patch_index(self, y: float, x: float) -> tuple[int, int]:
-        """``(tile, patch)`` whose patch holds pixel ``(y, x)``, taking the tile whose centre is nearest (most
-        context around the point)."""
-        y = min(max(float(y), 0.0), self.shape[0] - 1)
-        x = min(max(float(x), 0.0), self.shape[1] - 1)
-        centres = self.origins + self.tile / 2
-        tile = int(np.argmin(((centres - np.array([y, x])) ** 2).sum(axis=1)))
-        row = int((y - self.origins[tile, 0]) // self.patch)
-        col = int((x - self.origins[tile, 1]) // self.patch)
-        return tile, row * self.grid + col
-
-    def patch_centres(self, tile: int) -> np.ndarray:
-        """``(P, 2)`` pixel centres (y, x) of the patches of ``tile`` in image coordinates."""
-        index = np.arange(self.grid)
-        rows, cols = np.meshgrid(index, index, indexing="ij")
-        centres = np.stack([rows.ravel(), cols.ravel()], axis=1) * self.patch + self.patch / 2
-        return centres + self.origins[tile]
-
-
-def _tiles(size: tuple[int, int], tile: int, overlap: float) -> np.ndarray:
-    from monai.data.utils import dense_patch_slices, get_valid_patch_size
-
-    roi = get_valid_patch_size(size, (tile, tile))
-    interval = tuple(max(1, int(r * (1 - overlap))) for r in roi)
-    slices = dense_patch_slices(size, roi, interval)
-    return np.array([[s[0].start, s[1].start] for s in slices], dtype=np.int64)
-
-
-def encode(
-    model: SwapModel,
-    image: np.ndarray,
-    overlap: float = DEFAULT_OVERLAP,
-    cancel: Callable[[], bool] | None = None,
-    name: str = "image",
-) -> EncodedImage:
-    """Encode every tile of ``image`` (any input :func:`as_rgb` takes) → :class:`EncodedImage`."""
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"tile overlap must be in [0, 1), got {overlap}")
-    rgb = as_rgb(image, name)
-    config = model.config
-    tile, patch = config.img_size, config.patch_size
-    height, width = rgb.shape[:2]
-    if height < patch or width < patch:
-        raise ValueError(f"{name}: {height} × {width} px is smaller than one {patch} × {patch} patch of the model")
-    pad = (max(0, tile - height), max(0, tile - width))
-    canvas = np.pad(rgb, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="symmetric") if any(pad) else rgb
-    origins = _tiles(canvas.shape[:2], tile, overlap)
-    tensor = torch.from_numpy(canvas).permute(2, 0, 1)[None]
-    anatomy, style = [], []
-    with torch.inference_mode():
-        for start in range(0, len(origins), _TILE_BATCH):
-            if cancel is not None and cancel():
-                from .progress import Cancelled
-
-                raise Cancelled("encoding cancelled")
-            batch = torch.cat(
-                [tensor[:, :, y : y + tile, x : x + tile] for y, x in origins[start : start + _TILE_BATCH]]
-            )
-            tokens = model.encoder(model.normalise(batch.to(model.device)))
-            a, s = split_tokens(tokens)
-            anatomy.append(a.float().cpu())
-            style.append(s.float().cpu())
-    return EncodedImage(
-        shape=(height, width),
-        padded=canvas.shape[:2],
-        origins=origins,
-        anatomy=torch.cat(anatomy),
-        style=torch.cat(style),
-        tile=tile,
-        patch=patch,
-    )
+_TILE_BATCH = 64
+#: a patch counts as tissue for the mean style when at least this share of its pixels is tissue
+TISSUE_SHARE = 0.5
 
 
 def style_at(encoded: EncodedImage, y: float, x: float) -> torch.Tensor:
@@ -182,31 +60,54 @@ def style_at(encoded: EncodedImage, y: float, x: float) -> torch.Tensor:
     return encoded.style[tile, index].clone()
 
 
-def mean_style(encoded: EncodedImage, mask: np.ndarray | None = None) -> torch.Tensor:
-    """Mean style vector ``(E/2,)`` over the image's patches, or over those whose centre lies in ``mask`` ``(Y, X)``.
+def _patch_shares(mask: np.ndarray, centres: np.ndarray, patch: int) -> np.ndarray:
+    """Share of ``mask`` pixels in the ``patch``-px square around each of ``centres`` ``(N, 2)`` (clipped to the
+    image), from a summed-area table."""
+    table = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    half = patch // 2
+    y0 = np.clip(np.floor(centres[:, 0]).astype(int) - half, 0, mask.shape[0])
+    x0 = np.clip(np.floor(centres[:, 1]).astype(int) - half, 0, mask.shape[1])
+    y1, x1 = np.clip(y0 + patch, 0, mask.shape[0]), np.clip(x0 + patch, 0, mask.shape[1])
+    area = np.maximum((y1 - y0) * (x1 - x0), 1)
+    return (table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]) / area
 
-    Each image position counts once: a patch is used from the tile nearest to it (the rule of
-    :meth:`EncodedImage.patch_index`), so overlapping tiles are not counted twice, and patches of the mirrored
-    padding of small images are left out.
+
+def mean_style(encoded: EncodedImage, mask: np.ndarray | None = None, tissue_only: bool = True) -> torch.Tensor:
+    """Mean style vector ``(E/2,)`` over the image's patches.
+
+    ``mask`` ``(Y, X)`` bool: the patches whose centre lies in it (a drawn region). Without a mask and with
+    ``tissue_only``: the patches at least half tissue (:mod:`~napari_domaingen.core.tissue`), so the glass around
+    the tissue does not dilute the stain's look; all patches when none is. Each image position counts once: a
+    patch is taken from the first tiling, from the tile nearest to it, and patches of the mirrored padding are
+    left out.
     """
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != encoded.shape:
             raise ValueError(f"the region mask is {mask.shape}, the image {encoded.shape}")
-    tile_centres = encoded.origins + encoded.tile / 2
-    chosen = []
-    for tile in range(len(encoded.origins)):
-        centres = encoded.patch_centres(tile)
+    tiles = encoded.first_tiling()
+    tile_centres = encoded.origins[tiles] - encoded.margin + encoded.tile / 2
+    chosen, centres_kept = [], []
+    for position, tile in enumerate(tiles):
+        centres = encoded.patch_centres(int(tile))
         nearest = np.argmin(((centres[:, None, :] - tile_centres[None]) ** 2).sum(-1), axis=1)
-        pixel = np.floor(centres).astype(int)
-        keep = (nearest == tile) & (pixel[:, 0] < encoded.shape[0]) & (pixel[:, 1] < encoded.shape[1])
+        inside = (centres[:, 0] >= 0) & (centres[:, 1] >= 0)
+        inside &= (centres[:, 0] < encoded.shape[0]) & (centres[:, 1] < encoded.shape[1])
+        keep = (nearest == position) & inside
         if mask is not None:
-            keep[keep] = mask[pixel[keep, 0], pixel[keep, 1]]
+            pixel = np.floor(centres[keep]).astype(int)
+            keep[keep] = mask[pixel[:, 0], pixel[:, 1]]
         if keep.any():
-            chosen.append(encoded.style[tile][torch.from_numpy(keep)])
+            chosen.append(encoded.style[int(tile)][torch.from_numpy(keep)])
+            centres_kept.append(centres[keep])
     if not chosen:
         raise ValueError("the region covers no patch centre of the style image; draw a larger region")
-    return torch.cat(chosen).mean(0)
+    styles = torch.cat(chosen)
+    if mask is None and tissue_only and encoded.tissue is not None:
+        shares = _patch_shares(encoded.tissue, np.concatenate(centres_kept), encoded.patch)
+        if (shares >= TISSUE_SHARE).any():
+            styles = styles[torch.from_numpy(shares >= TISSUE_SHARE)]
+    return styles.mean(0)
 
 
 def random_styles(encoded: EncodedImage, count: int, seed: int = 0) -> list[tuple[torch.Tensor, tuple[int, int]]]:
@@ -219,49 +120,90 @@ def random_styles(encoded: EncodedImage, count: int, seed: int = 0) -> list[tupl
     return out
 
 
+def _styles_for(anatomy: EncodedImage, style: torch.Tensor | EncodedImage | None) -> torch.Tensor:
+    """``(T, P or 1, E/2)`` styles for every tile of ``anatomy``."""
+    if isinstance(style, EncodedImage):
+        same = style.shape == anatomy.shape and style.tile == anatomy.tile and style.seamless == anatomy.seamless
+        if not same or not np.array_equal(style.origins, anatomy.origins):
+            raise ValueError(
+                f"a position-wise swap needs images of the same size, encoded alike: {anatomy.shape} vs {style.shape}"
+            )
+        return style.style
+    if style is None:
+        return anatomy.style
+    if style.shape != (anatomy.anatomy.shape[-1],):
+        raise ValueError(f"a style vector of {anatomy.anatomy.shape[-1]} values is needed, got {tuple(style.shape)}")
+    return style.reshape(1, 1, -1).expand(len(anatomy.origins), 1, -1)
+
+
+def _synthesized(model: SwapModel, encoded: EncodedImage, styles: torch.Tensor, tiles: np.ndarray) -> torch.Tensor:
+    """``(len(tiles), 3, T, T)`` float32 in [0, 1]: the de-normalised synthesis of the given tiles."""
+    config, out = model.config, []
+    with torch.inference_mode():
+        for start in range(0, len(tiles), _TILE_BATCH):
+            part = torch.from_numpy(tiles[start : start + _TILE_BATCH])
+            pixels = synthesize(encoded.anatomy[part], styles[part], config.in_channels, config.patch_size)
+            out.append(model.denormalise(pixels).cpu())
+    return torch.cat(out)
+
+
+def _blend(model: SwapModel, encoded: EncodedImage, styles: torch.Tensor) -> torch.Tensor:
+    """``(3, Y, X)`` float32 in [0, 1]: every tile synthesized, de-normalised and blended, cropped to the image.
+
+    Seamless: each tiling is a regular grid of abutting tiles, laid out a band of tile rows at a time by one
+    reshape; plain: tile by tile, a batch at a time."""
+    from monai.data.utils import compute_importance_map
+
+    tile, m, (height, width) = encoded.tile, encoded.margin, encoded.shape
+    canvas = torch.zeros(3, *encoded.padded)
+    total = torch.zeros(1, *encoded.padded)
+    if encoded.seamless:
+        window = patch_window(tile, encoded.patch)
+        for tiling in np.unique(encoded.grids):
+            tiles = np.flatnonzero(encoded.grids == tiling)  # row-major
+            cols = len(np.unique(encoded.origins[tiles, 1]))
+            grid = tiles.reshape(-1, cols)
+            band = max(1, _TILE_BATCH * 4 // cols)
+            for first in range(0, len(grid), band):
+                rows = grid[first : first + band]
+                pixels = _synthesized(model, encoded, styles, rows.ravel()) * window
+                mosaic = pixels.reshape(len(rows), cols, 3, tile, tile).permute(2, 0, 3, 1, 4)
+                y, x = encoded.origins[rows[0, 0]]
+                where = (slice(None), slice(y, y + len(rows) * tile), slice(x, x + cols * tile))
+                canvas[where] += mosaic.reshape(3, len(rows) * tile, -1)
+                total[where] += window.repeat(len(rows), cols)
+        return (canvas / total.clamp_min(1e-12))[:, m : m + height, m : m + width]
+    weight = compute_importance_map((tile, tile), mode="gaussian", sigma_scale=0.125, device="cpu")
+    for start in range(0, len(encoded.origins), _TILE_BATCH):
+        tiles = np.arange(start, min(start + _TILE_BATCH, len(encoded.origins)))
+        for (y, x), pixels in zip(encoded.origins[tiles], _synthesized(model, encoded, styles, tiles) * weight):
+            canvas[:, y : y + tile, x : x + tile] += pixels
+            total[:, y : y + tile, x : x + tile] += weight
+    return (canvas / total.clamp_min(1e-12))[:, m : m + height, m : m + width]
+
+
 def render(
     model: SwapModel,
     anatomy: EncodedImage,
     style: torch.Tensor | EncodedImage | None = None,
+    detail: bool = True,
 ) -> np.ndarray:
     """``(Y, X, 3)`` uint8: ``anatomy``'s tiles synthesized with ``style`` and blended.
 
     ``style``: a vector ``(E/2,)`` broadcast to every patch; an :class:`EncodedImage` of the same size
-    (position-wise swap); ``None``: the image's own styles (reconstruction).
+    (position-wise swap); ``None``: the image's own styles (the reconstruction, never detail-corrected).
+    ``detail``: carry the anatomy image's fine detail over (module docstring).
     """
-    from monai.data.utils import compute_importance_map
-
-    config = model.config
-    if isinstance(style, EncodedImage):
-        if style.shape != anatomy.shape or style.tile != anatomy.tile:
-            raise ValueError(f"a position-wise swap needs images of the same size: {anatomy.shape} vs {style.shape}")
-        styles: torch.Tensor = style.style
-    elif style is None:
-        styles = anatomy.style
-    else:
-        if style.shape != (anatomy.anatomy.shape[-1],):
-            raise ValueError(
-                f"a style vector of {anatomy.anatomy.shape[-1]} values is needed, got {tuple(style.shape)}"
-            )
-        styles = style.reshape(1, 1, -1).expand(len(anatomy.origins), 1, -1)
-    tile = anatomy.tile
-    weight = compute_importance_map((tile, tile), mode="gaussian", sigma_scale=0.125, device="cpu")
-    canvas = torch.zeros(3, *anatomy.padded)
-    total = torch.zeros(1, *anatomy.padded)
-    with torch.inference_mode():
-        for start in range(0, len(anatomy.origins), _TILE_BATCH):
-            part = slice(start, start + _TILE_BATCH)
-            pixels = synthesize(anatomy.anatomy[part], styles[part], config.in_channels, config.patch_size)
-            pixels = model.denormalise(pixels)
-            for (y, x), tile_pixels in zip(anatomy.origins[part], pixels):
-                canvas[:, y : y + tile, x : x + tile] += tile_pixels * weight
-                total[:, y : y + tile, x : x + tile] += weight
-    out = (canvas / total.clamp_min(1e-12))[:, : anatomy.shape[0], : anatomy.shape[1]]
-    return np.rint(out.permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
+    out = _blend(model, anatomy, _styles_for(anatomy, style)).permute(1, 2, 0).numpy()
+    if detail and style is not None:
+        if anatomy.grey is None:
+            raise ValueError("this encoded image keeps no grey levels of its input; encode it again")
+        out = carry_detail(anatomy.grey, out)
+    return np.rint(out * 255.0).astype(np.uint8)
 
 
 def reconstruct(model: SwapModel, encoded: EncodedImage) -> np.ndarray:
-    """The image re-synthesized from its own anatomy and style, ``(Y, X, 3)`` uint8."""
+    """The image re-synthesized from its own anatomy and style, ``(Y, X, 3)`` uint8 (what the model keeps)."""
     return render(model, encoded, None)
 
 
@@ -271,17 +213,28 @@ def swap_pair(
     style_image: np.ndarray,
     style_point: Sequence[float] | None = None,
     overlap: float = DEFAULT_OVERLAP,
+    seamless: bool = True,
+    detail: bool = True,
+    precision: Precision = "auto",
+    tissue_only: bool = True,
 ) -> np.ndarray:
     """One-call swap: ``anatomy_image`` rendered with the style of ``style_image`` at ``style_point`` (y, x) or,
-    when ``None``, its mean style. ``(Y, X, 3)`` uint8 of the anatomy image's size."""
+    when ``None``, its mean style (over its tissue, or all patches without ``tissue_only``). ``(Y, X, 3)`` uint8 of
+    the anatomy image's size; ``seamless``/``overlap``: the anatomy image's tiling; ``detail``: carry its detail
+    over.
+
+    The style image is encoded with the plain tiling (a style needs no seamless render).
+    """
     if style_point is None:
-        style = mean_style(encode(model, style_image, overlap, name="style image"))
+        encoded_style = encode(model, style_image, overlap, name="style image", seamless=False, precision=precision)
+        style = mean_style(encoded_style, tissue_only=tissue_only)
     else:
-        style = point_style(model, style_image, *style_point)
-    return render(model, encode(model, anatomy_image, overlap, name="anatomy image"), style)
+        style = point_style(model, style_image, *style_point, precision=precision)
+    anatomy = encode(model, anatomy_image, overlap, name="anatomy image", seamless=seamless, precision=precision)
+    return render(model, anatomy, style, detail=detail)
 
 
-def point_style(model: SwapModel, image: np.ndarray, y: float, x: float) -> torch.Tensor:
+def point_style(model: SwapModel, image: np.ndarray, y: float, x: float, precision: Precision = "auto") -> torch.Tensor:
     """The style vector ``(E/2,)`` of the patch under pixel ``(y, x)``, encoding only the tile centred there
     (as :func:`style_at` on a fully encoded image would, but one tile's cost)."""
     array = np.asarray(image)
@@ -294,4 +247,5 @@ def point_style(model: SwapModel, image: np.ndarray, y: float, x: float) -> torc
     y0 = int(min(max(0, round(y) - tile // 2), max(0, height - tile)))
     x0 = int(min(max(0, round(x) - tile // 2), max(0, width - tile)))
     crop = array[y0 : y0 + tile, x0 : x0 + tile]
-    return style_at(encode(model, crop, name="style image"), y - y0, x - x0)
+    encoded = encode(model, crop, name="style image", seamless=False, precision=precision)
+    return style_at(encoded, y - y0, x - x0)

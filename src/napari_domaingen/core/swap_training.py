@@ -12,6 +12,13 @@ all of them re-encoded → losses (MSE, weight 1 each): reconstruction ``‖x �
 ``‖a(E(·)) − z_a‖²`` and characteristics consistency ``‖c(E(·)) − z_c,target‖²`` over the reconstruction and
 every mix → AdamW (lr 1e-3, wd 0.05) with a per-step cosine schedule after a short linear warm-up, gradients
 clipped to norm 1.
+
+Optional (ours, not the paper's; ``stain_pairs`` > 0, used for the shipped model): every crop is also re-stained
+at random (:func:`~napari_domaingen.core.stain_variants.random_restain`: the same tissue in another stain) and the
+pair adds, with weight ``stain_pairs`` (:func:`stain_pair_losses`): the anatomy tokens of the two stains agree, and
+each crop's anatomy rendered with the other stain's styles — patch-wise and their mean broadcast to every patch,
+as a swap does — gives the other stain's pixels. This teaches what the paper's losses leave to chance: the style
+half carries the stain, the anatomy half does not.
 """
 
 from __future__ import annotations
@@ -33,7 +40,15 @@ from .swap import as_rgb
 from .swap_model import CAMELYON_MEAN, CAMELYON_STD, SwapModel, load_swap_model, read_swap_file, swap_payload
 from .training import FitResult, LoopSettings, RunState, Validation, fit, resumed_run, seeded_init, step_seed
 
-__all__ = ["SwapTrainResult", "SwapTrainSettings", "ValidationTiles", "swap_losses", "train_swap"]
+__all__ = [
+    "SwapTrainResult",
+    "SwapTrainSettings",
+    "ValidationTiles",
+    "restained",
+    "stain_pair_losses",
+    "swap_losses",
+    "train_swap",
+]
 
 SwapTrainResult = FitResult
 
@@ -43,7 +58,8 @@ class SwapTrainSettings(LoopSettings):
     """How to train (the loop's own settings: :class:`~napari_domaingen.core.training.LoopSettings`).
     ``preset``: encoder size (``"small"`` or ``"paper"``) for a new model; ``batch_size``, ``num_mixes`` (paper
     4); AdamW ``lr`` 1e-3, ``weight_decay`` 0.05, ``warmup`` 20 steps, ``grad_clip`` 1; ``validation_tiles``: at
-    most this many tiles of the validation images are scored."""
+    most this many tiles of the validation images are scored; ``stain_pairs``: weight of the stain-pair losses
+    (module docstring; 0: the paper's three losses only)."""
 
     steps: int = 500
     lr: float = 1e-3
@@ -54,11 +70,14 @@ class SwapTrainSettings(LoopSettings):
     batch_size: int = 8
     num_mixes: int = 4
     validation_tiles: int = 32
+    stain_pairs: float = 0.0
 
     def check(self) -> None:
         super().check()
         if self.batch_size < 1 or self.num_mixes < 0:
             raise ValueError("the batch size must be at least 1, num_mixes at least 0")
+        if not (self.stain_pairs >= 0 and math.isfinite(self.stain_pairs)):
+            raise ValueError(f"the stain-pair weight must be ≥ 0, got {self.stain_pairs}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown encoder preset {self.preset!r}; known: {', '.join(PRESETS)}")
 
@@ -128,6 +147,38 @@ def swap_losses(
     return losses
 
 
+def restained(crops: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+    """``(B, 3, S, S)`` crops in [0, 1] → the same crops re-stained at random (IHC- or H&E-like), seeded per step."""
+    from .stain_variants import random_restain
+
+    rng = np.random.default_rng(step_seed(seed, step, stream=3))
+    out = []
+    for crop in crops:
+        rgb = np.rint(crop.permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
+        second = "dab" if rng.random() < 0.5 else "eosin"
+        out.append(torch.from_numpy(random_restain(rgb, rng, second_from=second)).permute(2, 0, 1))
+    return torch.stack(out).float() / 255.0
+
+
+def stain_pair_losses(encoder: DGMEncoder, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Losses of normalised crops ``x`` and the same crops in another stain ``y`` ``(B, 3, S, S)``: ``pair_anatomy``
+    ``‖z_a(x) − z_a(y)‖²`` and ``pair_render`` (each crop's anatomy with the other's styles, patch-wise and mean)."""
+    config = encoder.config
+    tokens = split_tokens(encoder(torch.cat([x, y])))
+    (ax, ay), (cx, cy) = tokens[0].chunk(2), tokens[1].chunk(2)
+
+    def draw(anatomy: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return synthesize(anatomy, style, config.in_channels, config.patch_size)
+
+    renders = [
+        F.mse_loss(draw(ax, cy), y),
+        F.mse_loss(draw(ay, cx), x),
+        F.mse_loss(draw(ax, cy.mean(1, keepdim=True)), y),
+        F.mse_loss(draw(ay, cx.mean(1, keepdim=True)), x),
+    ]
+    return {"pair_anatomy": F.mse_loss(ax, ay), "pair_render": torch.stack(renders).mean()}
+
+
 class ValidationTiles:
     """Fixed ``(N, 3, S, S)`` tiles in [0, 1] of validation images (a regular grid over each image, at most ``limit``
     in all, spread evenly over the images) and the PSNR of their reconstruction."""
@@ -175,12 +226,18 @@ class _SwapTask:
         self.validation, self.validates, self.card = validation, validation is not None, card
 
     def loss(self, step: int) -> dict[str, torch.Tensor]:
-        x = self.helper.normalise(
-            self.data.sample(self.settings.seed, step, self.settings.batch_size).to(self.helper.device)
-        )
-        generator = torch.Generator().manual_seed(step_seed(self.settings.seed, step, stream=2))
-        losses = swap_losses(self.module, x, self.settings.num_mixes, generator)
-        return {"loss": losses.pop("total"), **losses}
+        settings, device = self.settings, self.helper.device
+        crops = self.data.sample(settings.seed, step, settings.batch_size)
+        x = self.helper.normalise(crops.to(device))
+        generator = torch.Generator().manual_seed(step_seed(settings.seed, step, stream=2))
+        losses = swap_losses(self.module, x, settings.num_mixes, generator)
+        total = losses.pop("total")
+        if settings.stain_pairs > 0:
+            y = self.helper.normalise(restained(crops, settings.seed, step).to(device))
+            pairs = stain_pair_losses(self.module, x, y)
+            total = total + settings.stain_pairs * (pairs["pair_anatomy"] + pairs["pair_render"])
+            losses.update(pairs)
+        return {"loss": total, **losses}
 
     def validate(self, cancel: Callable[[], bool]) -> Validation:
         assert self.validation is not None
@@ -194,7 +251,8 @@ class _SwapTask:
 
     def payload(self, state: RunState) -> dict[str, Any]:
         history = state.history
-        final = {k: history[k][-1] for k in ("loss", "reconstruction", "anatomy", "characteristics") if history.get(k)}
+        parts = ("loss", "reconstruction", "anatomy", "characteristics", "pair_anatomy", "pair_render")
+        final = {k: history[k][-1] for k in parts if history.get(k)}
         card = {**self.card, "steps": state.step, "final_losses": final}
         return swap_payload(self.module, self.helper.mean, self.helper.std, card=card)
 
@@ -248,6 +306,7 @@ def train_swap(
     c = encoder.config
     what = (
         f"ViT {c.img_size} px/patch {c.patch_size}/{c.embed_dim}-d, batch {settings.batch_size}, "
-        f"{settings.num_mixes} mixes, on {device}"
+        f"{settings.num_mixes} mixes{f', stain pairs ×{settings.stain_pairs:g}' if settings.stain_pairs else ''}, "
+        f"on {device}"
     )
     return (yield from fit(task, settings, out, state, resume, cancel, describe=what))
