@@ -35,7 +35,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--style-point", metavar="Y,X", help="use the style of the patch under this pixel of STYLE (row, column)"
     )
     which.add_argument(
-        "--style", dest="style_mode", choices=["mean"], help="mean: the mean style over all of STYLE (default)"
+        "--style",
+        dest="style_mode",
+        choices=["mean"],
+        help="mean: the mean style over STYLE's tissue (all of it with --no-tissue-style; default)",
     )
     sw.add_argument(
         "--seamless",
