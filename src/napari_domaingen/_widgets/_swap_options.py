@@ -51,7 +51,6 @@ class RenderOptions:
             tooltip="mean styles over the tissue patches of the image, not the glass around it (mean mode and "
             "the reverse swap); off: over every patch",
         )
-        self.boxes = (self.detail, self.tissue)
         self.row = Container(widgets=[self.seamless, self.detail, self.tissue], layout="horizontal", labels=False)
         self.seamless.changed.connect(self._on_seamless)
 

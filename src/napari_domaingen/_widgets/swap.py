@@ -116,7 +116,12 @@ class SwapWidget(QWidget):
         self.models = ModelChoice(self._models)
         self._model, self._model_file, self._device = self.models.model, self.models.model_file, self.models.device
         self.options = options = RenderOptions()
-        self._overlap, self._seamless, self._detail, self._tissue = options.overlap, options.seamless, *options.boxes
+        self._overlap, self._seamless, self._detail, self._tissue = (
+            options.overlap,
+            options.seamless,
+            options.detail,
+            options.tissue,
+        )
         self._model_info = self.models.info
 
         # ---- style and swap

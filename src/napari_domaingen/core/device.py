@@ -43,6 +43,16 @@ def memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
 
 
+def resolve_precision(precision: str, device: torch.device, allow_bf16: bool = True) -> str:
+    """``"fp32"``/``"bf16"`` as asked, or for ``"auto"``: bf16 where it is fast (:func:`fast_bf16`) and
+    ``allow_bf16`` (a model that bf16 makes too inaccurate passes False), fp32 otherwise."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if allow_bf16 and fast_bf16(device) else "fp32"
+    return precision
+
+
 def fast_bf16(device: torch.device) -> bool:
     """True where bf16 autocast speeds up convolutions: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX."""
     if device.type == "cuda":

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..io.intensity import CT_WINDOWS
 from ..models.anatomix import AnatomixUNet, load_anatomix
-from .device import available_memory_bytes, fast_bf16, memory_format, resolve_device
+from .device import available_memory_bytes, memory_format, resolve_device, resolve_precision
 from .progress import Cancelled, Progress, in_background
 
 FeatureLayer = Literal["final", "penultimate"]
@@ -197,9 +197,7 @@ def model_family(model: AnatomixUNet) -> str:
 def resolve_choices(settings: FeatureSettings, model: AnatomixUNet, device: torch.device) -> tuple[str, str]:
     """(precision, normalisation) with ``auto`` replaced by the per-family default."""
     family = model_family(model)
-    precision = settings.precision
-    if precision == "auto":
-        precision = "bf16" if family == "anatomix" and fast_bf16(device) else "fp32"
+    precision = resolve_precision(settings.precision, device, allow_bf16=family == "anatomix")
     normalisation = settings.normalisation
     if normalisation == "auto":
         normalisation = "instance" if family == "anatomix" else "unit"

@@ -30,7 +30,7 @@ from ..models.anatomix import AnatomixUNet
 from ..models.checkpoints import KINDS, CheckpointLoadError, atomic_save, read_kind, tagged
 from ..models.segunet import SegUNet
 from ..models.weights import REGISTRY
-from .device import fast_bf16, memory_format
+from .device import memory_format, resolve_precision
 from .features import EXTRACTOR_LOCK, get_extractor, model_family
 
 __all__ = [
@@ -229,8 +229,7 @@ class FeatureInput:
     def load(cls, weights: str, layer: str, device: torch.device, precision: str = "auto") -> FeatureInput:
         """The (cached) frozen extractor ``weights`` (registry name or ``.pth`` path) on ``device``."""
         extractor = get_extractor(weights, device)
-        if precision == "auto":
-            precision = "bf16" if model_family(extractor) == "anatomix" and fast_bf16(device) else "fp32"
+        precision = resolve_precision(precision, device, allow_bf16=model_family(extractor) == "anatomix")
         spec = FeatureSpec(
             weights=str(weights),
             layer=layer,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..models.dgm import split_tokens
-from .device import fast_bf16
+from .device import resolve_precision
 from .swap_model import SwapModel
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "encode",
     "grid_shift",
     "patch_window",
-    "resolve_precision",
 ]
 
 #: tile overlap of the plain tiling (the seamless tilings do not overlap)
@@ -123,7 +122,6 @@ class EncodedImage:
     grids: np.ndarray
     margin: int = 0
     seamless: bool = False
-    overlap: float = DEFAULT_OVERLAP
     grey: np.ndarray | None = None
     tissue: np.ndarray | None = None
     precision: str = "fp32"
@@ -177,15 +175,6 @@ def _seamless_tiles(shape: tuple[int, int], tile: int, shift: int) -> tuple[np.n
         origins.append(np.stack([yy.ravel(), xx.ravel()], axis=1))
         grids.append(np.full(yy.size, index))
     return np.concatenate(origins).astype(np.int64), np.concatenate(grids)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` → ``"bf16"`` where bf16 is fast (AVX512-BF16/AMX CPUs, CUDA with bf16), else ``"fp32"``."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if fast_bf16(device) else "fp32"
-    return precision
 
 
 def encode(
@@ -254,7 +243,6 @@ def encode(
         grids=grids,
         margin=margin,
         seamless=seamless,
-        overlap=overlap,
         grey=grey,
         tissue=tissue_mask(rgb),
         precision=precision,
