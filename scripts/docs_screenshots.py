@@ -7,6 +7,11 @@
 * ``docs/images/swap.png`` — *Anatomy / style swap* docked in a 1920 × 1080 window with the shipped model and its
   default rendering options: the IHC sample (anatomy) and its H&E-like restain (style, mean tissue style); the
   outputs moved beside their sources for the picture (the widget keeps them on their source grids).
+* ``docs/images/swap_slide.png`` — the same dock with a multiscale slide (a 3072 px pyramidal TIFF made from the
+  IHC sample) as anatomy: its whole-slide controls, and the slide swapped at full resolution into an OME-Zarr that
+  opened as a multiscale layer (moved beside the slide for the picture).
+* ``docs/images/segment_statistics.png`` — *MaskGen — segment*'s statistics table for the brain sample's tissue
+  labels with the T1's intensities (the table every segmentation fills; any Labels layer can be chosen).
 * ``docs/images/window_1080.png`` — a 1920 × 1080 napari window with *MaskGen — train* and *MaskGen — segment*
   docked beside the brain sample: the docks scroll instead of making the window taller than the screen.
 
@@ -118,6 +123,73 @@ def swap(out: Path) -> None:
     viewer.close()
 
 
+def swap_slide(out: Path, work: Path) -> None:
+    """The swap dock's whole-slide controls: a 3072 × 3072 px pyramidal TIFF (the IHC sample mirrored into a
+    mosaic, 0.5 µm/px) swapped at full resolution into an OME-Zarr with the H&E-like restain's mean style; the
+    output opened as a multiscale layer, moved beside the slide for the picture."""
+    import time
+
+    import napari
+    import tifffile
+    from qtpy.QtWidgets import QApplication
+
+    from napari_domaingen.io import samples
+
+    ihc = samples.ihc().data
+    tile = np.concatenate([np.concatenate([ihc, ihc[:, ::-1]], 1), np.concatenate([ihc[::-1], ihc], 1)], 0)
+    base = np.ascontiguousarray(np.tile(tile, (4, 4, 1))[:3072, :3072])
+    path = work / "ihc_slide.tif"
+    options = {"photometric": "rgb", "tile": (256, 256), "compression": "zlib"}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(base, subifds=2, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **options)
+        for k in (2, 4):
+            tif.write(base[::k, ::k].copy(), subfiletype=1, **options)
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1920, 1080)
+    (slide,) = viewer.open(str(path), plugin=PLUGIN)
+    _, style = viewer.open_sample(PLUGIN, "histology_pair")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Anatomy / style swap")
+    widget._anatomy.value, widget._style.value, widget._mode.value = slide, style, "mean"
+    style.translate = (0, -1.1 * style.data.shape[1] * style.scale[1])
+    widget.slide.output.value = work / "ihc_slide-swapped.ome.zarr"
+    widget.slide.block = 1024
+    widget.slide.start()
+    while widget.runner.is_running or widget.slide.last_result is None:
+        QApplication.processEvents()
+        time.sleep(0.02)
+        if widget.runner.outcome is not None and widget.runner.outcome.error is not None:
+            raise widget.runner.outcome.error
+    output = viewer.layers[-1]
+    output.translate = (0, 1.05 * 3072 * 0.5)
+    viewer.reset_view()
+    for _ in range(40):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    assert window.frameGeometry().height() <= 1080, window.frameGeometry()
+    window.grab().save(str(out))
+    print(f"wrote {out}: {widget._status.value}")
+    viewer.close()
+
+
+def segment_statistics(out: Path) -> None:
+    """The segment dock's statistics panel on the brain sample: tissue labels (names from the sample's features
+    table) and the T1 intensities, in a 1920 × 1080 window."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1080)
+    image, labels = viewer.open_sample(PLUGIN, "brain_mri")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "MaskGen — segment")
+    widget.stats.show_for(labels, image)
+    for _ in range(20):
+        QApplication.processEvents()
+    widget.stats.native.grab().save(str(out))
+    print(f"wrote {out}: " + "; ".join(f"{r.name} {r.volume_mm3 / 1000:.1f} ml" for r in widget.stats.rows))
+    viewer.close()
+
+
 def maskgen_train(out: Path, work: Path) -> None:
     """The train dock after a short ERM run (no weights needed) on a region of the brain sample with a validation
     pair: the loss curve, the validation Dice points, the checkpoint and best-model lines, the status."""
@@ -157,7 +229,10 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     radiological_view(folder / "radiological_view.png")
     window_1080(folder / "window_1080.png")
+    segment_statistics(folder / "segment_statistics.png")
     swap(folder / "swap.png")
+    with tempfile.TemporaryDirectory() as work:
+        swap_slide(folder / "swap_slide.png", Path(work))
     with tempfile.TemporaryDirectory() as work:
         maskgen_train(folder / "maskgen_train.png", Path(work))
 

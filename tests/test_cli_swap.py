@@ -328,3 +328,65 @@ def test_demo_goes_on_without_the_shipped_model(tmp_path, offline, no_default_mo
     printed = capsys.readouterr().out
     assert "Skipping the anatomy/style swap" in printed and "dgm-small-histology.pt" in printed
     assert (out / "ihc.png").is_file() and not (out / "swap_ihc_anatomy_he_style.png").exists()
+
+
+# ----------------------------------------------------------------------------------------------- swap, whole slide
+
+
+def _pyramid(path, shape=(640, 700)):
+    """A 3-level SubIFD pyramid TIFF (IHC sample), 0.5 µm/px."""
+    import tifffile
+
+    from napari_domaingen.io import samples
+
+    base = np.ascontiguousarray(np.tile(samples.ihc().data, (2, 2, 1))[: shape[0], : shape[1]])
+    options = {"photometric": "rgb", "tile": (128, 128), "compression": "zlib"}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(base, subifds=2, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **options)
+        for k in (2, 4):
+            tif.write(base[::k, ::k].copy(), subfiletype=1, **options)
+    return base
+
+
+@pytest.mark.slow
+def test_swap_whole_slide_outputs(tmp_path, tiny_model, pair, capsys):
+    from napari_domaingen.io.slide import open_slide
+
+    slide = tmp_path / "slide.tif"
+    _pyramid(slide)
+    style = pair[1]
+    for name in ("out.ome.zarr", "out.ome.tif"):
+        out = tmp_path / name
+        assert main(_swap_command(slide, style, out, tiny_model, "--block", "256", "--device", "cpu")) == 0
+        printed = capsys.readouterr().out
+        assert "at full resolution in 256 px blocks" in printed and "block 9/9" in printed
+        assert f"wrote {out}: 1 levels (640 × 700 px), 0.5 µm/px; 9 blocks" in printed
+        written = open_slide(out)
+        assert written.shape == (640, 700) and written.mpp == pytest.approx(0.5)
+
+
+def test_swap_whole_slide_errors(tmp_path, tiny_model, pair, capsys, monkeypatch):
+    from napari_domaingen.io import histology
+
+    slide = tmp_path / "slide.tif"
+    _pyramid(slide)
+    anatomy, style = pair
+    broken = tmp_path / "broken.tif"
+    data = slide.read_bytes()
+    broken.write_bytes(data[: len(data) - 2000])  # cuts the smallest level's tiles
+    cases = [
+        ([broken, style, tmp_path / "o.ome.zarr"], "level 2 (160 × 175 px) is truncated"),
+        ([slide, style, tmp_path / "o.ome.zarr", "--reconstructions"], "--reconstructions is not available"),
+        ([slide, style, tmp_path / "o.ome.zarr", "--block", "8"], "--block must be at least 64 px"),
+        ([anatomy, style, tmp_path / "o.png", "--block", "256"], "--block applies to a whole-slide swap"),
+        ([slide, style, tmp_path / "o.ome.zarr", "--style-point", "9000,1"], "lies outside the style image"),
+    ]
+    for (a, s, out, *options), message in cases:
+        assert main(_swap_command(a, s, out, tiny_model, "--device", "cpu", *options)) == 2
+        assert message in _error(capsys, "swap")
+    monkeypatch.setattr(histology, "DEFAULT_MAX_BYTES", 1000)  # the slide no longer fits in memory
+    assert main(_swap_command(slide, style, tmp_path / "o.png", tiny_model)) == 2
+    assert "too large to swap in memory" in _error(capsys, "swap")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["anatomy.png", "style.png", "m.pt", "slide.tif", "broken.tif"]
+    )

@@ -76,7 +76,7 @@ def _run(qtbot, widget, layers_before, viewer, added=1, timeout=30000):
 
 
 @pytest.mark.slow
-def test_segment_adds_labels_with_class_names_on_the_image_grid(make_napari_viewer, qtbot, case, trained):
+def test_segment_adds_labels_with_class_names_on_the_image_grid(make_napari_viewer, qtbot, case, trained, tmp_path):
     viewer = make_napari_viewer()
     src = _image(viewer, case)
     widget = _widget(viewer)
@@ -107,6 +107,23 @@ def test_segment_adds_labels_with_class_names_on_the_image_grid(make_napari_view
     assert "warning" in status and "differ from the training data" in status  # 2 × 0.9 × 0.8 mm vs 1 mm
     assert widget.last_result is not None and widget.last_result.warnings
     assert meta["feature_mode"] == "shared"  # auto: a 40³ volume's features fit in memory
+
+    # provenance for the sidecars / DICOM-SEG, and the per-class statistics table under the dock
+    from napari_domaingen.models.weights import sha256_file
+
+    assert meta["method"] == "MaskGen" and meta["model_sha256"] == sha256_file(trained["maskgen"])
+    rows = widget.stats.rows
+    assert [(r.value, r.name) for r in rows] == [(1, "necrosis"), (4, "oedema")]
+    assert widget.stats.table.rowCount() == 2 and widget.stats.table.item(1, 1).text() == "oedema"
+    for row in rows:
+        assert row.voxels == int((labels.data == row.value).sum())
+        assert row.volume_mm3 == pytest.approx(row.voxels * np.prod(SCALE))
+        if row.voxels:
+            assert row.mean == pytest.approx(float(case[0][labels.data == row.value].mean()), rel=1e-5)
+    labels.paint((20, 20, 20), 1)  # a correction by hand: the labels are now semi-automatic
+    assert labels.metadata["domaingen"]["maskgen"]["edited"] is True
+    saved = widget.stats.save(tmp_path / "stats.csv").read_text().splitlines()
+    assert saved[0] == "value,name,voxels,volume_mm3,mean,std" and saved[2].startswith("4,oedema,")
 
 
 @pytest.mark.slow

@@ -28,6 +28,11 @@ def volume_layer_data(volume: Volume, **kwargs: Any) -> LayerDataTuple:
     meta = {META_KEY: {"nifti_source": volume.source, "display_affine": volume.display_affine}}
     attrs: dict[str, Any] = {"name": volume.name, "metadata": meta, **geometry}
     if volume.is_label:
+        if volume.label_table is not None:
+            from .label_layers import label_table_kwargs
+
+            meta[META_KEY]["label_table"] = volume.label_table
+            attrs.update(label_table_kwargs(volume.label_table))
         attrs.update(kwargs)
         return volume.data, attrs, "labels"
     if volume.data.ndim == 4:

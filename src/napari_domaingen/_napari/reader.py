@@ -38,12 +38,31 @@ def get_histology_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 
 def read_histology_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
-    """Each file → one RGB Image layer (multiscale for pyramids), scaled in µm when the file says so."""
-    return [histology_layer_data(read_histology(p)) for p in _paths(path)]
+    """Each file → one RGB Image layer (multiscale for pyramids), scaled in µm when the file says so.
+
+    A TIFF/SVS pyramid of several levels of 8-bit RGB/RGBA/gray tiles is a slide: it opens lazily at full
+    resolution (:func:`~napari_domaingen.io.slide.open_lazy_tiff`, nothing decoded until shown); any other image
+    is read whole (levels beyond the in-memory budget left out: :func:`~napari_domaingen.io.read_histology`).
+    """
+    from ..io.slide import open_lazy_tiff
+    from .slide_reader import slide_layer_data
+
+    layers = []
+    for item in _paths(path):
+        slide = open_lazy_tiff(item)
+        if slide is not None and len(slide.levels) > 1:
+            layers.append(slide_layer_data(slide))
+        else:
+            if slide is not None:
+                slide.close()
+            layers.append(histology_layer_data(read_histology(item)))
+    return layers
 
 
 def _is_dicom_input(path: str) -> bool:
     candidate = Path(path)
+    if candidate.name.lower().endswith(".zarr"):  # an OME-Zarr folder: the OME-Zarr reader's
+        return False
     return candidate.is_dir() or candidate.suffix.lower() in (".zip", ".dcm")
 
 
@@ -54,14 +73,24 @@ def get_dicom_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 
 def read_dicom_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
-    """Every image series in each folder/zip → one Image layer (a ``.dcm`` file → its whole series)."""
+    """Every image series in each folder/zip → one Image layer (a ``.dcm`` file → its whole series); every DICOM
+    Segmentation (a ``.dcm`` file, or in a folder) → one Labels layer with its class names and colours."""
     from ..io.dicom import list_series, read_series
+    from ..io.dicom_seg import is_dicom_seg, read_dicom_seg
+    from ..io.errors import VolumeReadError
 
     layers = []
     for item in _paths(path):
         if Path(item).suffix.lower() == ".dcm":
-            layers.append(volume_layer_data(read_series(item)))
+            read = read_dicom_seg if is_dicom_seg(item) else read_series
+            layers.append(volume_layer_data(read(item)))
         else:
-            layers += [volume_layer_data(read_series(series)) for series in list_series(item)]
+            segs = [p for p in sorted(Path(item).rglob("*")) if p.is_file() and is_dicom_seg(p)]
+            try:
+                layers += [volume_layer_data(read_series(series)) for series in list_series(item)]
+            except VolumeReadError:
+                if not segs:  # a folder of segmentations only is fine; anything else is the user's to know
+                    raise
+            layers += [volume_layer_data(read_dicom_seg(p)) for p in segs]
     follow_current_viewer()
     return layers

@@ -4,7 +4,9 @@ Thin by design: it reads the chosen checkpoint's description, collects
 :class:`~napari_domaingen.core.segment.SegmentSettings`, runs :func:`~napari_domaingen.core.segment.segment` in a
 ``thread_worker`` and adds what comes back: a Labels layer with the training label values and the class names in
 its ``features`` table (napari's status bar shows the name under the cursor), and optionally a hidden
-``(K, Z, Y, X)`` probability layer. Both carry the image layer's geometry.
+``(K, Z, Y, X)`` probability layer. Both carry the image layer's geometry. The labels' metadata record the model
+and its SHA-256, which their NIfTI sidecars and DICOM Segmentations carry on. A table below gives each class's
+voxels, volume (mm³) and image mean/std, and saves as CSV.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..core.maskgen import ModelCompatibilityError, ModelSpec, extractor_locatio
 from ..core.segment import Segmentation, SegmentSettings, segment
 from ._choices import file_value, follow_layer_list, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
+from ._label_stats_panel import LabelStatsPanel
 from ._layout import scroll_layout
 from .maskgen_train import latest_models
 
@@ -148,10 +151,12 @@ class MaskGenSegmentWidget(QWidget):
                 self._status,
             ]
         )
+        self.stats = LabelStatsPanel(napari_viewer)
         for combo in (self._image, self._feature_mode, self._ablation):
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         layout = scroll_layout(self)
         layout.addWidget(self._container.native)
+        layout.addWidget(self.stats.native)
         layout.addStretch(1)
 
         self.runner = JobRunner(
@@ -285,12 +290,14 @@ class MaskGenSegmentWidget(QWidget):
             "seconds": result.seconds,
             "label_values": list(spec.label_values),
             "class_names": list(spec.class_names),
+            **_algorithm_entry(result, self._job["model"]),
         }
         geometry["metadata"] = {**geometry["metadata"], META_KEY: entry}
         features = {"index": list(spec.label_values), "name": list(spec.class_names)}
-        self.viewer.add_labels(
+        labels = self.viewer.add_labels(
             result.labels, name=f"{src.name} {spec.method} labels{suffix}", features=features, **geometry
         )
+        labels.events.paint.connect(lambda _event=None: _mark_edited(labels))
         if result.probabilities is not None:
             stack = stack_geometry_kwargs(src, leading_axes=1)
             stack["metadata"] = {**stack["metadata"], META_KEY: entry}
@@ -308,3 +315,20 @@ class MaskGenSegmentWidget(QWidget):
         if result.warnings:
             text += " — warning: " + " ".join(result.warnings)
         set_status(self._status, text)
+        self.stats.show_for(labels, src)
+
+
+def _algorithm_entry(result: Segmentation, model: Path) -> dict[str, str]:
+    """``method`` and ``model_sha256`` of the model that made ``result`` (empty when the file is gone)."""
+    try:
+        algorithm = result.algorithm(model)
+    except OSError:
+        return {}
+    return {"method": algorithm["name"], "model_sha256": algorithm["version"]}
+
+
+def _mark_edited(labels: Any) -> None:
+    """Labels a model made and a person then corrected are semi-automatic (DICOM-SEG's algorithm type)."""
+    entry = (labels.metadata or {}).get(META_KEY, {}).get("maskgen")
+    if isinstance(entry, dict):
+        entry["edited"] = True

@@ -17,10 +17,9 @@ style rule) and ``<S> anatomy × <A> style`` (the mean style of A). *Generate va
 
 The *Fine-tune* panel (:mod:`.swap_finetune`, with the training panel shared with *MaskGen — train*) trains the
 current model on the two images (:func:`~napari_domaingen.core.swap_training.train_swap` with ``init=`` the
-current model) and selects the result as "the model just fine-tuned" when it finishes.
-
-What runs in the worker is in :mod:`.swap_jobs`; the inputs and outputs, the style point and region layers (and
-how they show in grid mode) in :mod:`._swap_layers`.
+current model) and selects the result as "the model just fine-tuned" when it finishes. What runs in the worker
+is in :mod:`.swap_jobs`; the inputs and outputs, the style point and region layers (and how they show in grid
+mode) in :mod:`._swap_layers`; the whole-slide swap of a multiscale anatomy layer in :mod:`._swap_slide`.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ from ._swap_layers import (
 )
 from ._swap_model_choice import MODEL_CHOICES, ModelChoice  # noqa: F401 - MODEL_CHOICES: re-exported
 from ._swap_options import RenderOptions
+from ._swap_slide import SlidePanel
 from .swap_finetune import DEFAULT_FINETUNE_OUTPUT, FinetunePanel
 from .swap_jobs import (
     DEFAULT_VARIANTS,
@@ -123,7 +123,6 @@ class SwapWidget(QWidget):
             options.tissue,
         )
         self._model_info = self.models.info
-
         # ---- style and swap
         self._mode = ComboBox(
             label="style",
@@ -167,6 +166,7 @@ class SwapWidget(QWidget):
             training.info,
         )
 
+        self.slide = SlidePanel(self)  # whole-slide swap, shown for a multiscale anatomy layer
         self._container = Container(
             widgets=[
                 self._anatomy,
@@ -179,6 +179,7 @@ class SwapWidget(QWidget):
                 self._overlap,
                 self._mode,
                 Container(widgets=[self._swap_button, self._cancel_button], layout="horizontal", labels=False),
+                self.slide,
                 self._count,
                 self._seed,
                 self._variants_button,

@@ -8,6 +8,8 @@ Commands:
   segment    segment a NIfTI volume with such a model → labels (and probabilities) with the image's affine.
   features   frozen anatomix features of a NIfTI volume → a 4D NIfTI (channels last) with the source affine.
   compare    feature stability of two co-registered volumes (e.g. FLAIR vs T1): CKA, cosine map, RGB renderings.
+  stats      per-class voxels, volume (mm³) and intensity mean/std of a label volume → CSV.
+  export     labels on a DICOM series → a DICOM Segmentation (DICOM-SEG) referencing it, for PACS.
   info       header facts of a NIfTI file, a DICOM folder/zip (one block per series) or a DICOM file.
   convert    a DICOM series (folder, zip or one of its files) → NIfTI with the right affine.
   swap       DGM-DR anatomy/style swap of two 2D histology images: ANATOMY rendered with STYLE's stain look.
@@ -24,13 +26,13 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DomaingenError
-from . import compare, convert, demo, features, info, pretrain, segment, swap, swap_train, train
+from . import compare, convert, demo, export, features, info, pretrain, segment, stats, swap, swap_train, train
 from ._report import report_error
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``domaingen --help`` lists them.
-COMMANDS = (demo, train, segment, swap, swap_train, pretrain, features, compare, info, convert)
+COMMANDS = (demo, train, segment, stats, export, swap, swap_train, pretrain, features, compare, info, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

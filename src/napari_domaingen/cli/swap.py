@@ -23,7 +23,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     sw.add_argument("anatomy", metavar="ANATOMY", help="image whose tissue is kept")
     sw.add_argument("style", metavar="STYLE", help="image whose stain look is applied")
-    sw.add_argument("--out", required=True, metavar="OUT.png", help="output image (.png, .tif, .jpg)")
+    sw.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT.png",
+        help="output image (.png, .tif, .jpg); a name ending in .ome.zarr/.zarr (multiscale OME-Zarr) or "
+        ".ome.tif/.ome.tiff (pyramidal OME-TIFF) swaps ANATOMY as a whole slide at full resolution, block by "
+        "block with bounded memory (docs/large_slides.md)",
+    )
+    sw.add_argument(
+        "--block",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="whole-slide swap only: side of the blocks processed at a time, px, rounded up to a multiple of the "
+        "model tile (default: 2048; each block also reads 128 px of context around it)",
+    )
     sw.add_argument(
         "--model",
         default="default",
@@ -119,18 +134,46 @@ def _load_swap(model: str, device: str):
         raise
 
 
+def _refuse_slide(anatomy: str, out: Path) -> None:
+    """A lazily readable slide larger than the in-memory budget needs a whole-slide output."""
+    from ..io.histology import DEFAULT_MAX_BYTES
+    from ..io.slide import open_lazy_tiff, open_slide
+
+    path = Path(anatomy)
+    slide = open_slide(path) if path.is_dir() else open_lazy_tiff(path)
+    if slide is None:
+        return
+    slide.close()
+    whole_slide = "swap it block by block at full resolution with an --out ending in .ome.zarr or .ome.tif"
+    if path.is_dir():
+        raise ValueError(f"{anatomy} is an OME-Zarr slide: {whole_slide} (not {out.name})")
+    if slide.nbytes > DEFAULT_MAX_BYTES:
+        height, width = slide.shape
+        raise ValueError(
+            f"{anatomy} is a slide of {height} × {width} px ({slide.nbytes / 2**20:.0f} MiB as RGB), too large to "
+            f"swap in memory ({DEFAULT_MAX_BYTES / 2**20:.0f} MiB): {whole_slide} (not {out.name})"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
     from ..core.swap import DEFAULT_OVERLAP, encode, mean_style, point_style, reconstruct, render
     from ..io.histology import read_histology
     from ..io.preview import save_png
+    from ..io.slide_write import slide_output_kind
 
     out = Path(args.out)
-    if out.suffix.lower() not in _SWAP_SUFFIXES:
-        raise ValueError(f"{out}: the output file name must end in {', '.join(_SWAP_SUFFIXES)}")
+    slide_out = slide_output_kind(out) is not None
+    if out.suffix.lower() not in _SWAP_SUFFIXES and not slide_out:
+        raise ValueError(
+            f"{out}: the output file name must end in {', '.join(_SWAP_SUFFIXES)} (or .ome.zarr, .zarr, .ome.tif, "
+            ".ome.tiff for a whole slide swapped block by block)"
+        )
     if out.resolve() in {Path(args.anatomy).resolve(), Path(args.style).resolve()}:
         raise ValueError(f"{out}: --out must not overwrite an input image")
+    if args.block is not None and not slide_out:
+        raise ValueError("--block applies to a whole-slide swap: give --out a name ending in .ome.zarr or .ome.tif")
     point = _style_point(args.style_point) if args.style_point else None
     if args.plain:
         args.seamless = args.detail = args.tissue_style = False
@@ -139,6 +182,11 @@ def run(args: argparse.Namespace) -> int:
     overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"--overlap must be in [0, 1), got {overlap:g}")
+    if slide_out:
+        from ._swap_slide import run_slide
+
+        return run_slide(args, out, point, overlap)
+    _refuse_slide(args.anatomy, out)
     images = {}
     for role, path in (("anatomy", args.anatomy), ("style", args.style)):
         image = read_histology(path)

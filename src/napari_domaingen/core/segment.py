@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..io.label_table import LabelTable
 from ..models.segunet import SegUNet
 from .device import available_memory_bytes, memory_format, resolve_device
 from .features import (
@@ -84,6 +85,21 @@ class Segmentation:
         ablated = "" if self.settings.ablation == "none" else f", {self.settings.ablation} zeroed"
         how = "" if self.feature_mode == "none" else f", {self.feature_mode} features"
         return f"{self.spec.method}{ablated}: voxels per class: {counts}; {self.seconds:.1f} s on {self.device}{how}"
+
+    def algorithm(self, model_path: str | os.PathLike) -> dict[str, str]:
+        """What made these labels, as label sidecars and DICOM-SEG record it: the method (with the ablation, if
+        any), the model file's SHA-256 as version, and its path."""
+        from ..models.weights import sha256_file
+
+        ablated = "" if self.settings.ablation == "none" else f" ({self.settings.ablation} zeroed)"
+        return {"name": self.spec.method + ablated, "version": sha256_file(model_path), "model": str(model_path)}
+
+    def label_table(self, model_path: str | os.PathLike, source_series_uid: str | None = None) -> LabelTable:
+        """The model's class names (napari's/ITK-SNAP's default colours) with :meth:`algorithm`."""
+        names = dict(zip(self.spec.label_values, self.spec.class_names))
+        return LabelTable.from_names(
+            list(names), names, source_series_uid=source_series_uid, algorithm=self.algorithm(model_path)
+        )
 
 
 @torch.no_grad()

@@ -13,8 +13,15 @@ Single images (2D)
     ``PixelSpacing``, or 1 mm) so the data are ``(1, rows, columns)`` exactly as stored — row 0 at the top,
     column 0 at the left — and :attr:`DicomSeries.orientation` is ``"none"``.
 
-Not supported (clear errors): multi-frame (enhanced) files, colour images. Compressed pixel data need a
-decoder plugin for pydicom; without one the error names the transfer syntax and the packages to install.
+Enhanced (multi-frame) files
+    A series made of one multi-frame file with the Multi-frame Functional Groups (Enhanced or Legacy Converted
+    Enhanced CT/MR/PET) is read frame by frame by :mod:`.dicom_multiframe` through the same ordering and checks
+    as a series of single-frame files, and gives the same :class:`Volume`. A series of several multi-frame files,
+    or of multi-frame and single-frame files mixed, is refused.
+
+Not supported (clear errors): colour images, classic multi-frame images without per-frame geometry. Compressed
+pixel data need a decoder plugin for pydicom; without one the error names the transfer syntax and the packages to
+install. DICOM Segmentations (SEG) are not image series; they are read by :mod:`.dicom_seg`.
 
 Why pydicom directly and not MONAI's ``PydicomReader``: MONAI (1.6) sorts slices by ``InstanceNumber`` and
 derives the slice spacing from the z component of ``ImagePositionPatient`` only (wrong for sagittal, coronal
@@ -28,6 +35,7 @@ Nothing here imports napari or Qt.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import warnings
@@ -36,28 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
-import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from .dicom_geometry import (
-    _NO_FRAME_IOP,
-    ORIENTATION_TOL,
-    SPACING_ABS_TOL,
-    SPACING_REL_TOL,
-    _check_same,
-    _distinct,
-    _has_frame,
-    _iop,
-    _ipp,
-    _normal,
-    _pixel_spacing,
-    _ras_affine,
-    _slice_step,
-    _thickness,
-)
+from .dicom_geometry import ORIENTATION_TOL, SPACING_ABS_TOL, SPACING_REL_TOL, _check_same, _place_slices
+from .dicom_multiframe import is_multiframe, read_multiframe
 from .dicom_pixels import DECODER_HINT, _voxels
-from .dicom_series import DicomSeries, _read_header, list_series
+from .dicom_series import DicomSeries, _is_image, _kind, _read_header, list_series
 from .errors import VolumeReadError
 from .nifti import Volume, volume_from_image
 from .volume_info import format_info, info
@@ -104,6 +97,8 @@ def _pick_series(path: Path, uid: str | None) -> DicomSeries:
             raise VolumeReadError(path, "not a DICOM file")
         if "Rows" not in ds:  # DICOMDIR or another object without an image: read the folder it describes
             return _pick_series(path.parent, uid)
+        if not _is_image(ds):
+            raise VolumeReadError(path, f"is a DICOM {_kind(ds)} object, not an image series")
         uid = uid or str(ds.get("SeriesInstanceUID", "")) or None
         candidates = list_series(path.parent, recursive=False)
         if uid is None:
@@ -115,8 +110,12 @@ def _pick_series(path: Path, uid: str | None) -> DicomSeries:
         if not chosen:
             raise VolumeReadError(path, f"no series with SeriesInstanceUID {uid}")
         return chosen[0]
+    if not candidates:
+        raise VolumeReadError(path, "not part of any image series in its folder")
     if len(candidates) > 1:
-        listing = "; ".join(f"{s.uid} ({s.name}, {s.n_slices} files)" for s in candidates)
+        listing = "; ".join(
+            f"{s.uid} ({s.name}, {s.n_slices} {'frames' if s.multiframe else 'files'})" for s in candidates
+        )
         raise VolumeReadError(
             path, f"contains {len(candidates)} series; choose one by its SeriesInstanceUID: {listing}"
         )
@@ -147,50 +146,28 @@ def _read_datasets(series: DicomSeries) -> list[tuple[Path, Dataset]]:
 
 
 def _build_volume(series: DicomSeries, members: list[tuple[Path, Dataset]], where: Path) -> Volume:
-    for path, ds in members:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        if frames > 1:
-            raise VolumeReadError(
-                path, f"multi-frame (enhanced) DICOM with {frames} frames is not supported; export single-frame images"
-            )
-        if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-            kind = ds.get("PhotometricInterpretation", "")
-            raise VolumeReadError(path, f"colour DICOM images ({kind}) are not supported")
-    _check_same("size (rows × columns)", members, lambda ds: (int(ds.Rows), int(ds.Columns)), where)
-    frame = _has_frame(members)
-    if len(members) > 1 and not frame:
+    multi = [path for path, ds in members if is_multiframe(ds)]
+    if multi and len(members) > 1:
+        single = len(members) - len(multi)
+        also = f" and {single} single-frame file(s)" if single else ""
         raise VolumeReadError(
-            where, "the slices have no ImagePositionPatient/ImageOrientationPatient; they cannot be placed in space"
+            where,
+            f"series {series.uid} consists of {len(multi)} multi-frame file(s){also} (e.g. {multi[0].name}); "
+            "only one multi-frame file, or single-frame files, can be read as one volume",
         )
-    two_d = len(members) == 1
-    if frame:
-        iops = [_iop(ds) for _, ds in members]
-        distinct = _distinct(iops, ORIENTATION_TOL)
-        if len(distinct) > 1:
-            shown = ", ".join("[" + " ".join(f"{v:g}" for v in iop) + "]" for iop in distinct[:3])
-            raise VolumeReadError(
-                where,
-                f"mixed orientations: {len(distinct)} different ImageOrientationPatient values among "
-                f"{len(members)} slices ({shown}{', …' if len(distinct) > 3 else ''}); a localizer or a "
-                "multi-plane series cannot be stacked into one volume",
-            )
-        iop = iops[0]
-        normal = _normal(iop, where)
-        members = sorted(members, key=lambda m: float(_ipp(m[1]) @ normal))
-        positions = np.array([_ipp(ds) for _, ds in members])
-        spacings = [_pixel_spacing(ds, where if not two_d else None) for _, ds in members]
-        _check_same("pixel spacing", members, lambda ds: None, where, values=spacings, tol=1e-4)
-        if two_d:
-            step = normal * _thickness(members[0][1])
-        else:
-            step = _slice_step(positions, normal, [p for p, _ in members], where)
-        origin = positions[0]
+    if multi:
+        path, ds = members[0]
+        voxels, affine, two_d = read_multiframe(ds, path)
     else:
-        iop, origin = _NO_FRAME_IOP, np.zeros(3)
-        spacings = [_pixel_spacing(members[0][1], None)]
-        step = _normal(iop) * _thickness(members[0][1])
-    affine = _ras_affine(iop, spacings[0], origin, step)
-    voxels = _voxels(members)
+        for path, ds in members:
+            if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+                kind = ds.get("PhotometricInterpretation", "")
+                raise VolumeReadError(path, f"colour DICOM images ({kind}) are not supported")
+        datasets = [ds for _, ds in members]
+        _check_same("size (rows × columns)", datasets, lambda ds: (int(ds.Rows), int(ds.Columns)), where)
+        order, affine = _place_slices(datasets, where, [path.name for path, _ in members])
+        voxels = _voxels([members[n] for n in order])
+        two_d = len(members) == 1
     image = nib.Nifti1Image(voxels, affine)
     image.header.set_xyzt_units("mm")
     # A qform cannot hold the shear of a tilted gantry: nibabel stores the closest rigid geometry there, and
@@ -198,4 +175,6 @@ def _build_volume(series: DicomSeries, members: list[tuple[Path, Dataset]], wher
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     name = series.name + (" (2D)" if two_d else "")
-    return volume_from_image(image, name, as_label=False, path=where)
+    volume = volume_from_image(image, name, as_label=False, path=where)
+    volume.source = dataclasses.replace(volume.source, dicom_series_uid=series.uid)
+    return volume

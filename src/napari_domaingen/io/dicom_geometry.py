@@ -17,8 +17,10 @@ Geometry
     writes it as a NIfTI file on the DICOM grid.
 
 Slice order and checks
-    Slices are sorted by their position along the slice normal (``dot(ImagePositionPatient, normal)`` with
-    ``normal = row × column`` cosines), never by file name or ``InstanceNumber``. A series is refused, with
+    :func:`_place_slices` does all of this for a series of single-frame files and, identically, for the frames of
+    one enhanced multi-frame file (:mod:`.dicom_multiframe`). Slices are sorted by their position along the slice
+    normal (``dot(ImagePositionPatient, normal)`` with ``normal = row × column`` cosines), never by file name,
+    ``InstanceNumber`` or frame number. A series is refused, with
     a message naming the folder and the problem, when its slices have different orientations ("mixed
     orientations", e.g. a three-plane localizer), sizes or pixel spacings, share a position (several echoes or
     phases in one series), leave a gap of a whole number of slices ("missing slice(s) between positions … and
@@ -108,8 +110,14 @@ def _thickness(ds: Dataset) -> float:
     return 1.0
 
 
-def _slice_step(positions: np.ndarray, normal: np.ndarray, files: list[Path], where: Path) -> np.ndarray:
-    """Step vector between consecutive slices, after checking that the positions are evenly spaced."""
+def _slice_step(
+    positions: np.ndarray, normal: np.ndarray, labels: list[str], where: Path, item: str = "files"
+) -> np.ndarray:
+    """Step vector (LPS mm) between consecutive slices, after checking that the positions are evenly spaced.
+
+    ``positions`` ``(n, 3)`` LPS mm, sorted along ``normal``; ``labels`` name the slices in messages (file names,
+    or frame numbers with ``item="frames"``).
+    """
     along = positions @ normal
     gaps = np.diff(along)
     spacing = float(np.median(gaps))
@@ -120,7 +128,7 @@ def _slice_step(positions: np.ndarray, normal: np.ndarray, files: list[Path], wh
         raise VolumeReadError(
             where,
             f"{duplicates.size + 1} slices share a position (e.g. {at:.2f} mm along the slice normal: "
-            f"{files[duplicates[0]].name}, {files[duplicates[0] + 1].name}); several echoes, phases or acquisitions "
+            f"{item} {labels[duplicates[0]]}, {labels[duplicates[0] + 1]}); several echoes, phases or acquisitions "
             "in one series cannot be stacked into one volume",
         )
     irregular, missing = [], []
@@ -147,7 +155,7 @@ def _slice_step(positions: np.ndarray, normal: np.ndarray, files: list[Path], wh
         raise VolumeReadError(
             where,
             f"missing slice(s) between positions {along[index]:.2f} and {along[index + 1]:.2f} mm along the slice "
-            f"normal (files {files[index].name} and {files[index + 1].name}; about {count} slice(s) of "
+            f"normal ({item} {labels[index]} and {labels[index + 1]}; about {count} slice(s) of "
             f"{spacing:g} mm missing{more}); the series is incomplete",
         )
     step = (positions[-1] - positions[0]) / (len(positions) - 1)
@@ -161,15 +169,65 @@ def _slice_step(positions: np.ndarray, normal: np.ndarray, files: list[Path], wh
     return step
 
 
+def orientations_text(orientations: list[np.ndarray]) -> str:
+    """The first three ImageOrientationPatient values as ``[1 0 0 0 1 0], […], …``."""
+    shown = ", ".join("[" + " ".join(f"{v:g}" for v in iop) + "]" for iop in orientations[:3])
+    return shown + (", …" if len(orientations) > 3 else "")
+
+
+def _place_slices(
+    datasets: list[Dataset], where: Path, labels: list[str], item: str = "files"
+) -> tuple[list[int], np.ndarray]:
+    """Order and RAS affine of a stack of slices (single-frame files, or the frames of one multi-frame file).
+
+    Each dataset carries one slice's ``ImagePositionPatient``, ``ImageOrientationPatient``, ``PixelSpacing`` and
+    ``SpacingBetweenSlices``/``SliceThickness``. Returns the slice order along the normal (indices into
+    ``datasets``) and the ``(4, 4)`` RAS affine of the voxel axes ``(i=column, j=row, k=slice)`` in that order.
+    Raises :class:`VolumeReadError` for mixed orientations, different pixel spacings, shared positions, missing
+    slices or irregular spacing; ``labels`` name the slices in those messages (``item`` says what they are).
+    One slice without a patient frame is placed axially at the origin (see :data:`_NO_FRAME_IOP`).
+    """
+    two_d = len(datasets) == 1
+    if not all(_frame_of(ds) for ds in datasets):
+        if not two_d:
+            raise VolumeReadError(
+                where, "the slices have no ImagePositionPatient/ImageOrientationPatient; they cannot be placed in space"
+            )
+        ds = datasets[0]
+        step = _normal(_NO_FRAME_IOP) * _thickness(ds)
+        return [0], _ras_affine(_NO_FRAME_IOP, _pixel_spacing(ds, None), np.zeros(3), step)
+    iops = [_iop(ds) for ds in datasets]
+    distinct = _distinct(iops, ORIENTATION_TOL)
+    if len(distinct) > 1:
+        raise VolumeReadError(
+            where,
+            f"mixed orientations: {len(distinct)} different ImageOrientationPatient values among "
+            f"{len(datasets)} slices ({orientations_text(distinct)}); a localizer or a "
+            "multi-plane series cannot be stacked into one volume",
+        )
+    iop = iops[0]
+    normal = _normal(iop, where)
+    order = sorted(range(len(datasets)), key=lambda n: float(_ipp(datasets[n]) @ normal))
+    positions = np.array([_ipp(datasets[n]) for n in order])
+    spacings = [_pixel_spacing(datasets[n], where if not two_d else None) for n in order]
+    _check_same("pixel spacing", datasets, lambda ds: None, where, values=spacings, tol=1e-4)
+    if two_d:
+        step = normal * _thickness(datasets[0])
+    else:
+        step = _slice_step(positions, normal, [labels[n] for n in order], where, item)
+    return order, _ras_affine(iop, spacings[0], positions[0], step)
+
+
 def _check_same(
     what: str,
-    members: list[tuple[Path, Dataset]],
+    datasets: list[Dataset],
     key: Callable[[Dataset], Any],
     where: Path,
     values: list[Any] | None = None,
     tol: float = 0.0,
 ) -> None:
-    values = values if values is not None else [key(ds) for _, ds in members]
+    """Raise "the slices differ in <what>" when ``key(ds)`` (or ``values``) differ by more than ``tol``."""
+    values = values if values is not None else [key(ds) for ds in datasets]
     distinct = _distinct([np.asarray(v, dtype=float) for v in values], tol)
     if len(distinct) > 1:
         shown = ", ".join(" × ".join(f"{x:g}" for x in v) for v in distinct[:4])

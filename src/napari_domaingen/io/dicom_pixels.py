@@ -1,7 +1,9 @@
 """DICOM pixel data: stored type, transfer syntax and decoders, rescaled voxel arrays ``(columns, rows, slices)``.
 
+Used for series of single-frame files and, frame by frame, for multi-frame files (:mod:`.dicom_multiframe`).
+
 Intensities
-    ``RescaleSlope``/``RescaleIntercept`` are applied per slice (CT → Hounsfield units). The result stays an
+    ``RescaleSlope``/``RescaleIntercept`` are applied per slice or frame (CT → Hounsfield units). The result stays an
     integer type when every slope and intercept is integral (``int16`` if the values fit, else ``int32``;
     the stored type when there is no rescale at all) and is ``float32`` otherwise. Modality LUT sequences and
     vendor-private scalings are not applied.
@@ -26,7 +28,7 @@ DECODER_HINT = "install a decoder: pip install pylibjpeg pylibjpeg-libjpeg pylib
 
 
 def _voxels(members: list[tuple[Path, Dataset]]) -> np.ndarray:
-    """Stored pixels → rescaled ``(columns, rows, slices)`` array."""
+    """Stored pixels of single-frame files → rescaled ``(columns, rows, slices)`` array."""
     decoder_checked: set[str] = set()
     stored, rescale = [], []
     for path, ds in members:
@@ -36,6 +38,15 @@ def _voxels(members: list[tuple[Path, Dataset]]) -> np.ndarray:
             decoder_checked.add(ts)
         stored.append(_pixels(ds, ts, path))
         rescale.append(_rescale(ds))
+    return _stack_rescaled(stored, rescale)
+
+
+def _stack_rescaled(stored: list[np.ndarray], rescale: list[tuple[float, float]]) -> np.ndarray:
+    """Stored slices ``(rows, columns)`` each with its ``(slope, intercept)`` → rescaled ``(columns, rows, slices)``.
+
+    Integer results stay integer (``int16`` when they fit, else ``int32``; the stored type without any rescale),
+    fractional slopes or intercepts give ``float32``.
+    """
     slopes = np.array([s for s, _ in rescale])
     intercepts = np.array([i for _, i in rescale])
     if np.all(slopes == 1) and np.all(intercepts == 0):

@@ -1,6 +1,9 @@
 """Find DICOM series in a folder (recursively) or a ``.zip`` from headers: :class:`DicomSeries`, :func:`list_series`.
 
-Pixels are not read and torch is not imported; files that are not DICOM are skipped.
+Pixels are not read and torch is not imported; files that are not DICOM are skipped, and so are DICOM objects that
+are not images to stack: DICOMDIR, structured reports, presentation states, RT structure sets and plans,
+registrations, and DICOM Segmentations (SEG has rows, columns and pixel data, but it is read by :mod:`.dicom_seg`).
+A multi-frame (enhanced) file is one series of its own frames (see :mod:`.dicom_multiframe`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from .dicom_geometry import SPACING_ABS_TOL, _has_frame, _iop, _ipp, _normal, _pixel_spacing, _ras_affine, _thickness
+from .dicom_multiframe import is_multiframe, n_frames, summarize
 from .dicom_pixels import _rescale, _stored_dtype, _transfer_syntax
 from .errors import VolumeReadError
 
@@ -35,6 +40,10 @@ class DicomSeries:
     the positions; ``SpacingBetweenSlices``/``SliceThickness`` for a single image). ``orientation`` are the
     nibabel axis codes of the voxel axes ``(column, row, slice)`` — ``"LPS"`` for a standard axial stack,
     ``"none"`` without a patient frame. ``dtype`` is the stored pixel type (before rescale).
+
+    A series of one multi-frame (enhanced) file has ``multiframe`` set, ``files`` holding that file and
+    ``n_slices`` its number of frames; ``spacing`` and ``orientation`` come from the frames' functional groups.
+    ``sop_class`` is the SOP class name of the first file (e.g. ``"Enhanced MR Image Storage"``).
     """
 
     uid: str
@@ -50,6 +59,8 @@ class DicomSeries:
     transfer_syntax: str
     series_number: int | None = None
     rescale: tuple[float, float] | None = None
+    multiframe: bool = False
+    sop_class: str = ""
     archive: Path | None = None
     root: Path | None = field(default=None, repr=False)
 
@@ -65,7 +76,9 @@ class DicomSeries:
 def list_series(folder_or_zip: str | os.PathLike, recursive: bool = True) -> list[DicomSeries]:
     """Every image series in a folder (recursively by default) or a ``.zip``, from headers only.
 
-    Files that are not DICOM, and DICOM objects without an image (DICOMDIR, reports), are skipped.
+    Files that are not DICOM, and DICOM objects that are not images (DICOMDIR, reports, presentation states,
+    RT structure sets, segmentations; see :func:`_is_image`), are skipped. A multi-frame file is listed as a
+    series of its frames.
     Series are ordered by series number, then description. Raises :class:`VolumeReadError` when nothing is
     found.
     """
@@ -78,14 +91,16 @@ def list_series(folder_or_zip: str | os.PathLike, recursive: bool = True) -> lis
             if ds is None:
                 continue
             n_dicom += 1
-            if "Rows" not in ds or "Columns" not in ds:
+            if not _is_image(ds):
                 continue
             uid = str(ds.get("SeriesInstanceUID", "")) or f"(no SeriesInstanceUID) {path.parent}"
             groups.setdefault(uid, []).append((path, ds))
     if not groups:
         if n_dicom:
             raise VolumeReadError(
-                root, f"no DICOM images found ({n_dicom} DICOM file(s) without an image, e.g. DICOMDIR or reports)"
+                root,
+                f"no DICOM images found ({n_dicom} DICOM file(s) without an image to stack, e.g. DICOMDIR, reports "
+                "or segmentations)",
             )
         raise VolumeReadError(root, "no DICOM files found")
     archive = root if container.is_zip else None
@@ -95,6 +110,8 @@ def list_series(folder_or_zip: str | os.PathLike, recursive: bool = True) -> lis
 
 
 def _describe(uid: str, members: list[tuple[Path, Dataset]], archive: Path | None, root: Path) -> DicomSeries:
+    if any(is_multiframe(ds) for _, ds in members):
+        return _describe_multiframe(uid, members, archive, root)
     first = members[0][1]
     frame = _has_frame(members)
     if frame:
@@ -116,7 +133,28 @@ def _describe(uid: str, members: list[tuple[Path, Dataset]], archive: Path | Non
         orientation = "".join(nib.aff2axcodes(affine))
     else:
         orientation = "none"
-    slope, intercept = _rescale(first)
+    return _series(
+        uid,
+        members,
+        archive,
+        root,
+        n_slices=len(members),
+        spacing=(slice_spacing, row_spacing, column_spacing),
+        orientation=orientation,
+        rescale=_rescale(first),
+    )
+
+
+def _series(
+    uid: str,
+    members: list[tuple[Path, Dataset]],
+    archive: Path | None,
+    root: Path,
+    rescale: tuple[float, float],
+    **facts,
+) -> DicomSeries:
+    """A :class:`DicomSeries` of ``members`` (the first one's header for the shared facts) with ``facts``."""
+    first = members[0][1]
     number = first.get("SeriesNumber")
     return DicomSeries(
         uid=uid,
@@ -125,16 +163,72 @@ def _describe(uid: str, members: list[tuple[Path, Dataset]], archive: Path | Non
         files=[path for path, _ in members],
         rows=int(first.Rows),
         columns=int(first.Columns),
-        n_slices=len(members),
-        spacing=(slice_spacing, row_spacing, column_spacing),
-        orientation=orientation,
         dtype=_stored_dtype(first),
         transfer_syntax=_transfer_syntax(first).name,
         series_number=int(number) if number not in (None, "") else None,
-        rescale=None if (slope, intercept) == (1.0, 0.0) else (slope, intercept),
+        rescale=None if tuple(rescale) == (1.0, 0.0) else tuple(rescale),
+        sop_class=_sop_class(first),
         archive=archive,
         root=root,
+        **facts,
     )
+
+
+def _describe_multiframe(
+    uid: str, members: list[tuple[Path, Dataset]], archive: Path | None, root: Path
+) -> DicomSeries:
+    """A series holding multi-frame files: described from the first one's frames (``n_slices`` counts the frames
+    of all files; reading refuses more than one file)."""
+    members = sorted(members, key=lambda m: (not is_multiframe(m[1]), str(m[0])))
+    first = members[0][1]
+    summary = summarize(first)
+    return _series(
+        uid,
+        members,
+        archive,
+        root,
+        n_slices=sum(n_frames(ds) for _, ds in members),
+        spacing=summary.spacing,
+        orientation=summary.orientation,
+        rescale=summary.rescale,
+        multiframe=True,
+    )
+
+
+# SOP classes with rows and columns (some with pixel data) that are not images to stack. SEG
+# (1.2.840.10008.5.1.4.1.1.66.4) is read by io/dicom_seg.py, never as an image series.
+_NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.66",  # raw data, registrations, fiducials, segmentations (SEG, surface), tractography
+    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports, key object selection
+    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF/CDA/STL
+    "1.2.840.10008.5.1.4.1.1.9.",  # waveforms
+)
+_NON_IMAGE_RT = {f"1.2.840.10008.5.1.4.1.1.481.{n}" for n in range(3, 20)}  # structure sets, plans, records
+_NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "PR", "SR", "KO", "REG", "FID", "DOC", "PLAN"}
+
+
+def _is_image(ds: Dataset) -> bool:
+    """Whether a DICOM object is an image to stack: it has rows and columns and is not a segmentation, RT
+    structure set, presentation state, report or other non-image object."""
+    if "Rows" not in ds or "Columns" not in ds:
+        return False
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class.startswith(_NON_IMAGE_SOP_PREFIXES) or sop_class in _NON_IMAGE_RT:
+        return False
+    return str(ds.get("Modality", "") or "").upper() not in _NON_IMAGE_MODALITIES
+
+
+def _kind(ds: Dataset) -> str:
+    """What a DICOM object is, for messages: its SOP class name, else its modality."""
+    sop_class = _sop_class(ds)
+    modality = str(ds.get("Modality", "") or "")
+    return f"{sop_class} ({modality})" if sop_class and modality else sop_class or modality or "non-image"
+
+
+def _sop_class(ds: Dataset) -> str:
+    uid = str(ds.get("SOPClassUID", "") or "")
+    return UID(uid).name if uid else ""
 
 
 class _Container:

