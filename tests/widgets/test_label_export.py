@@ -24,7 +24,7 @@ def _world(layer, index):
 
 
 @pytest.fixture
-def dicom_with_labels(tmp_path):
+def dicom_with_labels(tmp_path):  # tests list it before make_napari_viewer: it skips without ../shared
     voxels, labels = _tcga_crop((30, 28, 20))
     affine = oblique_affine("LPS")
     uid, _files = write_series(tmp_path / "series", voxels, affine, modality="MR", description="T1 oblique")
@@ -33,7 +33,7 @@ def dicom_with_labels(tmp_path):
 
 
 def test_labels_drawn_on_a_dicom_series_save_as_seg_and_reopen_in_place(
-    make_napari_viewer, tmp_path, dicom_with_labels
+    dicom_with_labels, make_napari_viewer, tmp_path
 ):
     folder, uid, labels = dicom_with_labels
     viewer = make_napari_viewer()
@@ -62,7 +62,7 @@ def test_labels_drawn_on_a_dicom_series_save_as_seg_and_reopen_in_place(
     np.testing.assert_allclose(colour, np.asarray(layer.colormap.map(np.array([4])))[0][:3], atol=0.02)
 
 
-def test_a_folder_with_the_series_and_its_seg_opens_both(make_napari_viewer, tmp_path, dicom_with_labels):
+def test_a_folder_with_the_series_and_its_seg_opens_both(dicom_with_labels, make_napari_viewer, tmp_path):
     folder, _uid, labels = dicom_with_labels
     viewer = make_napari_viewer()
     (image,) = viewer.open(str(folder), plugin=PLUGIN)
@@ -110,7 +110,7 @@ def test_names_and_colours_survive_a_nifti_save(make_napari_viewer, tmp_path):
     assert list(again.features["name"]) == ["background", "grey matter", "white matter"]
 
 
-def test_model_labels_corrected_by_hand_are_semiautomatic(make_napari_viewer, tmp_path, dicom_with_labels):
+def test_model_labels_corrected_by_hand_are_semiautomatic(dicom_with_labels, make_napari_viewer, tmp_path):
     from napari_domaingen._widgets.maskgen_segment import _mark_edited
 
     folder, _uid, labels = dicom_with_labels
