@@ -12,6 +12,8 @@
   opened as a multiscale layer (moved beside the slide for the picture).
 * ``docs/images/segment_statistics.png`` — *MaskGen — segment*'s statistics table for the brain sample's tissue
   labels with the T1's intensities (the table every segmentation fills; any Labels layer can be chosen).
+* ``docs/images/batch.png`` — the *Batch* dock after ``compare`` (T1 vs FLAIR) over a small cohort made from
+  ../shared (BraTS and TCGA crops, a case without FLAIR, a cut file), with one case opened by double-click.
 * ``docs/images/window_1080.png`` — a 1920 × 1080 napari window with *MaskGen — train* and *MaskGen — segment*
   docked beside the brain sample: the docks scroll instead of making the window taller than the screen.
 
@@ -190,6 +192,59 @@ def segment_statistics(out: Path) -> None:
     viewer.close()
 
 
+def batch(out: Path, work: Path) -> None:
+    """The Batch dock after a compare batch over four cases made from ../shared (skipped when it is absent)."""
+    import shutil
+    import time
+
+    import napari
+    import nibabel as nib
+    import torch
+    from qtpy.QtWidgets import QApplication
+
+    shared = Path(__file__).resolve().parents[2] / "shared"
+    if not (shared / "fixtures" / "anatomix_reference.pt").is_file():
+        print(f"skipped {out}: ../shared not available")
+        return
+    cohort = work / "cohort"
+    pairs = {
+        "BraTS-GLI-00001": (
+            "brats23-gli-00001-000",
+            "BraTS-GLI-00001-000-t1n.nii.gz",
+            "BraTS-GLI-00001-000-t2f.nii.gz",
+        ),
+        "TCGA-DU-7294": ("tcga-du-7294", "TCGA-DU-7294_t1_bet.nii.gz", "TCGA-DU-7294_fla_bet.nii.gz"),
+    }
+    for name, (folder, t1, flair) in pairs.items():
+        for file, tag in ((t1, "t1"), (flair, "flair")):
+            image = nib.load(shared / "data" / "mri" / folder / file)
+            crop = image.slicer[60:180, 60:180, 40:120]
+            (cohort / name).mkdir(parents=True, exist_ok=True)
+            nib.save(
+                nib.Nifti1Image(crop.get_fdata(dtype="float32"), crop.affine), cohort / name / f"{name}_{tag}.nii.gz"
+            )
+    (cohort / "TCGA-T1-only").mkdir()
+    shutil.copy(cohort / "TCGA-DU-7294" / "TCGA-DU-7294_t1.nii.gz", cohort / "TCGA-T1-only" / "x_t1.nii.gz")
+    weights = work / "anatomix.pth"
+    torch.save(torch.load(shared / "fixtures" / "anatomix_reference.pt", weights_only=True)["state_dict"], weights)
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1080)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Batch")
+    widget._cohort.value, widget._out.value, widget._weights.value = cohort, work / "out", str(weights)
+    widget._workers.value = 2
+    widget.run()
+    while "cases:" not in widget._status.value:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    widget.open_case("TCGA-DU-7294")
+    for _ in range(30):
+        QApplication.processEvents()
+    viewer.window._qt_window.grab().save(str(out))
+    print(f"wrote {out}: {widget._status.value}")
+    viewer.close()
+
+
 def maskgen_train(out: Path, work: Path) -> None:
     """The train dock after a short ERM run (no weights needed) on a region of the brain sample with a validation
     pair: the loss curve, the validation Dice points, the checkpoint and best-model lines, the status."""
@@ -235,6 +290,8 @@ def main() -> None:
         swap_slide(folder / "swap_slide.png", Path(work))
     with tempfile.TemporaryDirectory() as work:
         maskgen_train(folder / "maskgen_train.png", Path(work))
+    with tempfile.TemporaryDirectory() as work:
+        batch(folder / "batch.png", Path(work))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ ALL = [
     "MaskGen — train",
     "MaskGen — segment",
     "Anatomy / style swap",
+    "Batch",
 ]
 
 
@@ -65,7 +66,7 @@ def _check_fits(qtbot, window, widgets):
 @pytest.mark.parametrize(
     "names",
     [ALL, ["MaskGen — train", "MaskGen — segment"], ["Load volumes", "Compare representations"]],
-    ids=["all seven", "train and segment", "load and compare"],
+    ids=["all eight", "train and segment", "load and compare"],
 )
 @pytest.mark.slow
 def test_docks_fit_a_full_hd_screen(make_napari_viewer, qtbot, names):

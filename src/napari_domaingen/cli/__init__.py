@@ -10,6 +10,8 @@ Commands:
   compare    feature stability of two co-registered volumes (e.g. FLAIR vs T1): CKA, cosine map, RGB renderings.
   stats      per-class voxels, volume (mm³) and intensity mean/std of a label volume → CSV.
   export     labels on a DICOM series → a DICOM Segmentation (DICOM-SEG) referencing it, for PACS.
+  cohort     list a cohort folder or CSV manifest: cases, contrasts, grids, problems (nothing processed).
+  batch      features, segment or compare over every case of a cohort on Dask, with DIR/results.csv.
   info       header facts of a NIfTI file, a DICOM folder/zip (one block per series) or a DICOM file.
   convert    a DICOM series (folder, zip or one of its files) → NIfTI with the right affine.
   swap       DGM-DR anatomy/style swap of two 2D histology images: ANATOMY rendered with STYLE's stain look.
@@ -26,13 +28,43 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DomaingenError
-from . import compare, convert, demo, export, features, info, pretrain, segment, stats, swap, swap_train, train
+from . import (
+    batch,
+    cohort,
+    compare,
+    convert,
+    demo,
+    export,
+    features,
+    info,
+    pretrain,
+    segment,
+    stats,
+    swap,
+    swap_train,
+    train,
+)
 from ._report import report_error
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``domaingen --help`` lists them.
-COMMANDS = (demo, train, segment, stats, export, swap, swap_train, pretrain, features, compare, info, convert)
+COMMANDS = (
+    demo,
+    train,
+    segment,
+    stats,
+    export,
+    swap,
+    swap_train,
+    pretrain,
+    features,
+    compare,
+    cohort,
+    batch,
+    info,
+    convert,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit status (2 for an error, with one line saying what and where)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "forwarded", False):  # only `batch` passes options on (to its single-case command)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.options = extra
     try:
         return int(args.func(args) or 0)
     except (DomaingenError, ValueError, OSError) as error:  # our errors name the file and the problem

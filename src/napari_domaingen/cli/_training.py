@@ -4,17 +4,21 @@ fine-tune rules as the user meets them, running the job with Ctrl-C handling, an
 The rules themselves live in :mod:`napari_domaingen.core.training` (docs/training.md): ``--resume [CKPT]``
 continues a run to its own step count or a larger ``--steps`` (bare ``--resume``: the ``--out`` file) and writes
 ``--out`` (default: CKPT), leaving CKPT untouched when ``--out`` is elsewhere; ``--init CKPT`` fine-tunes.
+Under torchrun (``torchrun --nproc-per-node N $(which domaingen) train …``) only rank 0 prints; the others print
+nothing but errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.distributed import launch
 from ..core.progress import Progress, run
 from ..core.training import FitResult, LoopSettings, format_seconds, run_state
 from ..core.training_log import best_validation
@@ -90,7 +94,11 @@ def plan_run(
     args: argparse.Namespace, default_steps: int, read: Callable[[Path], dict[str, Any]], fine_tune_note: str
 ) -> RunPlan:
     """Check ``--out`` / ``--resume`` / ``--init`` (reading the checkpoints with ``read``, which fails clearly for a
-    file of another kind) and say what will happen."""
+    file of another kind) and say what will happen. Under torchrun, processes other than rank 0 print nothing
+    from here on (errors still reach stderr)."""
+    launched = launch()
+    if launched is not None and launched.rank != 0:
+        sys.stdout = open(os.devnull, "w")
     resume = Path(args.resume) if args.resume else None
     out = Path(args.out) if args.out else resume
     if out is None:
@@ -124,6 +132,9 @@ def fit_and_report(
     try:
         result = run(job, None if quiet else TrainPrinter())
     except KeyboardInterrupt:
+        launched = launch()
+        if launched is not None and launched.rank != 0:  # rank 0 says what survives
+            return None
         print(f"domaingen {command}: {interrupted(plan.out, before, plan.resume, again)}", file=sys.stderr)
         return None
     if result.checkpoint is None and quiet:  # the job's last message said so, unless quiet

@@ -27,7 +27,7 @@ import torch
 
 from ..models.segunet import PRESETS, SegUNet
 from .device import memory_format as preferred_memory_format
-from .device import resolve_device
+from .distributed import training_device
 from .maskgen import (
     DEFAULT_MASK_RATE,
     FeatureInput,
@@ -206,7 +206,7 @@ def train(
         assert stored is not None
         settings, state = resumed_run(TrainSettings, stored, resume, settings)
     settings.check()
-    device = resolve_device(settings.device)
+    device = training_device(settings.device)  # under torchrun: this process's GPU
     crop = (int(settings.crop),) * 3
 
     # ---- what the model is: new, or taken from the checkpoint

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from ..models.anatomix import AnatomixUNet
 from ..models.checkpoints import CheckpointLoadError, atomic_save, read_kind, tagged
-from .device import memory_format, resolve_device
+from .device import memory_format
+from .distributed import training_device
 from .progress import Progress
 from .synthetic_labels import label_ensemble, mni152_tissue, render_view, tissue_ensemble
 from .training import FitResult, LoopSettings, RunState, Validation, fit, resumed_run, run_state, seeded_init, step_seed
@@ -286,7 +287,7 @@ def pretrain(
         network = {k: v for k, v in (stored.get("config") or {}).items() if k in ("ngf", "out_channels", "num_downs")}
         settings = replace(settings, **network)
     settings.check()
-    device = resolve_device(settings.device)
+    device = training_device(settings.device)  # under torchrun: this process's GPU
     with seeded_init(settings.seed):
         model = AnatomixUNet(**settings.network())
     if stored is not None:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.dgm import PRESETS, DGMEncoder, split_tokens, synthesize
-from .device import resolve_device
+from .distributed import training_device
 from .progress import Progress
 from .swap import as_rgb
 from .swap_model import CAMELYON_MEAN, CAMELYON_STD, SwapModel, load_swap_model, read_swap_file, swap_payload
@@ -283,7 +283,7 @@ def train_swap(
     if resume is not None:
         settings, state = resumed_run(SwapTrainSettings, read_swap_file(resume), resume, settings)
     settings.check()
-    device = resolve_device(settings.device)
+    device = training_device(settings.device)  # under torchrun: this process's GPU
     start = resume if resume is not None else init
     if start is not None:
         source = load_swap_model(start, device)

@@ -14,7 +14,9 @@ for every model (docs/training.md):
   the history written beside them as ``MODEL.history.csv`` (``step,loss,lr,seconds[,val_score]`` + the task's
   loss parts);
 * resume (:func:`resume_settings`; the run continues bit-exactly: every random draw of step ``k`` comes from
-  generators seeded with :func:`step_seed` ``(seed, k)``) and fine-tuning (a new run from a model's weights).
+  generators seeded with :func:`step_seed` ``(seed, k)``) and fine-tuning (a new run from a model's weights);
+* under torchrun, N processes train one model with DistributedDataParallel (:mod:`.distributed`: each draws its
+  own batches, the gradients are averaged, rank 0 alone validates and writes); a single process is unchanged.
 
 A loop is a job (:mod:`napari_domaingen.core.progress`): it yields ``{"stage": "train", "step", "steps", "loss",
 "lr", "seconds_per_step", "eta", "fraction", "message"}`` after every step (plus ``"losses"``, ``"skipped"``,
@@ -34,11 +36,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import torch
 
 from ..errors import TrainingError
 from ..io.atomic import atomic_path
 from ..models.checkpoints import atomic_save
+from .distributed import Replicas, replicas
+from .distributed import rank as process_rank
 from .progress import Cancelled, Progress
 from .training_log import RunFiles, StepClock, format_seconds, write_history
 
@@ -67,9 +72,17 @@ __all__ = [
 RESUME_OVERRIDES = ("device", "checkpoint_every", "validate_every", "patience")
 
 
-def step_seed(seed: int, step: int, stream: int = 0) -> int:
-    """A 31-bit seed for the random draws of ``step`` of a run seeded with ``seed`` (``stream`` separates uses)."""
-    return (int(seed) * 1_000_003 + int(step) * 7_919 + int(stream) * 104_729) % (2**31 - 1)
+def step_seed(seed: int, step: int, stream: int = 0, rank: int | None = None) -> int:
+    """A 31-bit seed for the random draws of ``step`` of a run seeded with ``seed`` (``stream`` separates uses).
+
+    ``rank``: the process of a multi-process run drawing (default: this one's,
+    :func:`~napari_domaingen.core.distributed.rank`; 0 in a single process). Rank 0 draws what a single process
+    draws; every other rank its own stream (deterministic in seed, step, stream and rank)."""
+    seed_ = (int(seed) * 1_000_003 + int(step) * 7_919 + int(stream) * 104_729) % (2**31 - 1)
+    rank = process_rank() if rank is None else int(rank)
+    if rank == 0:
+        return seed_
+    return int(np.random.SeedSequence([seed_, rank]).generate_state(1)[0]) % (2**31 - 1)
 
 
 def checkpoint_due(done: int, steps: int, every: int) -> bool:
@@ -149,7 +162,8 @@ class RunState:
     """The resumable state of a run, stored as ``"training"`` in its checkpoints. ``step`` done of ``steps``;
     ``history``: columns ``step, loss, lr, seconds`` (+ loss parts) and ``val`` (``[[step, score], ...]``);
     ``best``: ``[step, score]`` of the best validation; ``stale``: validations since it; ``seconds``: training
-    time so far; ``stopped``: why the run ended early (``""`` if it did not)."""
+    time so far; ``stopped``: why the run ended early (``""`` if it did not); ``world_size``: the number of
+    processes its last session trained with (torchrun; 1: a single process)."""
 
     step: int
     steps: int
@@ -160,6 +174,7 @@ class RunState:
     stale: int = 0
     seconds: float = 0.0
     stopped: str = ""
+    world_size: int = 1
 
     @property
     def finished(self) -> bool:
@@ -192,8 +207,9 @@ def resumed_run(
 
 
 def seeded_init(seed: int) -> contextlib.AbstractContextManager[None]:
-    """The block where a run seeded with ``seed`` builds its network (same weights for the same seed)."""
-    return seeded_torch(step_seed(seed, -1))
+    """The block where a run seeded with ``seed`` builds its network (same weights for the same seed, on every
+    process)."""
+    return seeded_torch(step_seed(seed, -1, rank=0))
 
 
 def resume_settings(cls: type[S], state: RunState, requested: S, **legacy: Any) -> S:
@@ -319,7 +335,24 @@ def fit(
     history.setdefault("step", list(range(1, count + 1)))
     history.setdefault("seconds", [math.nan] * count)
     history.setdefault("val", [])
-    if resumed_from is not None and state.best is not None:
+    with replicas(task.module) as group:
+        return (yield from _train(task, settings, files, state, first_step, resumed_from, cancel, describe, group))
+
+
+def _train(
+    task: TrainingTask,
+    settings: LoopSettings,
+    files: RunFiles,
+    state: RunState,
+    first_step: int,
+    resumed_from: str | os.PathLike[str] | None,
+    cancel: Callable[[], bool],
+    describe: str,
+    group: Replicas,
+) -> Generator[Progress, None, FitResult]:
+    """The steps of :func:`fit` on the processes of ``group`` (only its main process writes files)."""
+    steps, history = int(settings.steps), state.history
+    if resumed_from is not None and state.best is not None and group.main:
         _copy_best(RunFiles.of(resumed_from).best, files.best)
 
     module = task.module.train()
@@ -327,6 +360,7 @@ def fit(
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
+    step_loss = group.step(module, task.loss)  # task.loss itself in a single process
     max_norm = settings.grad_clip if settings.grad_clip > 0 else math.inf
     clock, started, offset = StepClock(), time.perf_counter(), float(state.seconds)
     written: Path | None = None
@@ -345,36 +379,48 @@ def fit(
         write_history(files.history, history)
         return path
 
+    message = f"training {describe}".strip() + (f", {group.describe()}" if group.size > 1 else "")
+    if first_step:
+        before = state.world_size
+        was = f"; trained so far with {before} process{'es' if before > 1 else ''}" if before != group.size else ""
+        message += f" (resumed at step {first_step}{was})"
+    state.world_size = group.size
     yield {
         "stage": "train",
         "fraction": first_step / steps,
         "step": first_step,
         "steps": steps,
         "history": history,
-        "message": f"training {describe}".strip() + (f" (resumed at step {first_step})" if first_step else ""),
+        "message": message,
     }
     for step in range(first_step, steps):
-        if cancel():
+        if group.size == 1 and cancel():  # several processes agree on it after the step's loss
             raise Cancelled(f"training cancelled at step {step}")
         clock.start()
         lr = settings.lr * lr_factor(step, steps, settings.warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group_ in optimizer.param_groups:
+            group_["lr"] = lr
         with seeded_torch(step_seed(settings.seed, step, stream=9)):  # dropout etc. draw from the global generator
-            result = task.loss(step)
-        skipped, parts = "", {}
+            result = step_loss(step)
+        skipped, parts, value = "", {}, math.nan
         if isinstance(result, Skip):
             skipped = result.reason
         else:
             total = result["loss"] if isinstance(result, dict) else result
             parts = {k: float(v.detach()) for k, v in result.items() if k != "loss"} if isinstance(result, dict) else {}
-            if not torch.isfinite(total):
+            value = float(total.detach())
+        agreed = group.agree(group.size > 1 and cancel(), skipped, value, parts)
+        if agreed.cancelled:
+            raise Cancelled(f"training cancelled at step {step}")
+        skipped, value, parts = agreed.skipped, agreed.loss, agreed.parts
+        if not skipped:
+            if not math.isfinite(value):
                 raise TrainingError(
-                    f"the loss became {total.item()} at step {step + 1}; lower the learning rate "
+                    f"the loss became {value} at step {step + 1}; lower the learning rate "
                     "(the last checkpoint written is kept)"
                 )
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            total.backward()  # several processes: the mean of their gradients
             norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm=max_norm)
             if torch.isfinite(norm):
                 optimizer.step()
@@ -383,7 +429,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
         clock.stop()
         done = state.step = step + 1
-        value = math.nan if skipped else float(total.detach())
+        value = math.nan if skipped else value
         elapsed = offset + time.perf_counter() - started
         history["step"].append(done)
         for key, item in (("loss", value), ("lr", lr), ("seconds", elapsed), *parts.items()):
@@ -415,32 +461,34 @@ def fit(
         if skipped:
             update["skipped"] = skipped
         if task.validates and checkpoint_due(done, steps, settings.validate_every):
-            yield update
-            check = task.validate(cancel)
-            module.train()
-            history["val"].append([done, check.score])
-            update = {
-                **update,
-                **check.details,
-                "stage": "validate",
-                "val_score": check.score,
-                "message": f"step {done}: {check.message}",
-            }
-            if math.isfinite(check.score) and (state.best is None or check.score > state.best[1]):
-                state.best, state.stale = [done, check.score], 0
-                best_written = atomic_save(task.payload(state), files.best)
-                update = {**update, "best": str(best_written), "best_step": done}
-            else:
-                state.stale += 1
-                if settings.patience and state.stale >= settings.patience and done < steps:
-                    best = f"best {state.best[1]:.4g} at step {state.best[0]}" if state.best else "no finite score"
-                    state.stopped = f"no better validation score in {state.stale} validations; {best}"
+            if group.main:  # the weights are the same in every process: rank 0 alone validates
+                yield update
+                check = task.validate(cancel)
+                module.train()
+                history["val"].append([done, check.score])
+                update = {
+                    **update,
+                    **check.details,
+                    "stage": "validate",
+                    "val_score": check.score,
+                    "message": f"step {done}: {check.message}",
+                }
+                if math.isfinite(check.score) and (state.best is None or check.score > state.best[1]):
+                    state.best, state.stale = [done, check.score], 0
+                    best_written = atomic_save(task.payload(state), files.best)
+                    update = {**update, "best": str(best_written), "best_step": done}
+                else:
+                    state.stale += 1
+                    if settings.patience and state.stale >= settings.patience and done < steps:
+                        best = f"best {state.best[1]:.4g} at step {state.best[0]}" if state.best else "no finite score"
+                        state.stopped = f"no better validation score in {state.stale} validations; {best}"
+            state.stopped = group.from_main(state.stopped)
         final = done == steps or bool(state.stopped)
-        if final:
+        if final and group.main:
             note = task.finish()
             if note:
                 yield {**update, "stage": "finish", "message": note}
-        if final or checkpoint_due(done, steps, settings.checkpoint_every):
+        if (final or checkpoint_due(done, steps, settings.checkpoint_every)) and group.main:
             written = save(done)
             update = {**update, "checkpoint": str(written), "checkpoint_step": done}
         yield update
@@ -456,7 +504,8 @@ def fit(
     )
     saved = f"; saved {written}" + (f" (best: {best_written})" if best_written else "") if written else ""
     yield {"stage": "done", "fraction": 1.0, "step": state.step, "steps": steps, "message": ending + saved}
-    return FitResult(written, best_written, files.history, state.step, steps, seconds, history, state.stopped)
+    history_file = files.history if group.main else None
+    return FitResult(written, best_written, history_file, state.step, steps, seconds, history, state.stopped)
 
 
 __all__ += ["settings_from_dict", "settings_to_dict"]
