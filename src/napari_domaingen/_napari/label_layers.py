@@ -14,7 +14,7 @@ import numpy as np
 from ..io.label_table import LabelTable
 from .layers import META_KEY, nifti_source_of
 
-__all__ = ["label_table_kwargs", "label_table_of"]
+__all__ = ["class_names_from_features", "label_table_kwargs", "label_table_of"]
 
 #: Colour of label values the table does not list (e.g. painted with a new value): visible, neutral.
 UNLISTED_COLOUR = (0.8, 0.8, 0.8, 1.0)
@@ -33,11 +33,18 @@ def label_table_kwargs(table: LabelTable) -> dict[str, Any]:
     }
 
 
-def _names(features: Any) -> dict[int, str]:
+def class_names_from_features(features: Any) -> dict[int, str]:
+    """Label value → class name from a Labels ``features`` table: its ``name`` column, with label values from its
+    ``index`` column or, without one, row ``i`` ↔ value ``i``. Empty without a ``name`` column."""
     if features is None or "name" not in getattr(features, "columns", ()):
         return {}
     values = features["index"] if "index" in features.columns else range(len(features))
-    return {int(v): str(n) for v, n in zip(values, features["name"]) if str(n) not in ("", "nan", "None")}
+    return {int(value): str(name) for value, name in zip(values, features["name"])}
+
+
+def _names(features: Any) -> dict[int, str]:
+    """:func:`class_names_from_features` without empty names (a table row that names nothing)."""
+    return {v: n for v, n in class_names_from_features(features).items() if n not in ("", "nan", "None")}
 
 
 def _colours(colormap: Any, values: list[int]) -> dict[int, tuple[int, int, int]]:

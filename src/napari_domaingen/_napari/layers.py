@@ -45,19 +45,22 @@ def volume_layer_data(volume: Volume, **kwargs: Any) -> LayerDataTuple:
     return volume.data, attrs, "image"
 
 
-def histology_layer_data(image: HistologyImage, **kwargs: Any) -> LayerDataTuple:
-    """A napari RGB Image layer-data tuple (multiscale when the file holds a pyramid), scale in µm."""
-    data: Any = image.levels if len(image.levels) > 1 else image.levels[0]
-    attrs: dict[str, Any] = {
-        "name": image.name,
-        "rgb": True,
-        "scale": image.scale,
-        "metadata": {META_KEY: {"histology_path": image.path, "mpp": image.mpp, "downsamples": image.downsamples}},
-    }
-    if len(image.levels) > 1:
+def rgb_layer_data(
+    levels: list[Any], name: str, scale: tuple[float, float], entry: dict[str, Any], **kwargs: Any
+) -> LayerDataTuple:
+    """A napari RGB Image layer-data tuple of ``(Y, X, 3)`` levels (numpy or dask; multiscale when several),
+    ``scale`` in µm, ``entry`` as ``metadata["domaingen"]``."""
+    attrs: dict[str, Any] = {"name": name, "rgb": True, "scale": scale, "metadata": {META_KEY: entry}}
+    if len(levels) > 1:
         attrs["multiscale"] = True
     attrs.update(kwargs)
-    return data, attrs, "image"
+    return (levels if len(levels) > 1 else levels[0]), attrs, "image"
+
+
+def histology_layer_data(image: HistologyImage, **kwargs: Any) -> LayerDataTuple:
+    """A napari RGB Image layer-data tuple (multiscale when the file holds a pyramid), scale in µm."""
+    entry = {"histology_path": image.path, "mpp": image.mpp, "downsamples": image.downsamples}
+    return rgb_layer_data(image.levels, image.name, image.scale, entry, **kwargs)
 
 
 def nifti_source_of(metadata: dict[str, Any] | None) -> NiftiSource | None:

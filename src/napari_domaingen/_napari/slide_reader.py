@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.slide import Slide, is_ome_zarr_path, open_slide
-from .layers import META_KEY, LayerDataTuple
+from .layers import LayerDataTuple, rgb_layer_data
 from .reader import ReaderFunction, _paths
 
 __all__ = ["get_ome_zarr_reader", "read_ome_zarr_layers", "slide_layer_data"]
@@ -19,24 +19,13 @@ __all__ = ["get_ome_zarr_reader", "read_ome_zarr_layers", "slide_layer_data"]
 
 def slide_layer_data(slide: Slide, **kwargs: Any) -> LayerDataTuple:
     """A napari RGB Image layer-data tuple of dask arrays (multiscale when the slide has several levels)."""
-    data: Any = slide.levels if len(slide.levels) > 1 else slide.levels[0]
-    attrs: dict[str, Any] = {
-        "name": slide.name,
-        "rgb": True,
-        "scale": slide.scale,
-        "metadata": {
-            META_KEY: {
-                "histology_path": slide.path,
-                "slide_path": slide.path,
-                "mpp": slide.mpp,
-                "downsamples": list(slide.downsamples),
-            }
-        },
+    entry = {
+        "histology_path": slide.path,
+        "slide_path": slide.path,
+        "mpp": slide.mpp,
+        "downsamples": list(slide.downsamples),
     }
-    if len(slide.levels) > 1:
-        attrs["multiscale"] = True
-    attrs.update(kwargs)
-    return data, attrs, "image"
+    return rgb_layer_data(slide.levels, slide.name, slide.scale, entry, **kwargs)
 
 
 def get_ome_zarr_reader(path: str | Sequence[str]) -> ReaderFunction | None:

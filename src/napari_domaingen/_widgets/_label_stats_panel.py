@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from qtpy.QtWidgets import QAbstractItemView, QComboBox, QFileDialog, QTableWidget, QTableWidgetItem
 
-from .._napari.layers import display_affine_of
 from ..core.label_stats import ClassStats, label_statistics, write_stats_csv
+from ..io.geometry import display_affine_from_layer
 from ._choices import follow_layer_list, volume_layers
 from ._jobs import set_status, show_problem
 from .maskgen_pairs import labels_layers, layer_class_names
@@ -25,9 +25,8 @@ TABLE_HEIGHT = 170  # px: about six rows; the dock scrolls, and the whole dock m
 
 
 def _affine(layer: Any):
-    return display_affine_of(
-        {"scale": tuple(layer.scale), "translate": tuple(layer.translate), "affine": layer.affine.affine_matrix}
-    )
+    """(4, 4) display affine of a layer (its scale, translate and affine)."""
+    return display_affine_from_layer(layer.scale, layer.translate, layer.affine.affine_matrix)
 
 
 class LabelStatsPanel(Container):

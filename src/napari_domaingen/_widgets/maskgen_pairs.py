@@ -70,13 +70,11 @@ def labels_layers(viewer: Any) -> list[tuple[str, Any]]:
 
 
 def layer_class_names(layer: Any) -> dict[int, str]:
-    """Label value → class name from a Labels layer's ``features`` table: its ``name`` column, with label values
-    from its ``index`` column or, without one, row ``i`` ↔ value ``i``. Empty without a ``name`` column."""
-    features = getattr(layer, "features", None)
-    if features is None or "name" not in getattr(features, "columns", ()):
-        return {}
-    values = features["index"] if "index" in features.columns else range(len(features))
-    return {int(value): str(name) for value, name in zip(values, features["name"])}
+    """Label value → class name from a Labels layer's ``features`` table (see
+    :func:`~napari_domaingen._napari.label_layers.class_names_from_features`)."""
+    from .._napari.label_layers import class_names_from_features
+
+    return class_names_from_features(getattr(layer, "features", None))
 
 
 def class_names_for(values: Sequence[int], known: dict[int, str]) -> tuple[str, ...] | None:

@@ -214,7 +214,7 @@ def run_batch(
     for name in list(rows):
         yield update(name)
     workers = settings.workers or default_workers(len(pending))
-    threads = _threads(settings, 1 if settings.scheduler is None and workers == 1 else workers)
+    threads = _threads(settings, workers)
     if not pending:
         write_results(results, [rows[c.name] for c in cohort.cases])
     elif settings.scheduler is None and workers == 1:
