@@ -55,7 +55,7 @@ def child(side: str, weights: str, out: str) -> None:
         info = {"setting": "MONAI SW 128³, overlap 0.5, constant, fp32"}
     else:
         from napari_domaingen.core.features import FeatureCache, FeatureSettings, extract_features
-        from napari_domaingen.core.progress import run
+        from napari_domaingen.progress import run
 
         result = run(extract_features(volume, FeatureSettings(weights=weights), cache=FeatureCache()))
         features = result.features

@@ -146,7 +146,7 @@ def _style(model):
 
 
 def child_slide(slide_path: str, out: str, block: int) -> dict:
-    from napari_domaingen.core.progress import run
+    from napari_domaingen.progress import run
     from napari_domaingen.core.swap_slide import swap_slide
     from napari_domaingen.io.slide import open_slide
 
@@ -186,7 +186,7 @@ def child_pair(slide_path: str, crop: int) -> dict:
 
 
 def child_seams(slide_path: str, crop: int, out_dir: str) -> dict:
-    from napari_domaingen.core.progress import run
+    from napari_domaingen.progress import run
     from napari_domaingen.core.swap_slide import swap_slide
     from napari_domaingen.io.slide import open_slide
 

@@ -37,7 +37,7 @@ from _common import SHARED, require
 from napari_domaingen.core.compare import comparison_mask
 from napari_domaingen.core.features import FeatureCache, FeatureSettings, extract_features
 from napari_domaingen.core.pretrain import PretrainSettings, calibrate_batchnorm
-from napari_domaingen.core.progress import run
+from napari_domaingen.progress import run
 from napari_domaingen.core.stability import linear_cka, patch_rows, sample_indices, voxel_rows
 from napari_domaingen.io.nifti import read_nifti
 from napari_domaingen.models.anatomix import AnatomixUNet

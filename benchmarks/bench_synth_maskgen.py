@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED, require
 
 from napari_domaingen.core.maskgen_training import TrainSettings, train
-from napari_domaingen.core.progress import run
+from napari_domaingen.progress import run
 from napari_domaingen.core.segment import SegmentSettings, segment
 from napari_domaingen.core.segmentation_data import labelled_volume
 from napari_domaingen.io.nifti import read_nifti

@@ -18,7 +18,7 @@ import pytest
 from napari_domaingen.cli import main
 from napari_domaingen.core.batch import BatchSettings, run_batch
 from napari_domaingen.core.batch_jobs import job_named
-from napari_domaingen.core.progress import run
+from napari_domaingen.progress import run
 from napari_domaingen.io.cohort import read_cohort
 
 from ..conftest import shared_file

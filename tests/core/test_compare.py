@@ -3,7 +3,7 @@ import pytest
 
 from napari_domaingen.core.compare import compare_volumes, similarity_to_voxel
 from napari_domaingen.core.features import FeatureCache, FeatureSettings
-from napari_domaingen.core.progress import run
+from napari_domaingen.progress import run
 from napari_domaingen.core.rgb import ChannelProjection, PCAProjection, colour_projection
 from napari_domaingen.core.stability import GridMismatchError
 
@@ -78,7 +78,7 @@ def test_a_constant_offset_changes_no_figure(anatomix_weights, fresh_feature_cac
     """Skull-stripped-like volumes with negative tissue values: adding a constant to both changes nothing."""
     from napari_domaingen.core.compare import compare_volumes
     from napari_domaingen.core.features import FeatureSettings
-    from napari_domaingen.core.progress import run
+    from napari_domaingen.progress import run
 
     rng = np.random.default_rng(7)
     grid = np.indices((24, 32, 32)).astype(np.float32)

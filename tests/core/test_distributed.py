@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from napari_domaingen.core.distributed import Launch, launch, replicas, training_device
-from napari_domaingen.core.progress import run
+from napari_domaingen.progress import run
 from napari_domaingen.core.training import fit, run_state, seeded_torch, step_seed
 from napari_domaingen.models.checkpoints import read_checkpoint
 from tests.core.test_training import SETTINGS, Toy

@@ -9,7 +9,7 @@ from napari_domaingen.core.features import (
     normalise,
     preprocess,
 )
-from napari_domaingen.core.progress import Cancelled, run
+from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.models.anatomix import load_anatomix
 
 from ..conftest import FIXTURES

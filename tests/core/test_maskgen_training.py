@@ -6,7 +6,7 @@ import torch
 
 from napari_domaingen.core.maskgen import ModelCompatibilityError, read_model_file
 from napari_domaingen.core.maskgen_training import TrainSettings, train, validation_region
-from napari_domaingen.core.progress import Cancelled, run
+from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.segmentation_data import labelled_volume
 from napari_domaingen.errors import TrainingError
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_domaingen.core.progress import Cancelled, run
+from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.swap import encode, mean_style, render
 from napari_domaingen.core.swap_slide import slide_alignment, slide_style, swap_slide
 from napari_domaingen.io.slide import open_slide

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_domaingen.core.progress import Cancelled, run
+from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.swap_model import default_model_path, load_swap_model, read_swap_file
 from napari_domaingen.core.swap_training import CropSource, SwapTrainSettings, swap_losses, train_swap
 from napari_domaingen.errors import TrainingError

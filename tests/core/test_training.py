@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from napari_domaingen.core.progress import Cancelled, run
+from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.training import (
     LoopSettings,
     RunFiles,

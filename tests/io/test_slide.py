@@ -161,7 +161,7 @@ def test_slide_writer_round_trip(tmp_path, suffix):
     for y in range(0, 1900, 1024):
         for x in range(0, 1300, 1024):
             writer.write(y, x, base[y : y + 1024, x : x + 1024])
-    from napari_domaingen.core.progress import run
+    from napari_domaingen.progress import run
 
     assert run(writer.finish()) == out
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary left
@@ -230,7 +230,7 @@ def test_viewer_opens_pyramid_and_ome_zarr_as_lazy_multiscale(make_napari_viewer
     out = tmp_path / "copy.ome.zarr"
     writer = SlideWriter(out, stored[0].shape[:2], mpp=0.5)
     writer.write(0, 0, stored[0])
-    from napari_domaingen.core.progress import run
+    from napari_domaingen.progress import run
 
     run(writer.finish())
     assert get_dicom_reader(str(out)) is None and get_ome_zarr_reader(str(out)) is not None

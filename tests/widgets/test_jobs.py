@@ -3,7 +3,7 @@
 from magicgui.widgets import Label, PushButton
 
 from napari_domaingen._widgets._jobs import JobRunner, button_busy, label_status
-from napari_domaingen.core.progress import Cancelled
+from napari_domaingen.progress import Cancelled
 
 
 def _runner(results):

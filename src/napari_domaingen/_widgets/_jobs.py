@@ -1,7 +1,7 @@
 """Run a core generator job from a dock widget: ``thread_worker``, napari progress bar, Run/Cancel, status line.
 
 Every widget that starts long work uses one :class:`JobRunner`; the widget only builds the job (a generator of
-progress dicts, see :mod:`napari_domaingen.core.progress`) and says what to do with its result.
+progress dicts, see :mod:`napari_domaingen.progress`) and says what to do with its result.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from magicgui.widgets import Label, ProgressBar, PushButton
 
-from ..core.progress import Cancelled, Progress
+from ..progress import Cancelled, Progress
 from ._layout import show_all_lines
 
 JobFactory = Callable[[Callable[[], bool]], Generator[Progress, None, Any]]

@@ -18,10 +18,10 @@ import numpy as np
 from magicgui.widgets import Container, FileEdit, PushButton
 
 from .._napari.layers import META_KEY
-from ..core.progress import Progress
 from ..core.swap_slide import DEFAULT_BLOCK, SlideSwapResult, slide_style, swap_slide
 from ..io.slide import slide_levels_of
 from ..io.slide_write import slide_output_kind
+from ..progress import Progress
 from ._choices import file_value
 from ._jobs import set_status, show_problem
 

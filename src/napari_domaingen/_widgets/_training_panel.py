@@ -27,9 +27,9 @@ from typing import Any
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..core.progress import Progress
 from ..core.training import FitResult, format_seconds
 from ..core.training_log import best_validation
+from ..progress import Progress
 from ._jobs import JobFactory, JobRunner, cancelled_training_message, set_status, show_fraction, show_problem
 from ._layout import wrap_text
 from ._loss_plot import DEFAULT_LOSS_TOP, LossPlot

@@ -17,8 +17,8 @@ from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QTableWidget, QTableW
 
 from ..core.batch import BatchSettings, run_batch
 from ..core.batch_jobs import JOBS, job_named
-from ..core.progress import Progress
 from ..io.cohort import read_cohort
+from ..progress import Progress
 from ._choices import file_value
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from ._layout import scroll_layout

@@ -18,10 +18,10 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
 from ..core.compare import Comparison, compare_volumes, describe_summary, similarity_to_voxel
 from ..core.features import FeatureSettings
-from ..core.progress import Progress
 from ..core.stability import require_same_grid
 from ..io.geometry import resample_to_grid, voxel_to_world, world_to_voxel
 from ..models.weights import REGISTRY
+from ..progress import Progress
 from ._choices import ExtractorChoice, file_value, grid_of, same_layer, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from ._layout import scroll_layout

@@ -22,9 +22,9 @@ from ..core.features import (
     extract_features,
     settings_summary,
 )
-from ..core.progress import Cancelled, Progress, rescaled
 from ..core.rgb import pca_rgb
 from ..io.intensity import CT_WINDOWS
+from ..progress import Cancelled, Progress, rescaled
 from ._choices import ExtractorChoice, follow_layer_list, layer_key, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status
 from ._layout import scroll_layout, wrap_text

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..core.maskgen_training import TrainResult, TrainSettings, train
-from ..core.progress import Progress
 from ..core.segmentation_data import LabelledVolume, LabelMap, default_class_name, labelled_volume
 from ..io.geometry import same_grid
+from ..progress import Progress
 from .compare import layer_display_affine
 
 __all__ = [

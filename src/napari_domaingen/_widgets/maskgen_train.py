@@ -28,12 +28,12 @@ from qtpy.QtWidgets import QComboBox, QWidget
 from ..core.device import available_devices, resolve_device
 from ..core.maskgen import DEFAULT_MASK_RATE, MASK_RATE_HELP
 from ..core.maskgen_training import TrainResult, TrainSettings
-from ..core.progress import Progress
 from ..core.segmentation_data import augmentation_names
 from ..core.training import format_seconds
 from ..errors import DomaingenError
 from ..models.checkpoints import read_checkpoint
 from ..models.segunet import PRESETS
+from ..progress import Progress
 from ._choices import ExtractorChoice, file_value
 from ._jobs import set_status
 from ._layout import scroll_layout

@@ -32,10 +32,10 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QWidget
 
-from ..core.progress import Progress
 from ..core.swap import EncodedImage
 from ..core.swap_model import SwapModel
 from ..core.swap_training import SwapTrainResult
+from ..progress import Progress
 from ._choices import grid_of, layer_key, same_layer
 from ._jobs import JobRunner, set_status, show_fraction, show_problem
 from ._layout import scroll_layout, wrap_text

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.progress import Cancelled, Progress
 from ..core.swap import EncodedImage, encode, mean_style, random_styles, reconstruct, render, style_at
 from ..core.swap_model import DEFAULT_MODEL, SwapModel, load_swap_model
 from ..core.swap_training import SwapTrainResult, SwapTrainSettings, train_swap
+from ..progress import Cancelled, Progress
 
 DEFAULT_VARIANTS = 8
 ModelKey = tuple[str, int, int, str]  # (file, mtime_ns, size, device)

@@ -11,8 +11,8 @@ import math
 import sys
 from pathlib import Path
 
-from ..core.progress import Progress
 from ..core.training import format_seconds
+from ..progress import Progress
 
 __all__ = ["ProgressPrinter", "TrainPrinter", "file_state", "interrupted", "report_error"]
 

@@ -12,9 +12,9 @@ STYLE_MAX_BYTES = 48 * 2**20
 
 
 def run_slide(args: argparse.Namespace, out: Path, point: tuple[float, float] | None, overlap: float) -> int:
-    from ..core.progress import run
     from ..core.swap_slide import DEFAULT_BLOCK, slide_style, swap_slide
     from ..io.slide import open_slide, read_in_memory
+    from ..progress import run
     from ._report import ProgressPrinter
     from .swap import _load_swap
 

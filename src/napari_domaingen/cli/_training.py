@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.distributed import launch
-from ..core.progress import Progress, run
 from ..core.training import FitResult, LoopSettings, format_seconds, run_state
 from ..core.training_log import best_validation
+from ..progress import Progress, run
 from ._options import number
 from ._report import TrainPrinter, file_state, interrupted
 

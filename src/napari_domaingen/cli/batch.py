@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..core.batch import BatchSettings, run_batch
     from ..core.batch_jobs import job_named
-    from ..core.progress import run as run_job
     from ..io.cohort import read_cohort
+    from ..progress import run as run_job
 
     roles = {"a": args.a, "b": args.b} if args.job == "compare" else {"image": args.contrast}
     job = job_named(args.job, roles, args.options)

@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..core.compare import compare_volumes
-    from ..core.progress import run
     from ..core.stability import require_same_grid
     from ..io.atomic import atomic_write_text
     from ..io.geometry import resample_to_grid
     from ..io.nifti import strip_nifti_suffix, write_nifti
     from ..io.preview import colour_map, rgb_montage, save_png
+    from ..progress import run
 
     volume_a, volume_b = read_3d(args.a), read_3d(args.b)
     data_b = volume_b.data

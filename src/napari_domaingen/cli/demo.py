@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
 def _demo_features(volume, out: Path, weights: str) -> tuple[list[Path], str | None]:
     """Features + RGB preview of the sample T1; or no files and a sentence saying which weights file to put where."""
     from ..core.features import FeatureSettings, extract_features
-    from ..core.progress import run
     from ..core.rgb import pca_rgb
     from ..io.nifti import write_nifti
     from ..io.preview import rgb_montage, save_png
     from ..models.weights import WeightsUnavailableError, resolve_weights
+    from ..progress import run
 
     try:
         resolve_weights(weights)
@@ -140,7 +140,6 @@ def _demo_segmentation(t1, labels, out: Path, weights: str | None, steps: int, m
     import time
 
     from ..core.maskgen_training import TrainSettings, train
-    from ..core.progress import run
     from ..core.segment import SegmentSettings, segment
     from ..core.segmentation_data import labelled_volume
     from ..core.training import format_seconds
@@ -149,6 +148,7 @@ def _demo_segmentation(t1, labels, out: Path, weights: str | None, steps: int, m
     from ..io.preview import save_png
     from ..io.samples import TISSUE_LABEL_NAMES
     from ..io.volume_set import resample_isotropic
+    from ..progress import run
 
     method = "maskgen" if weights else "erm"
     if weights:

@@ -29,8 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.features import extract_features
-    from ..core.progress import run
     from ..io.nifti import write_nifti
+    from ..progress import run
 
     volume = read_3d(args.image)
     settings = replace(

@@ -53,10 +53,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.label_stats import label_statistics, write_stats_csv
-    from ..core.progress import run
     from ..core.segment import SegmentSettings, segment
     from ..io.label_table import save_labels_nifti
     from ..io.nifti import is_nifti_path, write_nifti
+    from ..progress import run
 
     as_seg = args.out.lower().endswith(".dcm")
     for path in filter(None, [None if as_seg else args.out, args.probabilities]):

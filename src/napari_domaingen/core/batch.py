@@ -32,8 +32,8 @@ from typing import Any
 
 from ..io.atomic import atomic_write_text
 from ..io.cohort import Case, Cohort
+from ..progress import Cancelled, Progress
 from .batch_jobs import BatchJob
-from .progress import Cancelled, Progress
 
 __all__ = ["BASE_COLUMNS", "BatchSettings", "case_task", "default_workers", "run_batch", "write_results"]
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..progress import Progress, rescaled
 from .features import FeatureCache, FeatureResult, FeatureSettings, extract_features
 from .foreground import Foreground, find_foreground
-from .progress import Progress, rescaled
 from .rgb import ColourMode, colour_projection
 from .stability import GridMismatchError, StabilitySummary, compare, cosine_map
 

@@ -2,7 +2,7 @@
 
 :func:`extract_features` is a generator: it yields progress dicts ``{"stage", "fraction", "message"}`` and
 returns a :class:`FeatureResult`; it checks ``cancel()`` between network modules and windows. The napari
-widget runs it in a ``thread_worker``; the CLI drives it with :func:`napari_domaingen.core.progress.run`.
+widget runs it in a ``thread_worker``; the CLI drives it with :func:`napari_domaingen.progress.run`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import torch.nn.functional as F
 
 from ..io.intensity import CT_WINDOWS
 from ..models.anatomix import AnatomixUNet, load_anatomix
+from ..progress import Cancelled, Progress, in_background
+from ..typing import FeatureLayer, Precision
 from .device import available_memory_bytes, memory_format, resolve_device, resolve_precision
-from .progress import Cancelled, Progress, in_background
 
-FeatureLayer = Literal["final", "penultimate"]
 Normalisation = Literal["auto", "none", "instance", "unit"]
-Precision = Literal["auto", "fp32", "bf16"]
 Strategy = Literal["auto", "whole", "sliding"]
 
 # Peak inference memory per voxel and per unit of network width (ngf), measured for anatomix on the CPU
@@ -221,7 +220,7 @@ def extract_features(
 ) -> Generator[Progress, None, FeatureResult]:
     """Features of a ``(Z, Y, X)`` volume → :class:`FeatureResult` with ``(C, Z, Y, X)`` features.
 
-    Yields progress dicts; raises :class:`~napari_domaingen.core.progress.Cancelled` when ``cancel()`` turns
+    Yields progress dicts; raises :class:`~napari_domaingen.progress.Cancelled` when ``cancel()`` turns
     true (nothing is cached then). ``cache`` (default: the module's :data:`FEATURE_CACHE`) is consulted first.
     """
     cancel = cancel or (lambda: False)

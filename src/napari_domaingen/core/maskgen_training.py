@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..models.segunet import PRESETS, SegUNet
+from ..progress import Cancelled, Progress
 from .device import memory_format as preferred_memory_format
 from .distributed import training_device
 from .maskgen import (
@@ -37,7 +38,6 @@ from .maskgen import (
     read_model_file,
     view_mask,
 )
-from .progress import Cancelled, Progress
 from .segment import predict_logits
 from .segmentation_data import CropSampler, LabelledVolume, LabelMap, default_class_name
 from .training import (

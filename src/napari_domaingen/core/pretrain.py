@@ -37,9 +37,9 @@ import torch.nn.functional as F
 
 from ..models.anatomix import AnatomixUNet
 from ..models.checkpoints import CheckpointLoadError, atomic_save, read_kind, tagged
+from ..progress import Progress
 from .device import memory_format
 from .distributed import training_device
-from .progress import Progress
 from .synthetic_labels import label_ensemble, mni152_tissue, render_view, tissue_ensemble
 from .training import FitResult, LoopSettings, RunState, Validation, fit, resumed_run, run_state, seeded_init, step_seed
 from .training import settings_to_dict as plain_settings

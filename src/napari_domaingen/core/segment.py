@@ -1,6 +1,6 @@
 """Segment a volume with a MaskGen / ERM checkpoint: MONAI sliding window, optional probabilities and ablation.
 
-:func:`segment` is a job (generator of progress dicts, see :mod:`napari_domaingen.core.progress`) returning a
+:func:`segment` is a job (generator of progress dicts, see :mod:`napari_domaingen.progress`) returning a
 :class:`Segmentation`. The window is the model's training crop; windows overlap by ``overlap`` (0.5) and are
 blended with Gaussian weights.
 
@@ -30,6 +30,7 @@ import torch
 
 from ..io.label_table import LabelTable
 from ..models.segunet import SegUNet
+from ..progress import Cancelled, Progress, in_background, rescaled
 from .device import available_memory_bytes, memory_format, resolve_device
 from .features import (
     FeatureSettings,
@@ -40,7 +41,6 @@ from .features import (
     sliding_window_count,
 )
 from .maskgen import Ablation, FeatureInput, ModelSpec, ablate, extractor_location, instance_normalise, load_model
-from .progress import Cancelled, Progress, in_background, rescaled
 from .segmentation_data import LabelMap
 
 __all__ = ["FeatureMode", "SegmentSettings", "Segmentation", "predict_logits", "segment"]
@@ -184,7 +184,7 @@ def segment(
 
     ``spacing`` (mm, display order) only serves a warning when it differs from the training data's. Raises
     :class:`~napari_domaingen.core.maskgen.ModelCompatibilityError` for an extractor that does not fit the model,
-    :class:`~napari_domaingen.core.progress.Cancelled` when cancelled.
+    :class:`~napari_domaingen.progress.Cancelled` when cancelled.
     """
     cancel = cancel or (lambda: False)
     start = time.perf_counter()

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from ..models.dgm import synthesize
+from ..typing import Precision
 from .detail import carry_detail
-from .swap_encoding import DEFAULT_OVERLAP, EncodedImage, Precision, as_rgb, encode, patch_window
+from .swap_encoding import DEFAULT_OVERLAP, EncodedImage, as_rgb, encode, patch_window
 from .swap_model import SwapModel
 
 __all__ = [

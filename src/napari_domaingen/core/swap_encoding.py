@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
 from ..models.dgm import split_tokens
+from ..typing import Precision
 from .device import resolve_precision
 from .swap_model import SwapModel
 
@@ -49,7 +49,6 @@ __all__ = [
 #: tile overlap of the plain tiling (the seamless tilings do not overlap)
 DEFAULT_OVERLAP = 0.25
 _TILE_BATCH = 32
-Precision = Literal["auto", "fp32", "bf16"]
 
 
 def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -221,7 +220,7 @@ def encode(
     ):
         for start in range(0, len(origins), _TILE_BATCH):
             if cancel is not None and cancel():
-                from .progress import Cancelled
+                from ..progress import Cancelled
 
                 raise Cancelled("encoding cancelled")
             batch = torch.cat(

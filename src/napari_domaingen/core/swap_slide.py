@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .progress import Cancelled, Progress, rescaled
+from ..progress import Cancelled, Progress, rescaled
+from ..typing import Precision
 from .swap import render
-from .swap_encoding import DEFAULT_OVERLAP, Precision, encode
+from .swap_encoding import DEFAULT_OVERLAP, encode
 from .swap_model import SwapModel
 
 __all__ = ["DEFAULT_BLOCK", "DEFAULT_HALO", "SlideSwapResult", "slide_alignment", "slide_style", "swap_slide"]

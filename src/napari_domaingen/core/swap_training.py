@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from ..models.dgm import PRESETS, DGMEncoder, split_tokens, synthesize
+from ..progress import Progress
 from .distributed import training_device
-from .progress import Progress
 from .swap import as_rgb
 from .swap_model import CAMELYON_MEAN, CAMELYON_STD, SwapModel, load_swap_model, read_swap_file, swap_payload
 from .training import FitResult, LoopSettings, RunState, Validation, fit, resumed_run, seeded_init, step_seed

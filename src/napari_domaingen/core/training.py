@@ -7,7 +7,7 @@ for every model (docs/training.md):
 * AdamW, a linear warm-up over ``warmup`` steps then per-step cosine decay to 0 (:func:`lr_factor`), gradient
   clipping (``grad_clip``; 0 = none), steps with non-finite gradients skipped (never applied), a diverging loss
   stopped with :class:`~napari_domaingen.errors.TrainingError`;
-* step timing and ETA, ``cancel()`` between steps (:class:`~napari_domaingen.core.progress.Cancelled`);
+* step timing and ETA, ``cancel()`` between steps (:class:`~napari_domaingen.progress.Cancelled`);
 * validation every ``validate_every`` steps and at the end; the best-scoring model also written as
   ``MODEL.best.pt``; ``patience`` validations without improvement stop the run;
 * atomic checkpoints every ``checkpoint_every`` steps and at the end, holding ``"training"`` (:class:`RunState`);
@@ -18,7 +18,7 @@ for every model (docs/training.md):
 * under torchrun, N processes train one model with DistributedDataParallel (:mod:`.distributed`: each draws its
   own batches, the gradients are averaged, rank 0 alone validates and writes); a single process is unchanged.
 
-A loop is a job (:mod:`napari_domaingen.core.progress`): it yields ``{"stage": "train", "step", "steps", "loss",
+A loop is a job (:mod:`napari_domaingen.progress`): it yields ``{"stage": "train", "step", "steps", "loss",
 "lr", "seconds_per_step", "eta", "fraction", "message"}`` after every step (plus ``"losses"``, ``"skipped"``,
 ``"checkpoint"``), ``"stage": "validate"`` dicts with ``"val_score"`` (plus the task's details, and ``"best"``
 when a new best model was written) and ends with ``"stage": "done"``.
@@ -42,9 +42,9 @@ import torch
 from ..errors import TrainingError
 from ..io.atomic import atomic_path
 from ..models.checkpoints import atomic_save
+from ..progress import Cancelled, Progress
 from .distributed import Replicas, replicas
 from .distributed import rank as process_rank
-from .progress import Cancelled, Progress
 from .training_log import RunFiles, StepClock, format_seconds, write_history
 
 __all__ = [

@@ -30,3 +30,8 @@ class VolumeWriteError(DomaingenIOError):
 
 class ImageReadError(DomaingenIOError):
     """A histology image could not be read."""
+
+
+class FileWriteError(DomaingenIOError):
+    """An output file could not be written (read-only folder, full disk …); names the output, not a temporary
+    file."""

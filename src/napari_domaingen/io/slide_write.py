@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.progress import Cancelled, Progress
+from ..progress import Cancelled, Progress
 from .atomic import default_file_mode
 
 __all__ = ["CHUNK", "SMALLEST_SIDE", "SlideWriter", "slide_output_kind"]

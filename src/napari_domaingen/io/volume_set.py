@@ -87,14 +87,14 @@ def iter_load_group(
 ) -> Generator[Progress, None, list[Volume]]:
     """Load candidates one by one (progress dicts between them); ``isotropic`` (mm) resamples each volume.
 
-    Raises :class:`~napari_domaingen.core.progress.Cancelled` when ``cancel()`` turns true.
+    Raises :class:`~napari_domaingen.progress.Cancelled` when ``cancel()`` turns true.
     """
     names = layer_names(candidates)
     volumes: list[Volume] = []
     n = max(1, len(candidates))
     for index, (candidate, name) in enumerate(zip(candidates, names)):
         if cancel is not None and cancel():
-            from ..core.progress import Cancelled
+            from ..progress import Cancelled
 
             raise Cancelled("loading cancelled")
         yield {"stage": "load", "fraction": index / n, "message": f"reading {name} ({index + 1}/{n})"}
@@ -128,7 +128,7 @@ def iter_resample_group(
 
     A job (progress dicts, ``cancel()`` checked between volumes).
     """
-    from ..core.progress import Cancelled  # the job convention's exception (pure Python, no torch)
+    from ..progress import Cancelled  # the job convention's exception (pure Python, no torch)
 
     cancel = cancel or (lambda: False)
     ref = volumes[reference]

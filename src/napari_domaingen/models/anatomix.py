@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DomaingenError
+from ..typing import FeatureLayer
 from .checkpoints import CheckpointLoadError, UnsafeCheckpointError, read_checkpoint
 from .weights import REGISTRY, resolve_weights
 
@@ -46,7 +47,6 @@ __all__ = [
     "strip_prefixes",
 ]
 
-FeatureLayer = Literal["final", "penultimate"]
 _PREFIXES = ("_orig_mod.", "module.")
 _MAX_LISTED = 5
 

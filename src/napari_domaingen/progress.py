@@ -1,17 +1,56 @@
-"""Conventions shared by long-running core jobs: progress dicts, cancellation, and a driver for scripts/CLI.
+"""The job protocol shared by every long-running job: typed progress updates, cancellation, and a driver.
 
-A job is a generator that yields :data:`Progress` dicts (``stage``: short name, ``fraction``: 0…1 overall,
-``message``: one line for people) and returns its result. It checks a ``cancel()`` callable and raises
-:class:`Cancelled` when asked to stop. napari widgets run jobs in ``thread_worker``; scripts use :func:`run`.
+A job is a generator that yields :class:`Progress` updates (``stage``: short name, ``fraction``: 0…1 overall,
+``message``: one line for people, plus the optional fields below) and returns its result. It checks a
+``cancel()`` callable and raises :class:`Cancelled` when asked to stop. napari widgets run jobs in
+``thread_worker`` (through ``_widgets/_jobs.JobRunner``); scripts and the CLI use :func:`run`.
+
+It lives beside :mod:`napari_domaingen.errors` because every layer (``io``, ``core``, ``cli``, ``_widgets``) uses
+it and none of them may depend on a layer above it.
+
+>>> def job():
+...     yield Progress(stage="work", fraction=0.5, message="half way")
+...     return 42
+>>> run(job())
+42
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
-Progress = dict[str, Any]
+__all__ = ["Cancelled", "Progress", "in_background", "rescaled", "run"]
+
 T = TypeVar("T")
+
+
+class Progress(TypedDict, total=False):
+    """One progress update of a job. Every job sets ``stage``, ``fraction`` and ``message``; the other fields
+    belong to the jobs named beside them, and readers use ``.get`` for them."""
+
+    stage: str  #: short name of what runs now ("inference", "train", "validate", "batch", …)
+    fraction: float  #: 0…1 of the whole job
+    message: str  #: one line for people
+    # training (core.training.fit)
+    step: int
+    steps: int
+    loss: float
+    skipped: str
+    seconds_per_step: float
+    eta: float | None  #: seconds left (also batch), None when unknown
+    lr: float
+    losses: dict[str, float]  #: the loss's parts, when it has several
+    val_score: float  #: stage "validate" (with the method's own details, e.g. ``val_dice``)
+    checkpoint: str  #: path of a checkpoint just written
+    checkpoint_step: int
+    best: str  #: path of a new best model just written
+    best_step: int
+    # batch (core.batch.run_batch)
+    row: dict[str, Any]  #: the finished case's results.csv row
+    done: int
+    failed: int
+    total: int
 
 
 class Cancelled(Exception):
