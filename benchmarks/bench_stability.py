@@ -54,10 +54,10 @@ def main() -> None:
 
     from napari_domaingen.core.compare import comparison_mask
     from napari_domaingen.core.features import FeatureSettings, extract_features
-    from napari_domaingen.progress import run
     from napari_domaingen.core.rgb import colour_projection
     from napari_domaingen.core.stability import cosine_map, linear_cka, sample_indices, voxel_rows
     from napari_domaingen.io.nifti import read_nifti
+    from napari_domaingen.progress import run
 
     require(CASE)
     require(FIXTURE)

@@ -70,7 +70,8 @@ def main() -> int:
     import torch
     from skimage.metrics import peak_signal_noise_ratio
 
-    from napari_domaingen.core.swap import encode, reconstruct, render, style_at, swap_pair
+    from napari_domaingen.core.swap import encode, reconstruct, render, style_at
+    from napari_domaingen.core.swap_job import swap_pair
     from napari_domaingen.core.swap_model import load_swap_model
 
     try:

@@ -196,7 +196,7 @@ def our_methods(model) -> dict[str, Method]:
 
 
 def speed(model, quick: bool) -> dict:
-    from napari_domaingen.core.swap import swap_pair
+    from napari_domaingen.core.swap_job import swap_pair
 
     anatomy = _read("tiatoolbox/target_image.png")[:224, :224]
     style = _read("torchstain/target.png")[:224, :224]

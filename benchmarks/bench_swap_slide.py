@@ -139,16 +139,16 @@ def _model():
 
 
 def _style(model):
-    from napari_domaingen.core.swap_slide import slide_style
+    from napari_domaingen.core.swap_job import slide_style
     from napari_domaingen.io.histology import read_histology
 
     return slide_style(model, read_histology(HISTOLOGY.joinpath(*STYLE)).data)
 
 
 def child_slide(slide_path: str, out: str, block: int) -> dict:
-    from napari_domaingen.progress import run
     from napari_domaingen.core.swap_slide import swap_slide
     from napari_domaingen.io.slide import open_slide
+    from napari_domaingen.progress import run
 
     model = _model()
     style = _style(model)
@@ -186,9 +186,9 @@ def child_pair(slide_path: str, crop: int) -> dict:
 
 
 def child_seams(slide_path: str, crop: int, out_dir: str) -> dict:
-    from napari_domaingen.progress import run
     from napari_domaingen.core.swap_slide import swap_slide
     from napari_domaingen.io.slide import open_slide
+    from napari_domaingen.progress import run
 
     model = _model()
     style = _style(model)

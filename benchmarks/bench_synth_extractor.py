@@ -37,12 +37,12 @@ from _common import SHARED, require
 from napari_domaingen.core.compare import comparison_mask
 from napari_domaingen.core.features import FeatureCache, FeatureSettings, extract_features
 from napari_domaingen.core.pretrain import PretrainSettings, calibrate_batchnorm
-from napari_domaingen.progress import run
 from napari_domaingen.core.stability import linear_cka, patch_rows, sample_indices, voxel_rows
 from napari_domaingen.io.nifti import read_nifti
 from napari_domaingen.models.anatomix import AnatomixUNet
 from napari_domaingen.models.checkpoints import read_checkpoint
 from napari_domaingen.models.weights import resolve_weights
+from napari_domaingen.progress import run
 
 MRI = SHARED / "data" / "mri"
 SAMPLES = 100_000  # brain voxels per pair, as in core.stability.compare

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED, require
 
 from napari_domaingen.core.maskgen_training import TrainSettings, train
-from napari_domaingen.progress import run
 from napari_domaingen.core.segment import SegmentSettings, segment
 from napari_domaingen.core.segmentation_data import labelled_volume
 from napari_domaingen.io.nifti import read_nifti
+from napari_domaingen.progress import run
 
 TCGA = SHARED / "data" / "mri" / "tcga-du-7294"
 TRAIN = {"T1": "TCGA-DU-7294_t1_bet.nii.gz", "T2": "TCGA-DU-7294_t2_bet.nii.gz", "T1c": "TCGA-DU-7294_t1c_bet.nii.gz"}

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_domaingen.progress import run
 from napari_domaingen.core.stain_variants import histology_training_set, tissue_bounding_box
 from napari_domaingen.core.swap_model import default_model_path, load_swap_model, save_swap_model
 from napari_domaingen.core.swap_training import SwapTrainSettings, train_swap
+from napari_domaingen.progress import run
 
 HISTOLOGY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "histology"
 FILES = {

@@ -258,9 +258,13 @@ def test_info_and_convert_round_trip_a_dicom_series(tmp_path, capsys):
 
 
 def test_convert_a_folder_without_dicom(tmp_path, capsys):
-    (tmp_path / "notes.txt").write_text("hello")
-    assert main(["convert", str(tmp_path), "--out", str(tmp_path / "x.nii.gz")]) == 2
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("hello")
+    assert main(["convert", str(tmp_path / "notes"), "--out", str(tmp_path / "x.nii.gz")]) == 2
     assert "no DICOM" in capsys.readouterr().err
+    # an output inside the input folder is refused before anything is read
+    assert main(["convert", str(tmp_path / "notes"), "--out", str(tmp_path / "notes" / "x.nii.gz")]) == 2
+    assert "lies inside the input folder" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------- train / segment

@@ -128,8 +128,8 @@ def test_export_and_stats_refuse_bad_inputs(tmp_path, dicom_case, capsys):
 
     refused(["export", str(moved), "--reference", str(folder), "--out", str(out)], "not on the reference series' grid")
     # labels made on the series (their sidecar says so) against another series on the same grid
-    from napari_domaingen.io.label_table import LabelTable, save_labels_nifti
-    from napari_domaingen.io.nifti import read_nifti
+    from napari_domaingen.io.label_table import LabelTable
+    from napari_domaingen.io.nifti import read_nifti, save_labels_nifti
 
     volume = read_nifti(labels, as_label=True)
     made_on = tmp_path / "made_on.nii.gz"

@@ -55,7 +55,7 @@ def _swap_command(anatomy, style, out, model, *options) -> list[str]:
 
 
 def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
-    from napari_domaingen.core.swap import swap_pair
+    from napari_domaingen.core.swap_job import swap_pair
 
     anatomy, style = pair
     model = load_swap_model(tiny_model)
@@ -77,7 +77,7 @@ def test_swap_point_and_mean_style(tmp_path, tiny_model, pair, capsys):
 
 
 def test_swap_rendering_options(tmp_path, tiny_model, pair, capsys):
-    from napari_domaingen.core.swap import swap_pair
+    from napari_domaingen.core.swap_job import swap_pair
 
     anatomy, style = pair
     a, s = imread(str(anatomy)), imread(str(style))
@@ -173,7 +173,7 @@ def test_swap_errors(tmp_path, tiny_model, pair, capsys, no_default_model):
     assert main(["swap", str(anatomy), str(style), *model, "--out", str(tmp_path / "o.gif")]) == 2
     assert "must end in .png" in _error(capsys, "swap")
     assert main(["swap", str(anatomy), str(style), *model, "--out", str(anatomy)]) == 2
-    assert "must not overwrite an input" in _error(capsys, "swap")
+    assert "would overwrite the input" in _error(capsys, "swap")
     assert not (tmp_path / "o.png").exists()
     with pytest.raises(SystemExit) as exit_info:  # both style choices at once: argparse's usage error
         main(["swap", str(anatomy), str(style), "--out", out, "--style", "mean", "--style-point", "1,1"])

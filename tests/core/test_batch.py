@@ -18,8 +18,10 @@ import pytest
 from napari_domaingen.cli import main
 from napari_domaingen.core.batch import BatchSettings, run_batch
 from napari_domaingen.core.batch_jobs import job_named
-from napari_domaingen.progress import run
+from napari_domaingen.core.features import FeatureSettings
+from napari_domaingen.core.jobs import CompareSettings
 from napari_domaingen.io.cohort import read_cohort
+from napari_domaingen.progress import run
 
 from ..conftest import shared_file
 
@@ -55,7 +57,8 @@ def cohort_dir(tmp_path_factory):
 
 
 def _job(anatomix_weights):
-    return job_named("compare", {"a": "t1", "b": "FLAIR"}, ["--weights", str(anatomix_weights)])
+    settings = CompareSettings(FeatureSettings(weights=str(anatomix_weights)))
+    return job_named("compare", {"a": "t1", "b": "FLAIR"}, settings)
 
 
 def _rows(path):

@@ -3,9 +3,9 @@ import pytest
 
 from napari_domaingen.core.compare import compare_volumes, similarity_to_voxel
 from napari_domaingen.core.features import FeatureCache, FeatureSettings
-from napari_domaingen.progress import run
 from napari_domaingen.core.rgb import ChannelProjection, PCAProjection, colour_projection
 from napari_domaingen.core.stability import GridMismatchError
+from napari_domaingen.progress import run
 
 
 @pytest.fixture
@@ -91,3 +91,17 @@ def test_a_constant_offset_changes_no_figure(anatomix_weights, fresh_feature_cac
     assert plain.summary.foreground_voxels == shifted.summary.foreground_voxels == brain.sum()
     for key, value in plain.summary.as_dict().items():
         assert getattr(shifted.summary, key) == pytest.approx(value, abs=1e-4), key
+
+
+def test_compare_arrays_resamples_only_when_asked_and_needed():
+    from napari_domaingen.core.compare_job import CompareArrays
+
+    a = np.zeros((4, 5, 6), np.float32)
+    shifted = np.eye(4)
+    shifted[:3, 3] = 2.0
+    same = CompareArrays(a, a, np.eye(4), np.eye(4))
+    assert not same.needs_resampling(False) and not same.needs_resampling(True)
+    off = CompareArrays(a, np.zeros((4, 5, 7)), np.eye(4), shifted, names=("T1", "FLAIR"))
+    assert off.shape_b == (4, 5, 7) and off.needs_resampling(True)
+    with pytest.raises(GridMismatchError, match="T1 and FLAIR are not on one voxel grid"):
+        off.needs_resampling(False)

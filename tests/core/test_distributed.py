@@ -19,9 +19,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from napari_domaingen.core.distributed import Launch, launch, replicas, training_device
-from napari_domaingen.progress import run
 from napari_domaingen.core.training import fit, run_state, seeded_torch, step_seed
 from napari_domaingen.models.checkpoints import read_checkpoint
+from napari_domaingen.progress import run
 from tests.core.test_training import SETTINGS, Toy
 
 TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")

@@ -9,8 +9,8 @@ from napari_domaingen.core.features import (
     normalise,
     preprocess,
 )
-from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.models.anatomix import load_anatomix
+from napari_domaingen.progress import Cancelled, run
 
 from ..conftest import FIXTURES
 

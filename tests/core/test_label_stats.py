@@ -72,3 +72,32 @@ def test_bad_inputs_are_refused():
         label_statistics(labels.astype(np.float32), np.eye(4))
     with pytest.raises(ValueError, match="non-negative"):
         label_statistics(labels.astype(np.int16) - 1, np.eye(4))
+
+
+def test_huge_label_values_are_counted_without_a_dense_table():
+    """A label 4e9 (uint32) once made ``bincount`` allocate 29.8 GiB; counting now takes memory bounded by the
+    voxels, and the intensities agree with numpy as on the dense path."""
+    import tracemalloc
+
+    labels, image = _case(3)
+    labels = labels.astype(np.uint32)
+    labels[labels == 7] = 4_000_000_000
+    image = image + 3000.0
+    tracemalloc.start()
+    try:
+        rows = label_statistics(labels, np.eye(4), image, include_background=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * labels.nbytes + 2**20  # a few arrays of the volume's size, never one of 4e9 entries
+    assert [r.value for r in rows] == [0, 1, 2, 4_000_000_000]
+    for row in rows:
+        pixels = image[labels == row.value].astype(np.float64)
+        assert row.voxels == pixels.size
+        assert row.mean == pytest.approx(pixels.mean(), rel=1e-12)
+        assert row.std == pytest.approx(pixels.std(), rel=1e-9)
+    named = label_statistics(labels, np.eye(4), names={4_000_000_001: "absent"})
+    assert [(r.value, r.voxels) for r in named][-2:] == [
+        (4_000_000_000, int((labels == 4e9).sum())),
+        (4_000_000_001, 0),
+    ]

@@ -6,9 +6,9 @@ import torch
 
 from napari_domaingen.core.maskgen import ModelCompatibilityError, read_model_file
 from napari_domaingen.core.maskgen_training import TrainSettings, train, validation_region
-from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.segmentation_data import labelled_volume
 from napari_domaingen.errors import TrainingError
+from napari_domaingen.progress import Cancelled, run
 
 from ..conftest import tcga_tumour_region
 
@@ -242,3 +242,17 @@ def test_non_finite_gradients_never_reach_the_weights(tmp_path, tumour_crop, mon
     old, new = read_model_file(before.checkpoint)["state_dict"], read_model_file(result.checkpoint)["state_dict"]
     learned = [k for k in old if "running_" not in k and "num_batches" not in k]
     assert learned and all(torch.equal(old[k], new[k]) for k in learned)
+
+
+def test_pair_snapshots_check_the_grid_cheaply_and_name_classes():
+    from napari_domaingen.core.maskgen_pairs_job import PairSnapshot, class_names_for
+
+    image, labels = np.random.default_rng(0).random((4, 5, 6), np.float32), np.ones((4, 5, 6), np.uint8)
+    shifted = np.eye(4)
+    shifted[:3, 3] = 1.0
+    PairSnapshot(image, labels, "ok", (1.0, 1.0, 1.0), np.eye(4), np.eye(4)).check_grid()  # no voxel read
+    with pytest.raises(ValueError, match="off: .*resample the labels onto the image grid"):
+        PairSnapshot(image, labels, "off", (1.0, 1.0, 1.0), np.eye(4), shifted).check_grid()
+    assert class_names_for([0, 1, 2], {}) is None
+    names = class_names_for([0, 1, 2], {1: "tumour"})
+    assert names is not None and names[1] == "tumour" and len(names) == 3

@@ -20,10 +20,10 @@ from napari_domaingen.core.pretrain import (
     tissue_ensemble,
     training_pair,
 )
-from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.errors import TrainingError
 from napari_domaingen.models.anatomix import AnatomixUNet, load_anatomix
 from napari_domaingen.models.checkpoints import read_checkpoint
+from napari_domaingen.progress import Cancelled, run
 
 TINY = PretrainSettings(
     ngf=4,

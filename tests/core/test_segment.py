@@ -8,9 +8,9 @@ import torch
 
 from napari_domaingen.core.maskgen import ModelCompatibilityError
 from napari_domaingen.core.maskgen_training import TrainSettings, train
-from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.segment import SegmentSettings, segment, spacing_warning
 from napari_domaingen.core.segmentation_data import labelled_volume
+from napari_domaingen.progress import Cancelled, run
 
 from ..conftest import tcga_tumour_region
 

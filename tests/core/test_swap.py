@@ -15,8 +15,8 @@ from napari_domaingen.core.swap import (
     reconstruct,
     render,
     style_at,
-    swap_pair,
 )
+from napari_domaingen.core.swap_job import swap_pair
 from napari_domaingen.core.swap_model import SwapModel, default_model_path, load_swap_model
 from napari_domaingen.models.dgm import PRESETS, DGMEncoder
 from tests.conftest import shared_file
@@ -153,6 +153,12 @@ def test_point_styles_pick_the_patch_under_the_point(model, tissue):
     # one tile around the point gives the same vector as a full encoding whose nearest tile is that one
     alone = point_style(model, tissue[:64, :64], 20, 20, precision="fp32")
     assert torch.allclose(alone, style_at(encode(model, tissue[:64, :64], precision="fp32"), 20, 20), atol=1e-5)
+    # one rule: on an image of several tiles (not a multiple of the tile), in inner and last (mirrored) tiles
+    image = tissue[:150, :170]
+    whole = encode(model, image, precision="fp32")
+    for y, x in ((20, 20), (70.5, 100), (149, 169), (130, 3), (63.5, 127)):
+        expected = style_at(whole, y, x)
+        assert torch.allclose(point_style(model, image, y, x, precision="fp32"), expected, atol=1e-5), (y, x)
     with pytest.raises(ValueError, match="outside"):
         point_style(model, tissue[:64, :64], 70, 3)
 

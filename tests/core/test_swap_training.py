@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.swap_model import default_model_path, load_swap_model, read_swap_file
 from napari_domaingen.core.swap_training import CropSource, SwapTrainSettings, swap_losses, train_swap
 from napari_domaingen.errors import TrainingError
 from napari_domaingen.models.dgm import PRESETS, DGMEncoder
+from napari_domaingen.progress import Cancelled, run
 
 SETTINGS = SwapTrainSettings(steps=4, batch_size=2, num_mixes=2, warmup=1, checkpoint_every=2, device="cpu")
 

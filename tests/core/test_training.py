@@ -8,7 +8,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.training import (
     LoopSettings,
     RunFiles,
@@ -24,6 +23,7 @@ from napari_domaingen.core.training import (
 from napari_domaingen.core.training_log import read_history
 from napari_domaingen.errors import TrainingError
 from napari_domaingen.models.checkpoints import atomic_save, read_checkpoint
+from napari_domaingen.progress import Cancelled, run
 
 
 class Toy:

@@ -16,13 +16,13 @@ import torch
 from napari_domaingen.core import maskgen_training, swap_training
 from napari_domaingen.core.maskgen import load_model
 from napari_domaingen.core.pretrain import PretrainSettings, pretrain
-from napari_domaingen.progress import Cancelled, run
 from napari_domaingen.core.segmentation_data import labelled_volume
 from napari_domaingen.core.swap_model import load_swap_model
 from napari_domaingen.core.training import RunFiles
 from napari_domaingen.core.training_log import read_history
 from napari_domaingen.models.anatomix import load_anatomix
 from napari_domaingen.models.checkpoints import read_checkpoint
+from napari_domaingen.progress import Cancelled, run
 
 
 def _cube() -> object:

@@ -71,3 +71,22 @@ def test_empty_folders_and_unknown_contrasts_are_refused(tmp_path):
     assert canonical_contrast("t1C") == "T1c" and canonical_contrast("flair") == "FLAIR"
     with pytest.raises(ValueError, match="unknown contrast 'pd'"):
         canonical_contrast("pd")
+
+
+@pytest.mark.parametrize("name", ["../../escaped_case", "/tmp/absolute", ".", "..", "a\\b", "tab\there"])
+def test_a_manifest_case_name_that_could_leave_the_batch_folder_is_refused(tmp_path, name):
+    _volume(tmp_path / "sub" / "t1.nii.gz")
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f'case,T1\nfine,sub/t1.nii.gz\n"{name}",sub/t1.nii.gz\n')
+    with pytest.raises(CohortError) as error:
+        read_cohort(manifest)
+    assert str(error.value).startswith(f"{manifest}: row 3: case name {name!r}")
+
+
+def test_a_case_folder_with_a_control_character_is_flagged(tmp_path):
+    _volume(tmp_path / "good" / "good_t1.nii.gz")
+    _volume(tmp_path / "bad\x1bname" / "bad_t1.nii.gz")
+    cohort = read_cohort(tmp_path)
+    flagged = [case for case in cohort.cases if case.name != "good"]
+    assert flagged and "control characters" in flagged[0].problems[-1]
+    assert not next(case for case in cohort.cases if case.name == "good").problems

@@ -76,7 +76,7 @@ def write_series(
     column_spacing, row_spacing = np.linalg.norm(lps[:3, 0]), np.linalg.norm(lps[:3, 1])
     iop = np.concatenate([lps[:3, 0] / column_spacing, lps[:3, 1] / row_spacing])
     series_uid = series_uid or generate_uid()
-    study_uid = generate_uid()
+    study_uid, frame_uid = generate_uid(), generate_uid()  # distinct UIDs, as DICOM expects (dciodvfy checks it)
     sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     rng = np.random.default_rng(seed)
     order = rng.permutation(voxels.shape[2])
@@ -98,7 +98,7 @@ def write_series(
         ds.SeriesDescription = description
         ds.Modality = modality
         ds.InstanceNumber = int(k) + 1
-        ds.FrameOfReferenceUID = study_uid
+        ds.FrameOfReferenceUID = frame_uid
         position = lps[:3, 3] + k * lps[:3, 2]
         if positions and k in positions:
             position = positions[k]

@@ -62,3 +62,37 @@ def test_world_to_voxel_inverts_voxel_to_world_on_an_oblique_grid():
     affine[:3, 3] = (10.0, -20.0, 5.0)
     index = np.array([[0, 0, 0], [4, 17, 9], [2.5, 1.0, 30.0]])
     assert np.allclose(world_to_voxel(affine, voxel_to_world(affine, index)), index)
+
+
+class _LayerLike:
+    """What a napari layer offers (scale, translate, an affine transform with ``affine_matrix``, rotate, shear)."""
+
+    def __init__(self, scale, translate, affine, rotate=None, shear=None):
+        self.scale, self.translate, self.rotate, self.shear = scale, translate, rotate, shear
+        self.affine = type("Affine", (), {"affine_matrix": affine})()
+
+
+@pytest.mark.parametrize("affine", [np.diag([1.5, 0.9, 0.9, 1.0]), _oblique_affine()])
+def test_display_affine_from_a_layer_its_attributes_or_its_parts(affine):
+    geometry = layer_geometry(affine)
+    parts = display_affine_from_layer(geometry["scale"], geometry["translate"], geometry["affine"])
+    layer = _LayerLike(geometry["scale"], geometry["translate"], geometry["affine"], np.eye(3), np.zeros(3))
+    attributes = {**geometry, "rotate": np.eye(3).tolist(), "shear": [0.0, 0.0, 0.0]}
+    for rebuilt in (parts, display_affine_from_layer(layer), display_affine_from_layer(attributes)):
+        assert np.allclose(rebuilt, affine)
+
+
+def test_display_affine_keeps_the_spatial_block_of_a_stack():
+    affine = _oblique_affine()
+    geometry = layer_geometry(affine)
+    stacked = np.eye(5)
+    stacked[1:, 1:] = geometry["affine"]
+    rebuilt = display_affine_from_layer((1.0, *geometry["scale"]), (0.0, *geometry["translate"]), stacked)
+    assert np.allclose(rebuilt, affine)
+
+
+@pytest.mark.parametrize("transform", ["rotate", "shear"])
+def test_display_affine_refuses_rotate_and_shear(transform):
+    value = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]) if transform == "rotate" else [0.3, 0, 0]
+    with pytest.raises(ValueError, match=transform):
+        display_affine_from_layer({"scale": (1, 1, 1), "translate": (0, 0, 0), transform: value})

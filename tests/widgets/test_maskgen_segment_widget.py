@@ -32,8 +32,8 @@ def case():
 def trained(case, tmp_path_factory, anatomix_weights):
     """A MaskGen and an ERM checkpoint (tiny UNet, 2 steps each)."""
     from napari_domaingen.core.maskgen_training import TrainSettings, train
-    from napari_domaingen.progress import run
     from napari_domaingen.core.segmentation_data import labelled_volume
+    from napari_domaingen.progress import run
 
     folder = tmp_path_factory.mktemp("models")
     volume = labelled_volume(*case, name="tcga crop")

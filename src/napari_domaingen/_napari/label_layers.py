@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..io.label_table import LabelTable
-from .layers import META_KEY, nifti_source_of
+from .layer_meta import nifti_source_of, read_meta
 
 __all__ = ["class_names_from_features", "label_table_kwargs", "label_table_of"]
 
@@ -58,18 +58,17 @@ def label_table_of(data: Any, attributes: dict[str, Any]) -> LabelTable:
     """The table of a Labels layer (its layer-data attributes, as npe2 writers receive them): every value in
     ``data`` and every named one, with the layer's names and colours; the series it was made on and the
     algorithm that made it from its metadata (MaskGen/ERM segmentations record the model and its SHA-256)."""
-    metadata = attributes.get("metadata") or {}
-    entry = metadata.get(META_KEY) or {}
-    known = entry.get("label_table")
+    meta = read_meta(attributes.get("metadata"))
+    known = meta.get("label_table")
     names = _names(attributes.get("features"))
     values = sorted({int(v) for v in np.unique(np.asarray(data))} | set(names))
     colours = _colours(attributes.get("colormap"), values)
-    source = nifti_source_of(metadata)
+    source = nifti_source_of(attributes.get("metadata"))
     series = (source.dicom_series_uid if source is not None else None) or (
         known.source_series_uid if isinstance(known, LabelTable) else None
     )
     algorithm = None
-    made_by = entry.get("maskgen")
+    made_by = meta.get("maskgen")
     if isinstance(made_by, dict) and made_by.get("model_sha256"):
         algorithm = {
             "name": str(made_by.get("method", "MaskGen")),

@@ -1,7 +1,8 @@
 """Turn io objects into napari layer-data tuples and copy geometry between layers.
 
-Every layer the plugin makes carries its source's ``scale``, ``translate``, ``affine`` and the
-``metadata["domaingen"]`` geometry entry, so writers and derived layers stay on the source grid.
+Every layer the plugin makes carries its source's ``scale``, ``translate``, ``affine`` and the plugin's record
+(:mod:`.layer_meta`), so writers and derived layers stay on the source grid. A layer's display affine is
+:func:`~napari_domaingen.io.geometry.display_affine_from_layer`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from ..io.geometry import display_affine_from_layer, layer_geometry
+from ..io.geometry import layer_geometry
 from ..io.histology import HistologyImage
-from ..io.nifti import NiftiSource, Volume
-
-META_KEY = "domaingen"
+from ..io.nifti import Volume
+from .label_layers import label_table_kwargs
+from .layer_meta import META_KEY as META_KEY  # re-exported: the swap widgets import it from here
+from .layer_meta import LayerMeta, read_meta, with_meta
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -25,14 +27,13 @@ def volume_layer_data(volume: Volume, **kwargs: Any) -> LayerDataTuple:
     A ``(C, Z, Y, X)`` volume becomes one Image layer per channel (``channel_axis=0``), each with the geometry.
     """
     geometry = layer_geometry(volume.display_affine)
-    meta = {META_KEY: {"nifti_source": volume.source, "display_affine": volume.display_affine}}
-    attrs: dict[str, Any] = {"name": volume.name, "metadata": meta, **geometry}
+    meta = LayerMeta(nifti_source=volume.source, display_affine=volume.display_affine)
+    attrs: dict[str, Any] = {"name": volume.name, **geometry}
+    if volume.is_label and volume.label_table is not None:
+        meta["label_table"] = volume.label_table
+        attrs.update(label_table_kwargs(volume.label_table))
+    attrs["metadata"] = with_meta(None, meta)
     if volume.is_label:
-        if volume.label_table is not None:
-            from .label_layers import label_table_kwargs
-
-            meta[META_KEY]["label_table"] = volume.label_table
-            attrs.update(label_table_kwargs(volume.label_table))
         attrs.update(kwargs)
         return volume.data, attrs, "labels"
     if volume.data.ndim == 4:
@@ -46,11 +47,11 @@ def volume_layer_data(volume: Volume, **kwargs: Any) -> LayerDataTuple:
 
 
 def rgb_layer_data(
-    levels: list[Any], name: str, scale: tuple[float, float], entry: dict[str, Any], **kwargs: Any
+    levels: list[Any], name: str, scale: tuple[float, float], meta: LayerMeta, **kwargs: Any
 ) -> LayerDataTuple:
     """A napari RGB Image layer-data tuple of ``(Y, X, 3)`` levels (numpy or dask; multiscale when several),
-    ``scale`` in µm, ``entry`` as ``metadata["domaingen"]``."""
-    attrs: dict[str, Any] = {"name": name, "rgb": True, "scale": scale, "metadata": {META_KEY: entry}}
+    ``scale`` in µm, ``meta`` as the plugin's record."""
+    attrs: dict[str, Any] = {"name": name, "rgb": True, "scale": scale, "metadata": with_meta(None, meta)}
     if len(levels) > 1:
         attrs["multiscale"] = True
     attrs.update(kwargs)
@@ -59,37 +60,8 @@ def rgb_layer_data(
 
 def histology_layer_data(image: HistologyImage, **kwargs: Any) -> LayerDataTuple:
     """A napari RGB Image layer-data tuple (multiscale when the file holds a pyramid), scale in µm."""
-    entry = {"histology_path": image.path, "mpp": image.mpp, "downsamples": image.downsamples}
-    return rgb_layer_data(image.levels, image.name, image.scale, entry, **kwargs)
-
-
-def nifti_source_of(metadata: dict[str, Any] | None) -> NiftiSource | None:
-    """The NIfTI file geometry recorded in a layer's metadata, if any."""
-    entry = (metadata or {}).get(META_KEY) or {}
-    source = entry.get("nifti_source")
-    return source if isinstance(source, NiftiSource) else None
-
-
-def display_affine_of(attributes: dict[str, Any]) -> np.ndarray:
-    """(4, 4) display affine of a layer from its ``scale``/``translate``/``affine`` (rotate/shear must be identity)."""
-    ndim = 3
-    scale = np.asarray(attributes.get("scale", np.ones(ndim)), dtype=float)[-ndim:]
-    translate = np.asarray(attributes.get("translate", np.zeros(ndim)), dtype=float)[-ndim:]
-    affine = attributes.get("affine")
-    if affine is not None:
-        affine = np.asarray(getattr(affine, "affine_matrix", affine), dtype=float)
-        if affine.shape[0] > ndim + 1:  # keep the spatial block of a higher-dimensional layer
-            affine = np.block(
-                [
-                    [affine[-ndim - 1 : -1, -ndim - 1 : -1], affine[-ndim - 1 : -1, -1:]],
-                    [np.zeros((1, ndim)), np.ones((1, 1))],
-                ]
-            )
-    for key in ("rotate", "shear"):
-        value = attributes.get(key)
-        if value is not None and not np.allclose(value, np.eye(ndim) if key == "rotate" else 0):
-            raise ValueError(f"layers with a '{key}' transform cannot be written as NIfTI; bake it into 'affine'")
-    return display_affine_from_layer(scale, translate, affine)
+    meta = LayerMeta(histology_path=image.path, mpp=image.mpp, downsamples=image.downsamples)
+    return rgb_layer_data(image.levels, image.name, image.scale, meta, **kwargs)
 
 
 def geometry_kwargs(layer: Any) -> dict[str, Any]:
@@ -98,7 +70,7 @@ def geometry_kwargs(layer: Any) -> dict[str, Any]:
         "scale": tuple(layer.scale),
         "translate": tuple(layer.translate),
         "affine": np.asarray(layer.affine.affine_matrix),
-        "metadata": {META_KEY: dict((layer.metadata or {}).get(META_KEY, {}))},
+        "metadata": with_meta(None, read_meta(layer)),
     }
 
 
@@ -120,11 +92,11 @@ def spatial_geometry_kwargs(layer: Any, leading_axes: int = 1) -> dict[str, Any]
     """Inverse of :func:`stack_geometry_kwargs`: the geometry of a ``(C, Z, Y, X)`` layer without its leading
     axes, for a ``(Z, Y, X)`` layer derived from it (the feature-stack entry is not carried over)."""
     affine = np.asarray(layer.affine.affine_matrix, dtype=float)[leading_axes:, leading_axes:]
-    entry = dict((layer.metadata or {}).get(META_KEY, {}))
-    entry.pop("features", None)
+    meta = read_meta(layer)
+    meta.pop("features", None)
     return {
         "scale": tuple(layer.scale)[leading_axes:],
         "translate": tuple(layer.translate)[leading_axes:],
         "affine": affine,
-        "metadata": {META_KEY: entry},
+        "metadata": with_meta(None, meta),
     }

@@ -2,38 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..io.histology import is_histology_path, read_histology
 from ..io.nifti import is_nifti_path, read_nifti
 from .layers import LayerDataTuple, histology_layer_data, volume_layer_data
+from .reader_paths import ReaderFunction, reader_paths
 from .view import follow_current_viewer
-
-ReaderFunction = Callable[[str | Sequence[str]], list[LayerDataTuple]]
-
-
-def _paths(path: str | Sequence[str]) -> list[str]:
-    return [str(path)] if isinstance(path, (str, bytes)) or not isinstance(path, Sequence) else [str(p) for p in path]
 
 
 def get_nifti_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return :func:`read_nifti_layers` when every path is a ``.nii``/``.nii.gz`` file."""
-    paths = _paths(path)
+    paths = reader_paths(path)
     return read_nifti_layers if paths and all(is_nifti_path(p) for p in paths) else None
 
 
 def read_nifti_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
     """Each file → one Image or Labels layer (4D files: one Image layer per volume), in RAS display order; the
     viewer they open in shows them in the radiological (or chosen) view."""
-    layers = [volume_layer_data(read_nifti(p)) for p in _paths(path)]
+    layers = [volume_layer_data(read_nifti(p)) for p in reader_paths(path)]
     follow_current_viewer()
     return layers
 
 
 def get_histology_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return :func:`read_histology_layers` when every path is a histology image."""
-    paths = _paths(path)
+    paths = reader_paths(path)
     return read_histology_layers if paths and all(is_histology_path(p) for p in paths) else None
 
 
@@ -48,7 +43,7 @@ def read_histology_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
     from .slide_reader import slide_layer_data
 
     layers = []
-    for item in _paths(path):
+    for item in reader_paths(path):
         slide = open_lazy_tiff(item)
         if slide is not None and len(slide.levels) > 1:
             layers.append(slide_layer_data(slide))
@@ -68,7 +63,7 @@ def _is_dicom_input(path: str) -> bool:
 
 def get_dicom_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return :func:`read_dicom_layers` for DICOM folders, zips of a series, and ``.dcm`` files."""
-    paths = _paths(path)
+    paths = reader_paths(path)
     return read_dicom_layers if paths and all(_is_dicom_input(p) for p in paths) else None
 
 
@@ -80,7 +75,7 @@ def read_dicom_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
     from ..io.errors import VolumeReadError
 
     layers = []
-    for item in _paths(path):
+    for item in reader_paths(path):
         if Path(item).suffix.lower() == ".dcm":
             read = read_dicom_seg if is_dicom_seg(item) else read_series
             layers.append(volume_layer_data(read(item)))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.atomic import atomic_write_text
-from .layers import META_KEY
+from .layer_meta import read_meta
 
 ENV_VIEW = "DOMAINGEN_VIEW"
 ENV_CONFIG_DIR = "DOMAINGEN_CONFIG_DIR"
@@ -100,8 +100,8 @@ def set_view_convention(name: str, save: bool = True) -> None:
 def is_medical_volume(layer: Any) -> bool:
     """A layer that shows a volume read by this plugin (NIfTI/DICOM) or derived from one: its metadata entry
     records the volume's display affine (histology images and plain arrays do not)."""
-    entry = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
-    return isinstance(entry, dict) and ("display_affine" in entry or "nifti_source" in entry)
+    meta = read_meta(layer)
+    return "display_affine" in meta or "nifti_source" in meta
 
 
 def _medical_layers(viewer: Any) -> list[Any]:

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from ..io.errors import VolumeWriteError
-from ..io.label_table import save_labels_nifti
-from ..io.nifti import write_nifti
+from ..io.geometry import display_affine_from_layer
+from ..io.nifti import save_labels_nifti, write_nifti
 from .label_layers import label_table_of
-from .layers import display_affine_of, nifti_source_of
+from .layer_meta import nifti_source_of
 
 
 def write_labels_nifti(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
@@ -20,7 +20,7 @@ def write_labels_nifti(path: str, data: Any, attributes: dict[str, Any]) -> list
     and colours as ``<stem>.json`` and the ITK-SNAP ``<stem>.txt`` beside it."""
     array = _array_3d(path, data)
     source = nifti_source_of(attributes.get("metadata"))
-    geometry = {"source": source} if source is not None else {"display_affine": display_affine_of(attributes)}
+    geometry = {"source": source} if source is not None else {"display_affine": display_affine_from_layer(attributes)}
     written, notes = save_labels_nifti(path, array, label_table_of(array, attributes), **geometry)
     for note in notes:
         warnings.warn(note, stacklevel=2)
@@ -48,7 +48,7 @@ def write_labels_dicom_seg(path: str, data: Any, attributes: dict[str, Any]) -> 
         array,
         source.path,
         table,
-        labels_affine=display_affine_of(attributes),
+        labels_affine=display_affine_from_layer(attributes),
         series_uid=source.dicom_series_uid,
         description=name,
     )
@@ -66,7 +66,7 @@ def write_image_nifti(path: str, data: Any, attributes: dict[str, Any]) -> list[
     if source is not None:
         return [str(write_nifti(path, array, source=source))]
     # A layer made in napari (e.g. "new labels") has no file geometry: use its own world transform.
-    return [str(write_nifti(path, array, display_affine=display_affine_of(attributes)))]
+    return [str(write_nifti(path, array, display_affine=display_affine_from_layer(attributes)))]
 
 
 def _array_3d(path: str, data: Any) -> np.ndarray:

@@ -25,8 +25,8 @@ TABLE_HEIGHT = 170  # px: about six rows; the dock scrolls, and the whole dock m
 
 
 def _affine(layer: Any):
-    """(4, 4) display affine of a layer (its scale, translate and affine)."""
-    return display_affine_from_layer(layer.scale, layer.translate, layer.affine.affine_matrix)
+    """(4, 4) display affine of a layer (its scale, translate and affine; ``ValueError`` for rotate/shear)."""
+    return display_affine_from_layer(layer)
 
 
 class LabelStatsPanel(Container):

@@ -354,35 +354,42 @@ def put_output(viewer: Any, name: str, rgb: np.ndarray, geometry: dict[str, Any]
 
 
 def put_outputs(viewer: Any, outcome: Any, anatomy: Any, style: Any) -> str:
-    """Add or update the layers of a swap run's ``outcome`` (a :class:`~.swap_jobs.SwapOutcome`), each on the grid
-    of the image whose anatomy it shows; returns what was done, for the status line."""
-    request = outcome.request
+    """Add or update the layers of a swap run's ``outcome`` (a :class:`~._swap_options.SwapOutcome`), each on the
+    grid of the image whose anatomy it shows, named by :func:`~napari_domaingen.core.swap_settings.output_name`;
+    returns what was done, for the status line."""
+    from ..core.swap_settings import output_name
+
+    request, result = outcome.request, outcome.result
+    settings = result.settings
     entry = {
         "anatomy_layer": anatomy.name,
         "style_layer": style.name,
         "model": outcome.model.name,
         "device": request.device,
-        "overlap": request.overlap,
-        "seamless": request.seamless,
-        "detail": request.detail,
-        "rendering": request.rendering(),
+        "overlap": settings.tiling_overlap,
+        "seamless": settings.seamless,
+        "detail": settings.detail,
+        "rendering": settings.rendering(),
     }
     if request.what == "variants":
-        assert outcome.variants is not None
+        assert result.variants is not None
         geometry = stack_geometry_kwargs(anatomy, leading_axes=1)
-        name = f"{anatomy.name} anatomy × {style.name} style variants"
+        name = f"{output_name('swap', anatomy.name, style.name)} variants"
         info = {
             **entry,
             "style_rule": f"{request.count} random patches of '{style.name}' (seed {request.seed})",
-            "patch_centres": [list(c) for c in outcome.centres],
+            "patch_centres": [list(c) for c in result.centres],
         }
-        put_output(viewer, name, outcome.variants, geometry, info)
+        put_output(viewer, name, result.variants, geometry, info)
         return (
             f"{request.count} variants of '{anatomy.name}' in {outcome.seconds:.1f} s: random style patches "
             f"of '{style.name}' (seed {request.seed}); move the slider to see them"
         )
-    entry["style_rule"] = request.style_rule()
-    for name, (rgb, role) in outcome.outputs.items():
-        put_output(viewer, name, rgb, geometry_kwargs(anatomy if role == "anatomy" else style), entry)
+    entry["style_rule"] = settings.style_rule(style.name)
+    order = ("recon_anatomy", "recon_style", "reverse", "swap")  # the swap last: on top
+    for role in sorted(result.outputs, key=order.index):
+        source = style if role in ("recon_style", "reverse") else anatomy
+        name = output_name(role, anatomy.name, style.name)
+        put_output(viewer, name, result.outputs[role], geometry_kwargs(source), entry)
     what = "swapped" if request.what == "all" else "re-rendered"
     return f"{what} in {outcome.seconds:.2f} s: {entry['style_rule']}; {entry['rendering']}"

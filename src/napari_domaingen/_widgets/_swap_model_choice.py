@@ -2,7 +2,7 @@
 fine-tuned), on which device, and a line describing it.
 
 It resolves the choice to what to load and a cache key; the owner keeps the loaded models (``models``, keyed by
-:data:`~.swap_jobs.ModelKey`) so the description says whether a model is loaded yet.
+:data:`~._swap_options.ModelKey`) so the description says whether a model is loaded yet.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any
 from magicgui.widgets import ComboBox, FileEdit, Label
 
 from ..core.device import available_devices, resolve_device
+from ..core.swap_job import describe_model
 from ..core.swap_model import DEFAULT_MODEL, SwapModel, default_model_path
 from ._choices import file_value
 from ._jobs import set_status
-from .swap_jobs import ModelKey, describe_model
+from ._swap_options import ModelKey
 
 __all__ = ["MODEL_CHOICES", "ModelChoice"]
 

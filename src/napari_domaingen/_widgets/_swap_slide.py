@@ -2,9 +2,9 @@
 
 Shown when the anatomy layer is multiscale. It takes the swap dock's model, rendering options and style rule
 (*point* or *mean*; the style image is read at its largest level within 48 MiB of RGB), runs
-:func:`~napari_domaingen.core.swap_slide.swap_slide` through the dock's job runner (progress per block, the dock's
-Cancel button), writes a multiscale OME-Zarr (or a pyramidal OME-TIFF for a name ending in ``.ome.tif``) and opens
-it as a multiscale layer with the anatomy layer's µm scale.
+:func:`~napari_domaingen.core.swap_job.swap_slide_job` (the job of ``domaingen swap … --out X.ome.zarr``) through
+the dock's job runner (progress per block, the dock's Cancel button), writes a multiscale OME-Zarr (or a pyramidal
+OME-TIFF for a name ending in ``.ome.tif``) and opens it as a multiscale layer with the anatomy layer's µm scale.
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ import numpy as np
 from magicgui.widgets import Container, FileEdit, PushButton
 
 from .._napari.layers import META_KEY
-from ..core.swap_slide import DEFAULT_BLOCK, SlideSwapResult, slide_style, swap_slide
+from ..core.swap_job import style_level, swap_slide_job
+from ..core.swap_settings import DEFAULT_BLOCK, SwapSettings, SwapSettingsError
+from ..core.swap_slide import SlideSwapResult
 from ..io.slide import slide_levels_of
 from ..io.slide_write import slide_output_kind
 from ..progress import Progress
 from ._choices import file_value
 from ._jobs import set_status, show_problem
 
-__all__ = ["STYLE_MAX_BYTES", "SlidePanel", "SlideRequest", "default_slide_output", "slide_job"]
-
-#: the style image is used at its largest level within this many bytes of 8-bit RGB
-STYLE_MAX_BYTES = 48 * 2**20
+__all__ = ["SlidePanel", "SlideRequest", "default_slide_output"]
 
 
 def default_slide_output(layer: Any) -> Path:
@@ -39,62 +38,33 @@ def default_slide_output(layer: Any) -> Path:
     return folder / f"{layer.name}-swapped.ome.zarr"
 
 
-def _style_level(layer: Any) -> tuple[Any, float]:
-    """The largest level of the style layer within :data:`STYLE_MAX_BYTES` (the smallest when none is), and its
-    downsample factor relative to level 0."""
-    levels = slide_levels_of(layer.data)
-    for level in levels:
-        if level.shape[0] * level.shape[1] * 3 <= STYLE_MAX_BYTES:
-            break
-    else:
-        level = levels[-1]
-    return level, float(np.mean([levels[0].shape[0] / level.shape[0], levels[0].shape[1] / level.shape[1]]))
-
-
 @dataclass
 class SlideRequest:
-    """A whole-slide swap taken from the dock on the GUI thread: the anatomy's level 0 (lazy), the style level,
-    the style point in that level's px (``None``: mean style), the model, the options and the output."""
+    """A whole-slide swap taken from the dock on the GUI thread: the settings, the anatomy's level 0 (lazy), the
+    style level (lazy) and its downsample factor, the cached model (if any), the output and its µm per pixel."""
 
+    settings: SwapSettings
     anatomy: Any
     style: Any
-    point: tuple[float, float] | None
+    style_factor: float
+    style_name: str
     model: Any
-    model_path: str
-    device: str
     out: Path
     mpp: float | None
-    seamless: bool
-    detail: bool
-    tissue_only: bool
-    overlap: float
-    block: int = DEFAULT_BLOCK
 
-
-def slide_job(request: SlideRequest, cancel: Callable[[], bool]) -> Generator[Progress, None, SlideSwapResult]:
-    """Worker body: load the model (unless cached), the style vector, then the block-by-block swap."""
-    from ..core.swap_model import load_swap_model
-
-    model = request.model
-    if model is None:
-        yield {"stage": "load", "fraction": 0.0, "message": f"loading the model on {request.device}"}
-        model = load_swap_model(request.model_path, request.device)
-    yield {"stage": "style", "fraction": 0.0, "message": "reading the style image and its style"}
-    style_image = np.asarray(request.style.compute() if hasattr(request.style, "compute") else request.style)
-    style = slide_style(model, style_image, request.point, tissue_only=request.tissue_only)
-    result = yield from swap_slide(
-        model,
-        request.anatomy,
-        style,
-        request.out,
-        block=request.block,
-        seamless=request.seamless,
-        detail=request.detail,
-        overlap=request.overlap,
-        mpp=request.mpp,
-        cancel=cancel,
-    )
-    return result
+    def job(self, cancel: Callable[[], bool]) -> Generator[Progress, None, SlideSwapResult]:
+        """The core job (:func:`~napari_domaingen.core.swap_job.swap_slide_job`) for this request."""
+        return swap_slide_job(
+            self.settings,
+            self.anatomy,
+            self.style,
+            self.out,
+            style_factor=self.style_factor,
+            style_name=self.style_name,
+            model=self.model,
+            mpp=self.mpp,
+            cancel=cancel,
+        )
 
 
 class SlidePanel(Container):
@@ -145,33 +115,42 @@ class SlidePanel(Container):
         mode = dock._mode.value
         if mode == "region":
             raise ValueError("a whole-slide swap takes the point or mean style; choose one of them")
-        level, factor = _style_level(style)
+        levels = slide_levels_of(style.data)
+        level, factor = style_level(levels)
         point = None
         if mode == "point":
             point = dock.style_point(style)
             if point is None:
                 raise ValueError(f"place the style point on '{style.name}' first (or choose the mean style)")
-            point = (point[0] / factor, point[1] / factor)
+            height, width = levels[0].shape[:2]  # a point just off the image: its nearest pixel
+            point = (min(max(point[0], 0.0), height - 1.0), min(max(point[1], 0.0), width - 1.0))
         model_key, source, device = dock._model_key()
         entry = (anatomy.metadata or {}).get(META_KEY) or {}
         mpp = entry.get("mpp")
         if mpp is None and not np.allclose(anatomy.scale[-2:], 1.0):
             mpp = float(anatomy.scale[-1])
         options = dock.options
-        return SlideRequest(
-            anatomy=slide_levels_of(anatomy.data)[0],
-            style=level,
-            point=point,
-            model=dock._models.get(model_key),
-            model_path=source,
+        seamless = bool(options.seamless.value)
+        settings = SwapSettings(
+            model=source,
             device=device,
-            out=out,
-            mpp=mpp,
-            seamless=bool(options.seamless.value),
+            seamless=seamless,
             detail=bool(options.detail.value),
             tissue_only=bool(options.tissue.value),
-            overlap=round(float(options.overlap.value), 4),
+            overlap=None if seamless else round(float(options.overlap.value), 4),
+            style="point" if point is not None else "mean",
+            point=point,
             block=self.block,
+        )
+        return SlideRequest(
+            settings=settings,
+            anatomy=slide_levels_of(anatomy.data)[0],
+            style=level,
+            style_factor=factor,
+            style_name=style.name,
+            model=dock._models.get(model_key),
+            out=out,
+            mpp=mpp,
         )
 
     def start(self, _value: Any = None) -> None:
@@ -181,14 +160,12 @@ class SlidePanel(Container):
             return
         try:
             request = self._request()
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, SwapSettingsError) as err:
             show_problem(dock._status, str(err))
             return
         self._names = (dock._anatomy.value.name, dock._style.value.name)
         dock._progress.value = 0
-        dock.runner.start(
-            lambda cancel: slide_job(request, cancel), f"swapping the whole slide into {request.out.name}", self._done
-        )
+        dock.runner.start(request.job, f"swapping the whole slide into {request.out.name}", self._done)
 
     def _done(self, result: SlideSwapResult) -> None:
         """Open the written slide as a multiscale layer."""

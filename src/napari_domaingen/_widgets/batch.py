@@ -1,6 +1,7 @@
 """Dock widget: run features, segment or compare over a cohort in the background, one table row per case.
 
-Thin by design: it collects a :class:`~napari_domaingen.core.batch_jobs.BatchJob` and
+Thin by design: it collects a :class:`~napari_domaingen.core.batch_jobs.BatchJob` with the job's typed settings
+(those of the single-case jobs, :mod:`napari_domaingen.core.jobs`) and
 :class:`~napari_domaingen.core.batch.BatchSettings` (the parameters of ``domaingen batch``), runs
 :func:`~napari_domaingen.core.batch.run_batch` through the one job runner (in-process, a local Dask cluster, or a
 cluster by address), and fills the table from its updates. Double-clicking a finished case opens its outputs as
@@ -17,6 +18,9 @@ from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QTableWidget, QTableW
 
 from ..core.batch import BatchSettings, run_batch
 from ..core.batch_jobs import JOBS, job_named
+from ..core.features import FeatureSettings
+from ..core.jobs import CompareSettings, SegmentOptions
+from ..errors import DomaingenError
 from ..io.cohort import read_cohort
 from ..progress import Progress
 from ._choices import file_value
@@ -122,13 +126,15 @@ class BatchWidget(QWidget):
         ):
             widget.visible = visible
 
-    def _options(self) -> list[str]:
+    def _settings(self) -> FeatureSettings | SegmentOptions | CompareSettings:
+        """The job's typed settings (those of the single-case job), checked as they are built."""
         if self._job.value == "segment":
             model = file_value(self._model.value)
             if model is None:
                 raise ValueError("choose the segmentation model (.pt) first")
-            return ["--model", str(model)]
-        return ["--weights", self._weights.value.strip() or "anatomix"]
+            return SegmentOptions(Path(model))
+        features = FeatureSettings(weights=self._weights.value.strip() or "anatomix")
+        return CompareSettings(features) if self._job.value == "compare" else features
 
     def run(self, _value: Any = None) -> None:
         """Start the batch in the background (a problem with the parameters is shown, nothing starts)."""
@@ -138,10 +144,9 @@ class BatchWidget(QWidget):
                 raise ValueError("choose the cohort and the output folder first")
             roles = {"a": self._a.value, "b": self._b.value} if self._job.value == "compare" else {}
             roles = roles or {"image": self._contrast.value}
-            job = job_named(self._job.value, roles, self._options())
-            job.check()
+            job = job_named(self._job.value, roles, self._settings())
             cohort = read_cohort(cohort_path)
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, DomaingenError) as err:
             show_problem(self._status, str(err))
             return
         scheduler = self._scheduler.value.strip() or None

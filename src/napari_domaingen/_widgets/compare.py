@@ -1,27 +1,28 @@
 """Dock widget: compare two co-registered volumes through their anatomix features.
 
-Thin by design: it checks that A and B share a voxel grid (or resamples B onto A's grid when asked), runs
-:func:`~napari_domaingen.core.compare.compare_volumes` in a ``thread_worker`` and shows what comes back: the two
-RGB renderings in one colour basis, the voxel-wise cosine map with a colour bar, the CKA summary and — in
-*pick voxel* mode — the similarity of every voxel of B to a clicked voxel of A.
+Thin by design: it takes A and B with their display affines, refuses two volumes off one grid unless B may be
+resampled, runs :func:`~napari_domaingen.core.compare_job.compare_arrays` through its job runner and shows what
+comes back: the two RGB renderings in one colour basis, the voxel-wise cosine map with a colour bar, the CKA
+summary and — in *pick voxel* mode — the similarity of every voxel of B to a clicked voxel of A.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
-from .._napari.layers import META_KEY, display_affine_of, geometry_kwargs
-from ..core.compare import Comparison, compare_volumes, describe_summary, similarity_to_voxel
+from .._napari.layer_meta import CompareRecord, read_meta, with_meta
+from .._napari.layers import geometry_kwargs
+from ..core.compare import Comparison, describe_summary, similarity_to_voxel
+from ..core.compare_job import CompareArrays, CompareSettings, compare_arrays
 from ..core.features import FeatureSettings
-from ..core.stability import require_same_grid
-from ..io.geometry import resample_to_grid, voxel_to_world, world_to_voxel
+from ..io.geometry import display_affine_from_layer, voxel_to_world, world_to_voxel
 from ..models.weights import REGISTRY
-from ..progress import Progress
 from ._choices import ExtractorChoice, file_value, grid_of, same_layer, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from ._layout import scroll_layout
@@ -38,28 +39,6 @@ SIMILARITY_COLORMAP = "inferno"
 MAX_CHANNELS = 64  # spin-box ceiling when the model's channel count is unknown (a file)
 
 
-def _compare_job(
-    data_a: Any,
-    data_b: Any,
-    resample: tuple[np.ndarray, tuple[int, ...], np.ndarray] | None,
-    settings: FeatureSettings,
-    mode: str,
-    channels: tuple[int, int, int],
-    cancel: Callable[[], bool],
-) -> Generator[Progress, None, Comparison]:
-    """Worker body: optional resampling of B onto A's grid, then the core comparison (all off the GUI thread).
-
-    ``resample``: ``(affine_b, shape_a, affine_a)`` display affines, or ``None`` when B is already on A's grid.
-    """
-    image_a = np.asarray(data_a)
-    image_b = np.asarray(data_b)
-    if resample is not None:
-        yield {"stage": "resample", "fraction": 0.0, "message": "resampling B onto A's grid (linear)"}
-        affine_b, shape_a, affine_a = resample
-        image_b = resample_to_grid(image_b, affine_b, shape_a, affine_a)
-    return (yield from compare_volumes(image_a, image_b, settings, mode, channels, cancel=cancel))
-
-
 def _pick_job(features_a: np.ndarray, voxel: tuple[int, int, int], features_b: np.ndarray) -> Any:
     """Worker body of a pick: ``(voxel, similarity)`` or the exception (returned, not raised)."""
     try:
@@ -68,22 +47,24 @@ def _pick_job(features_a: np.ndarray, voxel: tuple[int, int, int], features_b: n
         return exc
 
 
-def layer_display_affine(layer: Any) -> np.ndarray:
-    """(4, 4) display affine (data index → world) of a 3D layer; ``ValueError`` for rotate/shear transforms."""
-    return display_affine_of(
-        {
-            "scale": layer.scale,
-            "translate": layer.translate,
-            "affine": layer.affine,
-            "rotate": getattr(layer, "rotate", None),
-            "shear": getattr(layer, "shear", None),
-        }
-    )
+@dataclass
+class _CompareRun:
+    """A comparison started from two layers: ``arrays`` (their data and display affines), the ``settings``,
+    whether B is ``resampled`` onto A's grid, the extractor's name; ``geometry``: A's layer geometry, set when the
+    results are shown (the layers made from them and the picks use it)."""
+
+    layer_a: Any
+    layer_b: Any
+    arrays: CompareArrays
+    settings: CompareSettings
+    resampled: bool
+    weights_name: str
+    geometry: dict[str, Any] | None = None
 
 
 def _is_output(layer: Any) -> bool:
-    entry = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
-    return OUTPUT_KEY in entry or "feature_rgb" in entry
+    meta = read_meta(layer)
+    return OUTPUT_KEY in meta or "feature_rgb" in meta
 
 
 class CompareRepresentationsWidget(QWidget):
@@ -95,8 +76,8 @@ class CompareRepresentationsWidget(QWidget):
         self.pick_worker: Any = None
         self.comparison: Comparison | None = None
         self.similarity: np.ndarray | None = None
-        self._job: dict[str, Any] = {}
-        self._result: dict[str, Any] = {}  # the layers/geometry the last comparison belongs to
+        self._started: _CompareRun | None = None  # the comparison under way (or the last one started)
+        self._shown: _CompareRun | None = None  # the comparison the shown layers belong to
         self._outputs = OutputLayers(self.viewer)  # role → layer made by this widget (updated in place on re-runs)
         self._pending_pick: tuple[float, ...] | None = None
         self._colorbar_canvas: Any = None
@@ -248,36 +229,28 @@ class CompareRepresentationsWidget(QWidget):
             self._refuse(f"A and B are the same layer ({layer_a.name}): pick two different layers")
             return
         try:
-            affine_a, affine_b = layer_display_affine(layer_a), layer_display_affine(layer_b)
+            arrays = CompareArrays(
+                layer_a.data,
+                layer_b.data,
+                display_affine_from_layer(layer_a),
+                display_affine_from_layer(layer_b),
+                names=(layer_a.name, layer_b.name),
+            )
+            settings = CompareSettings(
+                self.settings(), self._mode.value, self.channels(), resample=self._resample.value
+            )
         except ValueError as exc:
             self._refuse(str(exc))
             return
-        shape_a, shape_b = tuple(layer_a.data.shape), tuple(layer_b.data.shape)
-        resample = None
         try:
-            require_same_grid(shape_a, affine_a, shape_b, affine_b, names=(layer_a.name, layer_b.name))
+            resampled = arrays.needs_resampling(settings.resample)
         except ValueError as exc:
-            if not self._resample.value:
-                self._refuse(f"{exc}. Tick 'resample B onto A's grid' to do that here.")
-                return
-            resample = (affine_b, shape_a, affine_a)
-
-        settings = self.settings()
+            self._refuse(f"{exc}. Tick 'resample B onto A's grid' to do that here.")
+            return
         _, weights_name = self._extractor.choice()
-        mode, channels = self._mode.value, self.channels()
-        self._job = {
-            "a": layer_a,
-            "b": layer_b,
-            "affine_a": affine_a,
-            "affine_b": affine_b,
-            "shape_b": shape_b,
-            "resampled": resample is not None,
-            "weights_name": weights_name,
-            "mode": mode,
-            "channels": channels,
-        }
+        self._started = _CompareRun(layer_a, layer_b, arrays, settings, resampled, weights_name)
         self.runner.start(
-            lambda cancel: _compare_job(layer_a.data, layer_b.data, resample, settings, mode, channels, cancel),
+            lambda cancel: compare_arrays(arrays, settings, cancel),
             f"compare {layer_a.name} ↔ {layer_b.name} ({weights_name})",
         )
 
@@ -295,22 +268,15 @@ class CompareRepresentationsWidget(QWidget):
     # ------------------------------------------------------------------------------------------- results
 
     def _show(self, comparison: Comparison) -> None:
+        run = self._started
+        assert run is not None  # the runner calls back only for a run started here
         self.comparison = comparison
-        layer_a, layer_b = self._job["a"], self._job["b"]
-        geometry = geometry_kwargs(layer_a)
-        self._result = {
-            "a": layer_a,
-            "b": layer_b,
-            "geometry": geometry,
-            **{key: self._job[key] for key in ("affine_a", "affine_b", "shape_b", "resampled")},
-        }
-        tag = {
-            "a": layer_a.name,
-            "b": layer_b.name,
-            "weights": self._job["weights_name"],
-            "mode": self._job["mode"],
-            "resampled": self._job["resampled"],
-        }
+        layer_a, layer_b = run.layer_a, run.layer_b
+        geometry = run.geometry = geometry_kwargs(layer_a)
+        self._shown = run
+        tag = CompareRecord(
+            a=layer_a.name, b=layer_b.name, weights=run.weights_name, mode=run.settings.mode, resampled=run.resampled
+        )
         self._put_layer("rgb_a", comparison.rgb_a, f"{layer_a.name} features RGB", geometry, tag, rgb=True)
         self._put_layer("rgb_b", comparison.rgb_b, f"{layer_b.name} features RGB", geometry, tag, rgb=True)
         cosine = np.where(comparison.mask, comparison.cosine, np.nan).astype(np.float32)
@@ -326,17 +292,17 @@ class CompareRepresentationsWidget(QWidget):
         self._show_colorbar(layer)
         grid_of(self.viewer).enabled = True
         set_status(self._summary, describe_summary(comparison.summary, comparison.non_finite))
-        source = "B resampled onto A's grid" if self._job["resampled"] else "one voxel grid"
+        source = "B resampled onto A's grid" if run.resampled else "one voxel grid"
         timing = ", ".join(
             "cached" if r.cached else f"{r.seconds:.1f} s" for r in (comparison.features_a, comparison.features_b)
         )
-        self._set_status(f"done ({self._job['weights_name']}, {source}; features A/B: {timing})")
+        self._set_status(f"done ({run.weights_name}, {source}; features A/B: {timing})")
 
     def _put_layer(
-        self, role: str, data: np.ndarray, name: str, geometry: dict[str, Any], tag: dict[str, Any], **kwargs: Any
+        self, role: str, data: np.ndarray, name: str, geometry: dict[str, Any], tag: CompareRecord, **kwargs: Any
     ) -> Any:
         """Add a layer, or update the one this widget made for ``role`` before (same layer)."""
-        metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": role, **tag}}}
+        metadata = _tagged(geometry, role, tag)
         return self._outputs.put(role, "image", data, name, **{**geometry, "metadata": metadata}, **kwargs)
 
     def _show_colorbar(self, layer: Any) -> None:
@@ -375,8 +341,8 @@ class CompareRepresentationsWidget(QWidget):
         """
         from napari.qt.threading import thread_worker
 
-        comparison = self.comparison
-        if comparison is None:
+        comparison, shown = self.comparison, self._shown
+        if comparison is None or shown is None:
             self._set_status("run a comparison first, then pick a voxel")
             return
         if self.viewer.dims.ndisplay != 2:
@@ -385,28 +351,27 @@ class CompareRepresentationsWidget(QWidget):
         if self.pick_worker is not None and self.pick_worker.is_running:
             self._pending_pick = tuple(world_position)
             return
-        voxel = self._voxel_of(world_position)
+        voxel = self._voxel_of(shown, world_position)
         shape = comparison.cosine.shape
         if voxel is None or not all(0 <= v < s for v, s in zip(voxel, shape)):
-            self._set_status(f"the click is outside {self._result['a'].name} ({shape[0]}×{shape[1]}×{shape[2]})")
+            self._set_status(f"the click is outside {shown.layer_a.name} ({shape[0]}×{shape[1]}×{shape[2]})")
             return
-        self._set_status(f"similarity to {self._result['a'].name}{list(voxel)} …")
+        self._set_status(f"similarity to {shown.layer_a.name}{list(voxel)} …")
         worker = thread_worker(_pick_job, connect={"returned": self._on_picked}, start_thread=False)(
             comparison.features_a.features, voxel, comparison.features_b.features
         )
         self.pick_worker = worker
         worker.start()
 
-    def _voxel_of(self, world_position: Any) -> tuple[int, int, int] | None:
+    def _voxel_of(self, shown: _CompareRun, world_position: Any) -> tuple[int, int, int] | None:
         """Nearest voxel index of A at a world position (any extra leading world axes are ignored)."""
         position = np.asarray(world_position, dtype=float)
         if position.size < 3:
             return None
-        layer_a = self._result.get("a")
-        if layer_a is not None and layer_a in self.viewer.layers:
-            index = np.asarray(layer_a.world_to_data(position), dtype=float)[-3:]
+        if shown.layer_a in self.viewer.layers:
+            index = np.asarray(shown.layer_a.world_to_data(position), dtype=float)[-3:]
         else:  # A was removed: map through the geometry recorded at the run
-            index = world_to_voxel(self._result["affine_a"], position[-3:])
+            index = world_to_voxel(shown.arrays.affine_a, position[-3:])
         return tuple(int(v) for v in np.round(index))
 
     def _on_picked(self, result: Any) -> None:
@@ -420,10 +385,11 @@ class CompareRepresentationsWidget(QWidget):
 
     def _show_similarity(self, voxel: tuple[int, int, int], similarity: np.ndarray) -> None:
         self.similarity = similarity
-        comparison = self.comparison
-        name_a, name_b = self._result["a"].name, self._result["b"].name
-        geometry = self._result["geometry"]
-        tag = {"a": name_a, "b": name_b, "voxel": list(voxel)}
+        comparison, run = self.comparison, self._shown
+        assert comparison is not None and run is not None and run.geometry is not None  # picks follow a run
+        name_a, name_b, geometry = run.layer_a.name, run.layer_b.name, run.geometry
+        affine_a, affine_b = run.arrays.affine_a, run.arrays.affine_b
+        tag = CompareRecord(a=name_a, b=name_b, voxel=list(voxel))
         shown = np.where(comparison.mask, similarity, np.nan).astype(np.float32)
         self._put_layer(
             "similarity",
@@ -434,7 +400,7 @@ class CompareRepresentationsWidget(QWidget):
             colormap=SIMILARITY_COLORMAP,
             contrast_limits=(0.0, 1.0),
         )
-        metadata = {META_KEY: {**geometry["metadata"][META_KEY], OUTPUT_KEY: {"role": "marker", **tag}}}
+        metadata = _tagged(geometry, "marker", tag)
         self._outputs.put(
             "marker",
             "points",
@@ -452,24 +418,31 @@ class CompareRepresentationsWidget(QWidget):
         at_voxel = f"cosine with {name_b} at the same point {float(comparison.cosine[voxel]):.2f}"
         if not np.isfinite(shown).any():
             self._set_status(
-                f"{name_a}{list(voxel)} {_mm(self._result['affine_a'], voxel)}: {at_voxel}; no "
+                f"{name_a}{list(voxel)} {_mm(affine_a, voxel)}: {at_voxel}; no "
                 f"foreground voxel of {name_b} to compare with"
             )
             return
         best = np.unravel_index(int(np.nanargmax(shown)), shown.shape)
-        world = voxel_to_world(self._result["affine_a"], best)
-        index_b = [int(v) for v in np.round(world_to_voxel(self._result["affine_b"], world))]
+        world = voxel_to_world(affine_a, best)
+        index_b = [int(v) for v in np.round(world_to_voxel(affine_b, world))]
         where = f"voxel {index_b} of {name_b} at {_format_mm(world)}"
-        if self._result["resampled"]:
-            where += " on its own {}×{}×{} grid".format(*self._result["shape_b"])
+        if run.resampled:
+            where += " on its own {}×{}×{} grid".format(*run.arrays.shape_b)
         self._set_status(
-            f"{name_a}{list(voxel)} {_mm(self._result['affine_a'], voxel)}: {at_voxel}; the most similar point of "
+            f"{name_a}{list(voxel)} {_mm(affine_a, voxel)}: {at_voxel}; the most similar point of "
             f"{name_b} is {where}, cosine {float(shown[best]):.2f}"
         )
 
     def closeEvent(self, event: Any) -> None:
         self._disconnect()
         super().closeEvent(event)
+
+
+def _tagged(geometry: dict[str, Any], role: str, tag: CompareRecord) -> dict[str, Any]:
+    """The metadata of a layer this widget makes: its source's record plus this widget's (``role`` and ``tag``)."""
+    meta = read_meta(geometry["metadata"])
+    meta[OUTPUT_KEY] = CompareRecord(role=role, **tag)
+    return with_meta(geometry["metadata"], meta)
 
 
 def _format_mm(world: np.ndarray) -> str:

@@ -15,7 +15,8 @@ from magicgui.widgets import ComboBox, Container, Label, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
-from .._napari.layers import META_KEY, spatial_geometry_kwargs
+from .._napari.layer_meta import FeatureRgbRecord, FeaturesRecord, read_meta, with_meta
+from .._napari.layers import spatial_geometry_kwargs
 from ..core.foreground import foreground_mask
 from ..core.rgb import render_rgb
 from ._choices import follow_layer_list, layer_key, volume_layers
@@ -30,9 +31,9 @@ NO_MASK = "none (colour every voxel)"
 OUTPUT_KEY = "feature_rgb"
 
 
-def features_entry(layer: Any) -> dict[str, Any] | None:
-    """``metadata["domaingen"]["features"]`` of a feature-stack layer (written by *Extract features*), or None."""
-    entry = ((getattr(layer, "metadata", None) or {}).get(META_KEY) or {}).get("features")
+def features_entry(layer: Any) -> FeaturesRecord | None:
+    """The ``features`` record of a feature-stack layer (written by *Extract features*), or None."""
+    entry = read_meta(layer).get("features")
     return entry if isinstance(entry, dict) else None
 
 
@@ -215,8 +216,9 @@ class FeatureRGBWidget(QWidget):
     def _put_output(self, job: dict[str, Any], rgb: np.ndarray) -> None:
         layer = job["layer"]
         geometry = spatial_geometry_kwargs(layer)
-        entry = geometry["metadata"][META_KEY]
-        entry[OUTPUT_KEY] = {"features_layer": layer.name, "mode": job["mode"], "channels": list(job["channels"])}
+        meta = read_meta(geometry["metadata"])
+        meta[OUTPUT_KEY] = FeatureRgbRecord(features_layer=layer.name, mode=job["mode"], channels=list(job["channels"]))
+        geometry["metadata"] = with_meta(geometry["metadata"], meta)
         known = self._outputs.get(layer_key(layer))
         output = known[1] if known is not None else None
         if output is not None and output in self.viewer.layers:

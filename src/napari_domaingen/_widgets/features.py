@@ -1,30 +1,25 @@
 """Dock widget: frozen anatomix features of a 3D image layer → a (C, Z, Y, X) feature layer + an RGB preview.
 
 Thin by design: it collects :class:`~napari_domaingen.core.features.FeatureSettings`, runs
-:func:`~napari_domaingen.core.features.extract_features` in a ``thread_worker`` and turns its progress dicts
+:func:`~napari_domaingen.core.feature_preview.features_with_preview` through its job runner and turns its progress
+dicts
 into a napari progress bar, a status line and, at the end, two layers on the source layer's grid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QWidget
 
-from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
+from .._napari.layer_meta import FeaturesRecord, read_meta, with_meta
+from .._napari.layers import geometry_kwargs, stack_geometry_kwargs
 from ..core.device import available_devices
-from ..core.features import (
-    FeatureResult,
-    FeatureSettings,
-    extract_features,
-    settings_summary,
-)
-from ..core.rgb import pca_rgb
+from ..core.feature_preview import FeaturePreview, features_with_preview
+from ..core.features import FeatureResult, FeatureSettings, settings_summary
 from ..io.intensity import CT_WINDOWS
-from ..progress import Cancelled, Progress, rescaled
 from ._choices import ExtractorChoice, follow_layer_list, layer_key, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status
 from ._layout import scroll_layout, wrap_text
@@ -34,19 +29,15 @@ if TYPE_CHECKING:
     import napari
 
 NO_CT_WINDOW = "none"
-_EXTRACTION_SHARE = 0.95  # share of the progress bar for the features; the RGB preview takes the rest
 
 
-def _feature_job(
-    data: Any, settings: FeatureSettings, cancel: Callable[[], bool]
-) -> Generator[Progress, None, tuple[FeatureResult, np.ndarray]]:
-    """Worker body: the core generator, then the RGB preview (both off the GUI thread)."""
-    image = np.asarray(data)
-    result = yield from rescaled(extract_features(image, settings, cancel=cancel), 0.0, _EXTRACTION_SHARE)
-    if cancel():
-        raise Cancelled("feature extraction cancelled")
-    yield {"stage": "preview", "fraction": _EXTRACTION_SHARE, "message": "colour preview (PCA → RGB)"}
-    return result, pca_rgb(result.features, image)
+@dataclass(frozen=True)
+class _FeatureRun:
+    """An extraction started from a layer: the ``layer``, the ``settings`` and the extractor's name."""
+
+    layer: Any
+    settings: FeatureSettings
+    weights_name: str
 
 
 class ExtractFeaturesWidget(QWidget):
@@ -56,7 +47,7 @@ class ExtractFeaturesWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.last_result: FeatureResult | None = None
-        self._job: dict[str, Any] = {}
+        self._started: _FeatureRun | None = None
         self._outputs = OutputLayers(self.viewer)
 
         self._image = ComboBox(label="image", choices=self._image_layers, nullable=False)
@@ -172,9 +163,10 @@ class ExtractFeaturesWidget(QWidget):
             return
         settings = self.settings()
         _, weights_name = self._extractor.choice()
-        self._job = {"layer": layer, "settings": settings, "weights_name": weights_name}
+        self._started = _FeatureRun(layer, settings, weights_name)
         self.runner.start(
-            lambda cancel: _feature_job(layer.data, settings, cancel), f"features of {layer.name} ({weights_name})"
+            lambda cancel: features_with_preview(layer.data, settings, cancel),
+            f"features of {layer.name} ({weights_name})",
         )
 
     def cancel(self, _value: Any = None) -> None:
@@ -183,28 +175,29 @@ class ExtractFeaturesWidget(QWidget):
 
     # ------------------------------------------------------------------------------------------- layers
 
-    def _add_layers(self, value: tuple[FeatureResult, np.ndarray]) -> None:
-        result, rgb = value
+    def _add_layers(self, preview: FeaturePreview) -> None:
+        run = self._started
+        assert run is not None  # the runner calls back only for a run started here
+        result, rgb = preview.result, preview.rgb
         self.last_result = result
-        src = self._job["layer"]
-        settings: FeatureSettings = self._job["settings"]
+        src, settings, weights_name = run.layer, run.settings, run.weights_name
         stack = stack_geometry_kwargs(src, leading_axes=1)
-        entry = dict(stack["metadata"].get(META_KEY, {}))
-        entry["features"] = {
-            "source_layer": src.name,
-            "weights_name": self._job["weights_name"],
-            "settings": settings_summary(settings),
-            "device": result.device,
-            "precision": result.precision,
-            "strategy": result.strategy,
-            "normalisation": result.normalisation,
-            "seconds": result.seconds,
-            "cached": result.cached,
-        }
-        stack["metadata"] = {**stack["metadata"], META_KEY: entry}
-        name = f"{src.name} features ({self._job['weights_name']}, {settings.layer})"
+        meta = read_meta(stack["metadata"])
+        meta["features"] = FeaturesRecord(
+            source_layer=src.name,
+            weights_name=weights_name,
+            settings=settings_summary(settings),
+            device=result.device,
+            precision=result.precision,
+            strategy=result.strategy,
+            normalisation=result.normalisation,
+            seconds=result.seconds,
+            cached=result.cached,
+        )
+        stack["metadata"] = with_meta(stack["metadata"], meta)
+        name = f"{src.name} features ({weights_name}, {settings.layer})"
         # one feature stack (and one RGB preview) per source layer and extractor: a re-run replaces them
-        role = (layer_key(src), self._job["weights_name"], settings.layer)
+        role = (layer_key(src), weights_name, settings.layer)
         features = self._outputs.get(("features", *role))
         visible = features.visible if features is not None else False
         self._outputs.put(("features", *role), "image", result.features, name, visible=visible, **stack)

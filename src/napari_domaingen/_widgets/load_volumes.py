@@ -27,7 +27,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari.layers import META_KEY, volume_layer_data
+from .._napari.layer_meta import ResampledFrom, read_meta, with_meta
+from .._napari.layers import volume_layer_data
 from .._napari.view import CONVENTIONS, follow, set_view_convention, view_convention
 from ..io.geometry import layer_geometry
 from ..io.nifti import Volume
@@ -266,14 +267,13 @@ class LoadVolumesWidget(QWidget):
 
     def _add_layer(self, volume: Volume) -> Any:
         data, attrs, kind = volume_layer_data(volume)
-        entry = attrs["metadata"][META_KEY]
         source = volume.source
         if isinstance(source, ResampledSource):
-            entry["resampled_from"] = {
-                "path": source.resampled_from,
-                "spacing": source.original_spacing,
-                "new_spacing": volume.spacing,
-            }
+            meta = read_meta(attrs["metadata"])
+            meta["resampled_from"] = ResampledFrom(
+                path=source.resampled_from, spacing=source.original_spacing, new_spacing=volume.spacing
+            )
+            attrs["metadata"] = with_meta(attrs["metadata"], meta)
         layers = getattr(self.viewer, f"add_{kind}")(data, **attrs)
         if isinstance(layers, list):  # a (C, Z, Y, X) volume: one layer per channel, not part of the grid group
             return None
@@ -333,9 +333,9 @@ class LoadVolumesWidget(QWidget):
             layer.affine = geometry["affine"]
             layer.scale = geometry["scale"]
             layer.translate = geometry["translate"]
-            entry = dict((layer.metadata or {}).get(META_KEY, {}))
-            entry.update(nifti_source=volume.source, display_affine=volume.display_affine, resampled_onto=ref.name)
-            layer.metadata = {**(layer.metadata or {}), META_KEY: entry}
+            meta = read_meta(layer)
+            meta.update(nifti_source=volume.source, display_affine=volume.display_affine, resampled_onto=ref.name)
+            layer.metadata = with_meta(layer.metadata, meta)
             if hasattr(layer, "contrast_limits") and not volume.is_label:
                 self._apply(self.preset.currentText(), [layer])
             self.group[index] = (layer, volume)

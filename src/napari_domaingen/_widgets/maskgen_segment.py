@@ -11,7 +11,7 @@ voxels, volume (mm³) and image mean/std, and saves as CSV.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,8 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
-from .._napari.layers import META_KEY, geometry_kwargs, stack_geometry_kwargs
+from .._napari.layer_meta import MaskGenRecord, read_meta, with_meta
+from .._napari.layers import geometry_kwargs, stack_geometry_kwargs
 from ..core.device import available_devices
 from ..core.maskgen import ModelCompatibilityError, ModelSpec, extractor_location, read_model_file
 from ..core.segment import Segmentation, SegmentSettings, segment
@@ -67,6 +68,15 @@ def describe_model_file(path: str | Path) -> tuple[ModelSpec, str]:
     return spec, text
 
 
+@dataclass(frozen=True)
+class _SegmentRun:
+    """A segmentation started from a layer: the image ``layer``, the ``model`` file and the ``settings``."""
+
+    layer: Any
+    model: Path
+    settings: SegmentSettings
+
+
 class MaskGenSegmentWidget(QWidget):
     """Segment a 3D image layer with a MaskGen or ERM model checkpoint."""
 
@@ -76,7 +86,7 @@ class MaskGenSegmentWidget(QWidget):
         self.last_result: Segmentation | None = None
         self.model_spec: ModelSpec | None = None
         self._model_problem: str | None = "choose a model checkpoint (.pt) first"
-        self._job: dict[str, Any] = {}
+        self._started: _SegmentRun | None = None
 
         defaults = SegmentSettings()
         self._image = ComboBox(label="image", choices=self._image_layers, nullable=False)
@@ -257,7 +267,7 @@ class MaskGenSegmentWidget(QWidget):
         if settings.ablation != "none" and self.model_spec is not None and self.model_spec.features is None:
             show_problem(self._status, "ablation needs a MaskGen model (image + features); this is an ERM model")
             return
-        self._job = {"layer": layer, "model": path, "settings": settings}
+        self._started = _SegmentRun(layer, path, settings)  # type: ignore[arg-type]
         spacing = tuple(float(s) for s in layer.scale)
         self.runner.start(
             lambda cancel: segment(layer.data, path, settings, spacing=spacing, cancel=cancel),  # type: ignore[arg-type]
@@ -274,25 +284,26 @@ class MaskGenSegmentWidget(QWidget):
         from napari.utils.notifications import show_warning
 
         self.last_result = result
-        src = self._job["layer"]
-        settings: SegmentSettings = self._job["settings"]
+        run = self._started
+        assert run is not None  # the runner calls back only for a run started here
+        src, settings = run.layer, run.settings
         spec = result.spec
         suffix = {"none": "", "image": " (image zeroed)", "features": " (features zeroed)"}[settings.ablation]
         geometry = geometry_kwargs(src)
-        entry = dict(geometry["metadata"].get(META_KEY, {}))
-        entry["maskgen"] = {
-            "source_layer": src.name,
-            "model": str(self._job["model"]),
-            "model_description": spec.describe(),
-            "settings": asdict(settings),
-            "device": result.device,
-            "feature_mode": result.feature_mode,
-            "seconds": result.seconds,
-            "label_values": list(spec.label_values),
-            "class_names": list(spec.class_names),
-            **_algorithm_entry(result, self._job["model"]),
-        }
-        geometry["metadata"] = {**geometry["metadata"], META_KEY: entry}
+        meta = read_meta(geometry["metadata"])
+        meta["maskgen"] = MaskGenRecord(
+            source_layer=src.name,
+            model=str(run.model),
+            model_description=spec.describe(),
+            settings=asdict(settings),
+            device=result.device,
+            feature_mode=result.feature_mode,
+            seconds=result.seconds,
+            label_values=list(spec.label_values),
+            class_names=list(spec.class_names),
+            **_algorithm_entry(result, run.model),
+        )
+        geometry["metadata"] = with_meta(geometry["metadata"], meta)
         features = {"index": list(spec.label_values), "name": list(spec.class_names)}
         labels = self.viewer.add_labels(
             result.labels, name=f"{src.name} {spec.method} labels{suffix}", features=features, **geometry
@@ -300,7 +311,7 @@ class MaskGenSegmentWidget(QWidget):
         labels.events.paint.connect(lambda _event=None: _mark_edited(labels))
         if result.probabilities is not None:
             stack = stack_geometry_kwargs(src, leading_axes=1)
-            stack["metadata"] = {**stack["metadata"], META_KEY: entry}
+            stack["metadata"] = with_meta(stack["metadata"], meta)
             self.viewer.add_image(
                 result.probabilities,
                 name=f"{src.name} {spec.method} probabilities{suffix}",
@@ -318,17 +329,19 @@ class MaskGenSegmentWidget(QWidget):
         self.stats.show_for(labels, src)
 
 
-def _algorithm_entry(result: Segmentation, model: Path) -> dict[str, str]:
+def _algorithm_entry(result: Segmentation, model: Path) -> MaskGenRecord:
     """``method`` and ``model_sha256`` of the model that made ``result`` (empty when the file is gone)."""
     try:
         algorithm = result.algorithm(model)
     except OSError:
-        return {}
-    return {"method": algorithm["name"], "model_sha256": algorithm["version"]}
+        return MaskGenRecord()
+    return MaskGenRecord(method=algorithm["name"], model_sha256=algorithm["version"])
 
 
 def _mark_edited(labels: Any) -> None:
     """Labels a model made and a person then corrected are semi-automatic (DICOM-SEG's algorithm type)."""
-    entry = (labels.metadata or {}).get(META_KEY, {}).get("maskgen")
-    if isinstance(entry, dict):
-        entry["edited"] = True
+    meta = read_meta(labels)
+    made_by = meta.get("maskgen")
+    if isinstance(made_by, dict) and not made_by.get("edited"):
+        meta["maskgen"] = MaskGenRecord(**{**made_by, "edited": True})  # type: ignore[typeddict-item]
+        labels.metadata = with_meta(labels.metadata, meta)

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import QComboBox, QWidget
 
 from ..core.device import available_devices, resolve_device
 from ..core.maskgen import DEFAULT_MASK_RATE, MASK_RATE_HELP
+from ..core.maskgen_pairs_job import PairTraining, train_pairs
 from ..core.maskgen_training import TrainResult, TrainSettings
 from ..core.segmentation_data import augmentation_names
 from ..core.training import format_seconds
@@ -48,7 +49,6 @@ from .maskgen_pairs import (  # noqa: F401 - re-exported: the widget's helpers l
     layer_class_names,
     layer_pair_volume,
     snapshot_pairs,
-    train_job,
     warm_up_imports,
 )
 
@@ -426,8 +426,9 @@ class MaskGenTrainWidget(QWidget):
         self._cost_info = {"batch": settings.batch_size, "crop": settings.crop}
         what = "resuming" if resume else "fine-tuning" if init else "training"
         method = "MaskGen" if settings.use_features else "ERM"
+        run = PairTraining(snapshots, out, settings, validation, known, resume=resume, init=init)
         self.training.run(
-            lambda cancel: train_job(snapshots, validation, known, out, settings, resume, init, cancel),
+            lambda cancel: train_pairs(run, cancel),
             f"{what} {method} on {len(snapshots)} volume(s)",
             out,
             settings.steps,

@@ -1,25 +1,14 @@
 """Dock widget: anatomy / style swap of two 2D histology images with a DGM-DR model, and fine-tuning that model.
 
-Thin by design: it takes two 2D image layers (RGB, RGBA or grayscale), a model (the shipped default, a file, or
-the model just fine-tuned here) and a style rule (a point on the style image, the style image's mean, or the mean
-inside a painted region), and runs :mod:`napari_domaingen.core.swap` in a ``thread_worker``:
-:func:`~napari_domaingen.core.swap.encode` (the expensive part) once per layer and model, then
-:func:`~napari_domaingen.core.swap.render` for every output. Encodings are cached per layer (its identity, the
-``unique_id``, the identity of its data array, shape and dtype), model file and tiling, so moving the style
-point, repainting the region or changing the detail / tissue options only re-renders.
-Rendering options: :mod:`._swap_options` (seamless tilings, detail carry-over, tissue style; all on by default).
-
-Outputs are RGB image layers, added or updated in place (by name), each on the grid of the image whose anatomy
-it shows (``scale``/``translate``/``affine`` and the ``metadata["domaingen"]`` entry of that layer; nothing is
-moved beside the inputs): ``<A> reconstruction``, ``<S> reconstruction``, ``<A> anatomy × <S> style`` (the
-style rule) and ``<S> anatomy × <A> style`` (the mean style of A). *Generate variants* adds
-``<A> anatomy × <S> style variants``, a ``(N, Y, X, 3)`` stack of A rendered with N random style patches of S.
-
-The *Fine-tune* panel (:mod:`.swap_finetune`, with the training panel shared with *MaskGen — train*) trains the
-current model on the two images (:func:`~napari_domaingen.core.swap_training.train_swap` with ``init=`` the
-current model) and selects the result as "the model just fine-tuned" when it finishes. What runs in the worker
-is in :mod:`.swap_jobs`; the inputs and outputs, the style point and region layers (and how they show in grid
-mode) in :mod:`._swap_layers`; the whole-slide swap of a multiscale anatomy layer in :mod:`._swap_slide`.
+Thin by design: it collects two 2D image layers, a model (shipped, a file, or the one just fine-tuned here), a
+style rule (a point, the mean, or a painted region) and the rendering options (:mod:`._swap_options`), and runs
+:func:`~napari_domaingen.core.swap_job.swap_images` (the job the ``swap`` command runs too) through its job runner.
+Encodings are cached per layer (identity, data array, shape, dtype), model file and tiling, so moving the style
+point, repainting the region or changing the detail / tissue options only re-renders. Outputs are RGB layers
+added or updated in place, each on the grid of the image whose anatomy it shows (``<A> reconstruction``,
+``<S> reconstruction``, ``<A> anatomy × <S> style``, ``<S> anatomy × <A> style``; *Generate variants*: a
+``(N, Y, X, 3)`` stack). Inputs, outputs and the style point/region layers: :mod:`._swap_layers`; fine-tuning:
+:mod:`.swap_finetune`; the whole-slide swap of a multiscale anatomy layer: :mod:`._swap_slide`.
 """
 
 from __future__ import annotations
@@ -34,6 +23,7 @@ from qtpy.QtWidgets import QComboBox, QWidget
 
 from ..core.swap import EncodedImage
 from ..core.swap_model import SwapModel
+from ..core.swap_settings import SwapSettingsError
 from ..core.swap_training import SwapTrainResult
 from ..progress import Progress
 from ._choices import grid_of, layer_key, same_layer
@@ -49,18 +39,18 @@ from ._swap_layers import (
     put_outputs,
 )
 from ._swap_model_choice import MODEL_CHOICES, ModelChoice  # noqa: F401 - MODEL_CHOICES: re-exported
-from ._swap_options import RenderOptions
-from ._swap_slide import SlidePanel
-from .swap_finetune import DEFAULT_FINETUNE_OUTPUT, FinetunePanel
-from .swap_jobs import (
+from ._swap_options import (
     DEFAULT_VARIANTS,
     CacheKey,
     ImageInput,
     ModelKey,
+    RenderOptions,
     SwapOutcome,
     SwapRequest,
-    swap_job,
+    swap_run,
 )
+from ._swap_slide import SlidePanel
+from .swap_finetune import DEFAULT_FINETUNE_OUTPUT, FinetunePanel
 
 if TYPE_CHECKING:
     import napari
@@ -386,6 +376,11 @@ class SwapWidget(QWidget):
         self.options.fill(request)
         notes = [note for note in (input_note(anatomy, "anatomy"), input_note(style, "style")) if note]
         problem = self.pickers.pick_style(request, style, notes) if what != "variants" else None
+        if problem is None:
+            try:
+                request.settings()  # validated here, on the GUI thread
+            except SwapSettingsError as err:
+                problem = str(err)
         if problem is not None:
             show_problem(self._status, problem)
             return None
@@ -411,7 +406,7 @@ class SwapWidget(QWidget):
 
     def _start(self, request: SwapRequest, description: str) -> None:
         self._progress.value = 0
-        self.runner.start(lambda cancel: swap_job(request, cancel), description)
+        self.runner.start(lambda cancel: swap_run(request, cancel), description)
 
     def _schedule_auto(self) -> None:
         self._auto_timer.start()

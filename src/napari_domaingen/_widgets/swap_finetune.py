@@ -17,10 +17,9 @@ from qtpy.QtWidgets import QToolButton, QVBoxLayout, QWidget
 
 from ..core.device import resolve_device
 from ..core.swap_model import DEFAULT_MODEL
-from ..core.swap_training import SwapTrainResult, SwapTrainSettings
+from ..core.swap_training import SwapTrainResult, SwapTrainSettings, fine_tune_job
 from ._choices import file_value
 from ._training_panel import TrainingPanel
-from .swap_jobs import finetune_job
 
 __all__ = ["DEFAULT_FINETUNE_OUTPUT", "FinetunePanel"]
 
@@ -129,7 +128,7 @@ class FinetunePanel(QWidget):
         images = [(layer.name, layer.data) for layer in layers]
         start_from = "the shipped model" if init == DEFAULT_MODEL else Path(init).name
         self.training.run(
-            lambda cancel: finetune_job(images, out, settings, init, cancel),
+            lambda cancel: fine_tune_job(images, out, settings, init, cancel),
             f"fine-tuning {start_from} on {' and '.join(repr(layer.name) for layer in layers)}",
             out,
             settings.steps,

@@ -44,7 +44,7 @@ from . import (
     swap_train,
     train,
 )
-from ._report import report_error
+from ._report import report_error, report_interrupted
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit status (2 for an error, with one line saying what and where)."""
+    """Run one command; returns its exit status (2 for an error, with one line saying what and where; 130 after
+    Ctrl-C, with one line)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "forwarded", False):  # only `batch` passes options on (to its single-case command)
@@ -91,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (DomaingenError, ValueError, OSError) as error:  # our errors name the file and the problem
         return report_error(args.command, error)
+    except KeyboardInterrupt:  # Ctrl-C: every output is written atomically, so none is half-written
+        return report_interrupted(args.command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,4 @@
-"""Options and input checks shared by several commands: the feature-extraction options, a 3D image, a label
-volume."""
+"""Options shared by several commands: the feature-extraction options, a choice, a number."""
 
 from __future__ import annotations
 
@@ -56,36 +55,3 @@ def feature_settings(args: argparse.Namespace):
         roi=args.roi,
         overlap=args.overlap,
     )
-
-
-def read_3d(path: str):
-    """A 3D image volume (never labels): a NIfTI file, or a DICOM series (folder, zip or one of its files)."""
-    from ..io.nifti import is_nifti_path, read_nifti
-
-    if is_nifti_path(path):
-        volume = read_nifti(path, as_label=False)
-    else:
-        from ..io.dicom import read_series
-
-        volume = read_series(path)
-    if volume.data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D volume, got shape {volume.data.shape}")
-    return volume
-
-
-def read_labels(path: str):
-    """A 3D label volume with its class names when known: a NIfTI file (names from its ``.json``/``.txt``
-    sidecars) or a DICOM Segmentation (``.dcm``)."""
-    from ..io.nifti import is_nifti_path, read_nifti
-
-    if is_nifti_path(path):
-        volume = read_nifti(path, as_label=True)
-    elif path.lower().endswith(".dcm"):
-        from ..io.dicom_seg import read_dicom_seg
-
-        volume = read_dicom_seg(path)
-    else:
-        raise ValueError(f"{path}: labels must be a NIfTI file (.nii, .nii.gz) or a DICOM Segmentation (.dcm)")
-    if volume.data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D label volume, got shape {volume.data.shape}")
-    return volume

@@ -2,7 +2,8 @@
 
 Every command prints through this module, so their output looks the same. Errors: :func:`report_error` turns the
 package's own errors (:class:`~napari_domaingen.errors.DomaingenError`) and bad input (``ValueError``,
-``OSError``) into one line ``domaingen COMMAND: error: <file>: <problem>`` and exit status 2.
+``OSError``) into one line ``domaingen COMMAND: error: <file>: <problem>`` and exit status 2; a Ctrl-C is one line
+``domaingen COMMAND: interrupted: …`` and exit status 130 (:func:`report_interrupted`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from ..core.training import format_seconds
 from ..progress import Progress
 
-__all__ = ["ProgressPrinter", "TrainPrinter", "file_state", "interrupted", "report_error"]
+__all__ = ["ProgressPrinter", "TrainPrinter", "file_state", "interrupted", "report_error", "report_interrupted"]
 
 
 class ProgressPrinter:
@@ -112,3 +113,15 @@ def report_error(command: str, error: BaseException) -> int:
     """Print ``domaingen COMMAND: error: MESSAGE`` on stderr; returns the exit status (2)."""
     print(f"domaingen {command}: error: {error}", file=sys.stderr)
     return 2
+
+
+#: exit status after Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED = 130
+
+
+def report_interrupted(command: str, what: str = "") -> int:
+    """Print ``domaingen COMMAND: interrupted…`` (one line, stderr) after a Ctrl-C; returns 130. ``what``: what
+    was done, e.g. ``"3 of 10 cases done"``; every output is written atomically, so none is half-written."""
+    done = f"{what}; " if what else "no file is left half-written; "
+    print(f"domaingen {command}: interrupted: {done}rerun the same command to go on", file=sys.stderr)
+    return INTERRUPTED

@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.distributed import launch
 from ..core.training import FitResult, LoopSettings, format_seconds, run_state
-from ..core.training_log import best_validation
+from ..core.training_log import RunFiles, best_validation
+from ..io.output_guard import check_outputs, require_input
 from ..progress import Progress, run
 from ._options import number
 from ._report import TrainPrinter, file_state, interrupted
@@ -91,10 +92,16 @@ class RunPlan:
 
 
 def plan_run(
-    args: argparse.Namespace, default_steps: int, read: Callable[[Path], dict[str, Any]], fine_tune_note: str
+    args: argparse.Namespace,
+    default_steps: int,
+    read: Callable[[Path], dict[str, Any]],
+    fine_tune_note: str,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> RunPlan:
     """Check ``--out`` / ``--resume`` / ``--init`` (reading the checkpoints with ``read``, which fails clearly for a
-    file of another kind) and say what will happen. Under torchrun, processes other than rank 0 print nothing
+    file of another kind) and say what will happen. ``inputs``: the run's data files; the output guard refuses a
+    ``--out`` (or its ``.best.pt`` / ``.history.csv``) that would overwrite one of them or the ``--init`` model
+    (a resumed checkpoint is meant to be written again). Under torchrun, processes other than rank 0 print nothing
     from here on (errors still reach stderr)."""
     launched = launch()
     if launched is not None and launched.rank != 0:
@@ -103,6 +110,11 @@ def plan_run(
     out = Path(args.out) if args.out else resume
     if out is None:
         raise ValueError("--out MODEL.pt is required (with --resume CKPT it defaults to CKPT)")
+    for path in [*inputs, args.init]:
+        if path:
+            require_input(path, "training input")
+    files = RunFiles.of(out)
+    check_outputs([files.model, files.best, files.history], [*inputs, args.init])
     if args.resume == "":  # bare --resume: the --out file
         if out.exists():
             resume = out

@@ -35,22 +35,74 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     ba.set_defaults(func=run, forwarded=True)
 
 
+#: options the batch sets itself; refused among the forwarded single-case options
+RESERVED = ("--out", "--json", "--quiet", "--stats", "--probabilities")
+#: made-up inputs and outputs, so that the single-case parser reads only the forwarded options
+_PLACEHOLDERS = {
+    "features": ["IMAGE.nii.gz", "--out", "OUT.nii.gz"],
+    "segment": ["IMAGE.nii.gz", "--out", "OUT.nii.gz"],
+    "compare": ["A.nii.gz", "B.nii.gz"],
+}
+
+
+def forwarded_settings(job: str, options: list[str]):
+    """The typed settings of ``job`` from the single-case options forwarded to it, read by that command's own
+    parser (a typo fails here, before any case runs: ``ValueError`` with argparse's message)."""
+    import contextlib
+    import io
+
+    from . import compare, features, segment
+
+    reserved = [o for o in options if o.split("=")[0] in RESERVED]
+    if reserved:
+        raise ValueError(f"batch {job}: {', '.join(reserved)} is set by the batch for every case")
+    module = {"features": features, "segment": segment, "compare": compare}[job]
+    parser = argparse.ArgumentParser(prog="domaingen")
+    module.add_parser(parser.add_subparsers())
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            args = parser.parse_args([job, *_PLACEHOLDERS[job], *options])
+    except SystemExit:
+        message = errors.getvalue().strip().splitlines()[-1:] or ["invalid options"]
+        raise ValueError(f"batch {job}: {message[0]}") from None
+    return module.settings_from_args(args)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..core.batch import BatchSettings, run_batch
     from ..core.batch_jobs import job_named
     from ..io.cohort import read_cohort
-    from ..progress import run as run_job
 
     roles = {"a": args.a, "b": args.b} if args.job == "compare" else {"image": args.contrast}
-    job = job_named(args.job, roles, args.options)
-    job.check()
+    job = job_named(args.job, roles, forwarded_settings(args.job, list(args.options)))
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     cohort = read_cohort(args.cohort)
     settings = BatchSettings(Path(args.out), args.workers, args.scheduler, args.threads, args.force)
-    rows = run_job(run_batch(cohort, job, settings), _print_case)
+    batch = run_batch(cohort, job, settings)
+    finished: dict[str, str] = {}
+    try:
+        while True:
+            try:
+                update = next(batch)
+            except StopIteration as stop:
+                rows = stop.value
+                break
+            if update.get("row") is not None:
+                finished[update["row"]["case"]] = update["row"]["status"]
+            _print_case(update)
+    except KeyboardInterrupt:
+        batch.close()  # the generator's cleanup: the local Dask cluster is closed
+        done = sum(status in ("ok", "skipped") for status in finished.values())
+        print(
+            f"interrupted: {done} of {len(cohort.cases)} cases done; rerun the same command to go on",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
     counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
     print(
         f"wrote {Path(args.out) / 'results.csv'}: {counts['ok']} ok, {counts['skipped']} skipped, "

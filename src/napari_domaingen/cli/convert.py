@@ -14,12 +14,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.dicom import read_series
-    from ..io.nifti import write_nifti
+    from ..core.jobs import ConvertJob, run_convert
+    from ..progress import run
 
-    volume = read_series(args.dicom, uid=args.series)
-    path = write_nifti(args.out, volume.data, source=volume.source)
-    codes = "".join(volume.source.axcodes)
-    spacing = " x ".join(f"{s:.3g}" for s in reversed(volume.spacing))
-    print(f"wrote {path}: {volume.name}, {tuple(reversed(volume.data.shape))} voxels of {spacing} mm, {codes}")
+    result = run(run_convert(ConvertJob(args.dicom, args.out, args.series)))
+    print(*result.lines, sep="\n")
     return 0

@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..io import samples
     from ..io.nifti import write_nifti
+    from ..io.output_guard import output_folder
     from ..io.preview import mid_slice_montage, save_png
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     written: list[Path] = []
     print("Loading sample data (offline: nilearn's MNI152 template, scikit-image's IHC image) ...")
     volumes = {

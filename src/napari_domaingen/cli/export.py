@@ -25,20 +25,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io.dicom_seg import write_dicom_seg
-    from ..io.label_table import LabelTable
-    from ._options import read_labels
+def settings_from_args(args: argparse.Namespace):
+    """The typed export settings of the command's options."""
+    from ..core.jobs import ExportSettings
     from .stats import class_names
 
-    labels = read_labels(args.labels)
-    known = labels.label_table or LabelTable(())
-    names = {**known.names(), **class_names(args.class_names)}
-    table = LabelTable.from_names(
-        [], names, known.colours(), source_series_uid=known.source_series_uid, algorithm=known.algorithm
-    )
-    path = write_dicom_seg(
-        args.out, labels.data, args.reference, table, labels_affine=labels.display_affine, series_uid=args.series
-    )
-    print(f"wrote {path}: DICOM Segmentation of {args.reference}")
+    return ExportSettings(class_names(args.class_names), args.series)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.jobs import ExportJob, run_export
+    from ..progress import run
+
+    result = run(run_export(ExportJob(args.labels, args.reference, args.out, settings_from_args(args))))
+    print(*result.lines, sep="\n")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ._options import add_feature_options, feature_settings, read_3d
+from ._options import add_feature_options, feature_settings
 from ._report import ProgressPrinter
 
 
@@ -27,19 +27,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     feats.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..core.features import extract_features
-    from ..io.nifti import write_nifti
-    from ..progress import run
-
-    volume = read_3d(args.image)
-    settings = replace(
+def settings_from_args(args: argparse.Namespace):
+    """The typed feature settings of the command's options (also what ``batch features`` forwards)."""
+    return replace(
         feature_settings(args),
         clip_percentiles=tuple(args.clip) if args.clip else None,
         ct_window=args.ct_window,
         output_dtype=args.dtype,
     )
-    result = run(extract_features(volume.data, settings), None if args.quiet else ProgressPrinter())
-    path = write_nifti(args.out, result.features, source=volume.source)
-    print(f"wrote {path}: {result.features.shape[0]} channels ({args.layer}), {result.describe()}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.jobs import FeaturesJob, run_features
+    from ..progress import run
+
+    job = FeaturesJob(args.image, args.out, settings_from_args(args))
+    result = run(run_features(job), None if args.quiet else ProgressPrinter())
+    print(*result.lines, sep="\n")
     return 0

@@ -16,7 +16,9 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..io.dicom import format_info, info
+    from ..io.output_guard import require_input
 
+    require_input(args.path, "input")
     facts = info(args.path)
     print(json.dumps(facts, indent=2, default=str) if args.json else format_info(facts))
     return 0

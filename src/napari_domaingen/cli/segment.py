@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import choice, read_3d
+from ._options import choice
 from ._report import ProgressPrinter
 
 
@@ -51,60 +51,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     seg.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..core.label_stats import label_statistics, write_stats_csv
-    from ..core.segment import SegmentSettings, segment
-    from ..io.label_table import save_labels_nifti
-    from ..io.nifti import is_nifti_path, write_nifti
-    from ..progress import run
+def settings_from_args(args: argparse.Namespace):
+    """The typed segmentation options of the command's options (also what ``batch segment`` forwards)."""
+    from ..core.jobs import SegmentOptions, SegmentSettings
 
-    as_seg = args.out.lower().endswith(".dcm")
-    for path in filter(None, [None if as_seg else args.out, args.probabilities]):
-        if not is_nifti_path(path):
-            raise ValueError(f"{path}: the output file name must end in .nii or .nii.gz (or .dcm for DICOM-SEG)")
-    if args.probabilities and Path(args.probabilities).resolve() == Path(args.out).resolve():
-        raise ValueError("--out and --probabilities must be two different files")
-    if args.stats and not args.stats.lower().endswith(".csv"):
-        raise ValueError(f"{args.stats}: the statistics file name must end in .csv")
-    volume = read_3d(args.image)
-    series_uid = volume.source.dicom_series_uid if volume.source is not None else None
-    if as_seg and series_uid is None:
-        raise ValueError(
-            f"{args.out}: a DICOM Segmentation needs a DICOM series as IMAGE ({args.image} is not one); write "
-            ".nii.gz instead"
-        )
     settings = SegmentSettings(
         overlap=args.overlap,
         feature_mode=args.feature_mode,
         ablation=args.ablate,
-        probabilities=bool(args.probabilities),
         device=args.device,
         weights=args.weights,
     )
-    result = run(
-        segment(volume.data, args.model, settings, spacing=volume.spacing), None if args.quiet else ProgressPrinter()
-    )
-    table = result.label_table(args.model, series_uid)
-    if as_seg:
-        from ..io.dicom_seg import write_dicom_seg
+    return SegmentOptions(Path(args.model), settings)
 
-        written = [write_dicom_seg(args.out, result.labels, args.image, table, series_uid=series_uid)]
-    else:
-        written, notes = save_labels_nifti(args.out, result.labels, table, source=volume.source)
-        for note in notes:
-            print(f"note: {note}")
-    print(f"wrote {', '.join(str(p) for p in written)}: {result.describe()}")
-    names = zip(result.spec.label_values, result.spec.class_names)
-    print("  label values: " + ", ".join(f"{value} = {name}" for value, name in names))
-    if result.probabilities is not None:
-        prob = write_nifti(args.probabilities, result.probabilities, source=volume.source)
-        print(
-            f"wrote {prob}: {result.probabilities.shape[0]} class probabilities (4D, channels last, in the order "
-            "of the label values above)"
-        )
-    if args.stats:
-        rows = label_statistics(result.labels, volume.display_affine, volume.data, table.names())
-        print(f"wrote {write_stats_csv(args.stats, rows)}: per-class statistics of {len(rows)} classes")
-    for warning in result.warnings:
-        print(f"warning: {warning}")
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.jobs import SegmentJob, run_segment
+    from ..progress import run
+
+    job = SegmentJob(args.image, args.out, settings_from_args(args), stats=args.stats, probabilities=args.probabilities)
+    result = run(run_segment(job), None if args.quiet else ProgressPrinter())
+    print(*result.lines, sep="\n")
     return 0

@@ -30,25 +30,17 @@ def class_names(text: str | None) -> dict[int, str]:
     return {value: name.strip() for value, name in enumerate(text.split(",")) if name.strip()}
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..core.label_stats import label_statistics, write_stats_csv
-    from ..io.dicom_seg import grid_mismatch
-    from ._options import read_3d, read_labels
+def settings_from_args(args: argparse.Namespace):
+    """The typed statistics settings of the command's options."""
+    from ..core.jobs import StatsSettings
 
-    labels = read_labels(args.labels)
-    names = labels.label_table.names() if labels.label_table is not None else {}
-    names.update(class_names(args.class_names))
-    image = None
-    if args.image:
-        image_volume = read_3d(args.image)
-        problem = grid_mismatch(labels.spatial_shape, labels.display_affine, image_volume)
-        if problem:
-            raise ValueError(f"{args.labels}: the labels are not on the grid of --image {args.image}: {problem}")
-        image = image_volume.data
-    rows = label_statistics(labels.data, labels.display_affine, image, names, include_background=args.background)
-    path = write_stats_csv(args.out, rows)
-    print(f"wrote {path}: {len(rows)} classes")
-    for row in rows:
-        extra = "" if row.mean is None else f", mean {row.mean:.4g} ± {row.std:.4g}"
-        print(f"  {row.value} {row.name}: {row.voxels} voxels, {row.volume_mm3:.1f} mm³{extra}")
+    return StatsSettings(class_names(args.class_names), args.background)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.jobs import StatsJob, run_stats
+    from ..progress import run
+
+    result = run(run_stats(StatsJob(args.labels, args.out, args.image, settings_from_args(args))))
+    print(*result.lines, sep="\n")
     return 0

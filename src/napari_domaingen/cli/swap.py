@@ -6,6 +6,12 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..core.swap_model import SwapModel
+    from ..core.swap_settings import SwapSettings
+    from ..progress import Progress
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -100,10 +106,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sw.set_defaults(func=run)
 
 
-#: Output file types of ``swap`` (written by scikit-image; lossless except JPEG).
-_SWAP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-
-
 def _style_point(text: str) -> tuple[float, float]:
     """``"y,x"`` (pixels of the style image, row then column) → ``(y, x)``."""
     parts = text.replace(" ", "").split(",")
@@ -121,137 +123,66 @@ def _style_point(text: str) -> tuple[float, float]:
     return y, x
 
 
-def _load_swap(model: str, device: str):
-    """The swap model of ``--model`` on ``device``, with a hint at ``--model`` when the shipped one is missing."""
-    from ..core.device import resolve_device
-    from ..core.swap_model import DEFAULT_MODEL, load_swap_model
+def _load_swap(settings: SwapSettings) -> SwapModel:
+    """The swap model of ``--model`` on ``--device``, with a hint at ``--model`` when the shipped one is missing."""
+    from ..core.swap_job import load_model
+    from ..core.swap_model import DEFAULT_MODEL
 
     try:
-        return load_swap_model(model, resolve_device(device))
+        return load_model(settings)
     except FileNotFoundError as exc:
-        if model == DEFAULT_MODEL:
+        if settings.model == DEFAULT_MODEL:
             raise FileNotFoundError(f"{exc} (--model PATH)") from None
         raise
 
 
-def _refuse_slide(anatomy: str, out: Path) -> None:
-    """A lazily readable slide larger than the in-memory budget needs a whole-slide output."""
-    from ..io.histology import DEFAULT_MAX_BYTES
-    from ..io.slide import open_lazy_tiff, open_slide
+def settings_from_args(args: argparse.Namespace) -> SwapSettings:
+    """The swap settings of the command line (``--plain``: no seamless tilings, detail or tissue style)."""
+    from ..core.swap_settings import DEFAULT_BLOCK, SwapSettings
 
-    path = Path(anatomy)
-    slide = open_slide(path) if path.is_dir() else open_lazy_tiff(path)
-    if slide is None:
-        return
-    slide.close()
-    whole_slide = "swap it block by block at full resolution with an --out ending in .ome.zarr or .ome.tif"
-    if path.is_dir():
-        raise ValueError(f"{anatomy} is an OME-Zarr slide: {whole_slide} (not {out.name})")
-    if slide.nbytes > DEFAULT_MAX_BYTES:
-        height, width = slide.shape
-        raise ValueError(
-            f"{anatomy} is a slide of {height} × {width} px ({slide.nbytes / 2**20:.0f} MiB as RGB), too large to "
-            f"swap in memory ({DEFAULT_MAX_BYTES / 2**20:.0f} MiB): {whole_slide} (not {out.name})"
-        )
+    point = _style_point(args.style_point) if args.style_point else None
+    plain = bool(args.plain)
+    return SwapSettings(
+        model=args.model,
+        device=args.device,
+        precision=args.precision,
+        seamless=args.seamless and not plain,
+        detail=args.detail and not plain,
+        tissue_only=args.tissue_style and not plain,
+        overlap=args.overlap,
+        style="mean" if point is None else "point",
+        point=point,
+        block=DEFAULT_BLOCK if args.block is None else args.block,
+        reconstructions=args.reconstructions,
+    )
+
+
+class _NotePrinter:
+    """Prints the job's notes as they come; with ``progress`` (a whole slide) its other updates too."""
+
+    def __init__(self, progress: bool) -> None:
+        from ._report import ProgressPrinter
+
+        self.progress = ProgressPrinter() if progress else None
+
+    def __call__(self, update: Progress) -> None:
+        if update.get("stage") == "note":
+            print(update.get("message", ""), flush=True)
+        elif self.progress is not None:
+            self.progress(update)
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from ..core.swap import DEFAULT_OVERLAP, encode, mean_style, point_style, reconstruct, render
-    from ..io.histology import read_histology
-    from ..io.preview import save_png
+    from ..core.swap_files import IMAGE_SUFFIXES, swap_files
     from ..io.slide_write import slide_output_kind
+    from ..progress import run as run_job
 
-    out = Path(args.out)
-    slide_out = slide_output_kind(out) is not None
-    if out.suffix.lower() not in _SWAP_SUFFIXES and not slide_out:
-        raise ValueError(
-            f"{out}: the output file name must end in {', '.join(_SWAP_SUFFIXES)} (or .ome.zarr, .zarr, .ome.tif, "
-            ".ome.tiff for a whole slide swapped block by block)"
-        )
-    if out.resolve() in {Path(args.anatomy).resolve(), Path(args.style).resolve()}:
-        raise ValueError(f"{out}: --out must not overwrite an input image")
-    if args.block is not None and not slide_out:
+    slide_out = slide_output_kind(args.out) is not None
+    if args.block is not None and not slide_out and Path(args.out).suffix.lower() in IMAGE_SUFFIXES:
         raise ValueError("--block applies to a whole-slide swap: give --out a name ending in .ome.zarr or .ome.tif")
-    point = _style_point(args.style_point) if args.style_point else None
-    if args.plain:
-        args.seamless = args.detail = args.tissue_style = False
-    if args.overlap is not None and args.seamless:
-        raise ValueError("--overlap sets the single tiling's overlap: add --no-seamless (or --plain)")
-    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"--overlap must be in [0, 1), got {overlap:g}")
-    if slide_out:
-        from ._swap_slide import run_slide
-
-        return run_slide(args, out, point, overlap)
-    _refuse_slide(args.anatomy, out)
-    images = {}
-    for role, path in (("anatomy", args.anatomy), ("style", args.style)):
-        image = read_histology(path)
-        if image.downsamples[0] != 1:
-            print(
-                f"note: {path} is too large to load whole; using it reduced {image.downsamples[0]:g}× "
-                f"({image.data.shape[0]} × {image.data.shape[1]} px)"
-            )
-        images[role] = image.data
-    if point is not None:
-        height, width = images["style"].shape[:2]
-        if not (0 <= point[0] < height and 0 <= point[1] < width):
-            raise ValueError(
-                f"--style-point {point[0]:g},{point[1]:g} lies outside the style image {args.style} "
-                f"({height} × {width} px; y must be in [0, {height}), x in [0, {width}))"
-            )
-    model = _load_swap(args.model, args.device)
-    patch = model.config.patch_size
-    for role, path in (("anatomy", args.anatomy), ("style", args.style)):
-        height, width = images[role].shape[:2]
-        if height < patch or width < patch:
-            raise ValueError(
-                f"{path}: the {role} image ({height} × {width} px) is smaller than one "
-                f"{patch} × {patch} patch of the model {model.name}"
-            )
-    print(f"Model: {model.describe()}")
-    big = max(image.shape[0] * image.shape[1] for image in images.values())
-    if big > 4 * 2**20:
-        print(
-            f"Encoding images of up to {big / 1e6:.0f} Mpx in {model.config.img_size} px tiles: this takes a while ...",
-            flush=True,
-        )
-    start = time.perf_counter()
-    options = {"precision": args.precision}
-    anatomy = encode(
-        model, images["anatomy"], overlap, name=f"anatomy image {args.anatomy}", seamless=args.seamless, **options
-    )
-    style_encoded = None
-    if point is None or args.reconstructions:  # a mean style alone needs no seamless tilings of STYLE
-        tiling = args.seamless and args.reconstructions
-        style_encoded = encode(
-            model, images["style"], overlap, name=f"style image {args.style}", seamless=tiling, **options
-        )
-    if point is None:
-        style = mean_style(style_encoded, tissue_only=args.tissue_style)
-        how = f"the mean style of {args.style}'s {'tissue' if args.tissue_style else 'patches'}"
-    else:
-        style = point_style(model, images["style"], *point, **options)
-        how = f"the style of the patch at (y {point[0]:g}, x {point[1]:g}) of {args.style}"
-    written = [save_png(out, render(model, anatomy, style, detail=args.detail))]
-    rendering = f"{'seamless' if args.seamless else f'one tiling, overlap {overlap:g}'}, "
-    rendering += f"{'detail carried over' if args.detail else 'no detail carry-over'}, {anatomy.precision}"
-    print(f"wrote {out}: the anatomy of {args.anatomy} with {how} ({rendering}; {time.perf_counter() - start:.2f} s)")
-    if args.reconstructions:
-        from skimage.metrics import peak_signal_noise_ratio
-
-        stem = out.with_suffix("")
-        for label, path, encoded in (("anatomy", args.anatomy, anatomy), ("style", args.style, style_encoded)):
-            recon = reconstruct(model, encoded)
-            target = out.with_name(f"{stem.name}_recon_{label}{out.suffix}")
-            written.append(save_png(target, recon))
-            psnr = peak_signal_noise_ratio(images[label], recon, data_range=255)
-            print(f"wrote {target}: {path} re-synthesized from its own anatomy and style (PSNR {psnr:.2f} dB)")
-        reverse = out.with_name(f"{stem.name}_reverse{out.suffix}")
-        reverse_style = mean_style(anatomy, tissue_only=args.tissue_style)
-        written.append(save_png(reverse, render(model, style_encoded, reverse_style, detail=args.detail)))
-        print(f"wrote {reverse}: the reverse swap, the anatomy of {args.style} with the mean style of {args.anatomy}")
+    settings = settings_from_args(args)
+    job = swap_files(settings, args.anatomy, args.style, args.out, loader=_load_swap)
+    result = run_job(job, _NotePrinter(slide_out))
+    for line in result.lines:
+        print(line)
     return 0

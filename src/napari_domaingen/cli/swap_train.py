@@ -87,14 +87,12 @@ def run(args: argparse.Namespace) -> int:
                 f"the shipped anatomy/style model is missing from the installation ({args.init}); "
                 "reinstall napari-domaingen or pass --init PATH"
             )
-    out = Path(args.out) if args.out else None
-    if out is not None and out.resolve() in {Path(p).resolve() for p in [*args.images, *args.val]}:
-        raise ValueError(f"{out}: --out must not overwrite an input image")
     plan = plan_run(
         args,
         SwapTrainSettings().steps,
         read_swap_file,
         "its encoder and normalisation, with the images, steps and lr given here",
+        inputs=[*args.images, *args.val],
     )
     config = ViTConfig(**plan.stored["config"]) if plan.stored is not None else PRESETS[args.preset]
     settings = SwapTrainSettings(

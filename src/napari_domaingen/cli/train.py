@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         TrainSettings().steps,
         read_model_file,
         "its network, classes and feature extractor; the data, steps, lr and crop given here",
+        inputs=[path for pair in (*pairs, *val_pairs) for path in pair],
     )
     clip = tuple(args.clip) if args.clip else None
     if plan.stored is not None:  # the model's own intensity scaling

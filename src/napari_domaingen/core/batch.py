@@ -10,8 +10,12 @@
   another worker by the Dask scheduler (its ``allowed-failures`` setting, 3 by default); a case that kills
   every worker it lands on is recorded as failed.
 * **Rerun**: a case whose completion record ``DIR/<case>/batch.json`` matches the job (command, inputs,
-  options) and whose outputs exist is ``skipped``, its figures read again from its outputs; ``force`` redoes it.
+  settings) and whose outputs exist is ``skipped``, its figures read again from its outputs; ``force`` redoes it.
   The record is written last and every output atomically, so an interrupted case never counts as done.
+* **Guard**: before anything is created, ``DIR`` is refused when it is the cohort folder, lies in a case folder or
+  holds a case's file (:func:`~napari_domaingen.io.output_guard.check_batch_out`); a case whose name could leave
+  ``DIR`` fails without running; each case's outputs are proved to lie in ``DIR/<case>/`` and checked against all
+  of the case's files (:meth:`~.batch_jobs.BatchJob.run`).
 * ``results.csv`` (``case,status,error,seconds,worker`` and the job's figures) is rewritten atomically after every
   finished case, so an interrupted batch keeps the rows it had.
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Generator
@@ -32,6 +37,7 @@ from typing import Any
 
 from ..io.atomic import atomic_write_text
 from ..io.cohort import Case, Cohort
+from ..io.output_guard import OutputError, check_batch_out, check_case_name, require_inside
 from ..progress import Cancelled, Progress
 from .batch_jobs import BatchJob
 
@@ -61,7 +67,7 @@ def _inputs(job: BatchJob, case: Case) -> dict[str, str]:
 
 
 def _record(job: BatchJob, inputs: dict[str, str]) -> dict[str, Any]:
-    return {"command": job.name, "inputs": inputs, "options": list(job.options)}
+    return {"command": job.name, "inputs": inputs, "settings": job.record()}
 
 
 def _completed(job: BatchJob, inputs: dict[str, str], case_dir: Path) -> bool:
@@ -70,21 +76,23 @@ def _completed(job: BatchJob, inputs: dict[str, str], case_dir: Path) -> bool:
         stored = json.loads(record.read_text())
     except (OSError, ValueError):
         return False
-    same = {k: stored.get(k) for k in ("command", "inputs", "options")} == _record(job, inputs)
+    same = {k: stored.get(k) for k in ("command", "inputs", "settings")} == _record(job, inputs)
     return same and all(path.is_file() for path in job.outputs(case_dir))
 
 
-def case_task(job: BatchJob, name: str, inputs: dict[str, str], out: str, threads: int) -> dict[str, Any]:
+def case_task(
+    job: BatchJob, name: str, inputs: dict[str, str], out: str, threads: int, case_files: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Run one case (in a Dask worker or in this process) and return its row; never raises for the case's own
-    errors (they are the row's ``error``)."""
+    errors (they are the row's ``error``). ``case_files``: all of the case's volumes, never written over."""
     import torch
 
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
-    case_dir = Path(out) / name
     row: dict[str, Any] = {"case": name, "worker": _worker_name()}
     try:
-        job.run(inputs, case_dir)
+        case_dir = require_inside(Path(out) / check_case_name(name), out, "the batch folder")
+        job.run(inputs, case_dir, case_files)
         row.update(job.figures(case_dir))
         atomic_write_text(case_dir / RECORD, json.dumps(_record(job, inputs), indent=2) + "\n")
         row["status"], row["error"] = "ok", ""
@@ -157,6 +165,7 @@ def _client(settings: BatchSettings, workers: int, threads: int):
         threads_per_worker=1,
         processes=True,
         dashboard_address=":0",
+        silence_logs=logging.ERROR,  # the workers' warnings (e.g. tasks cancelled by Ctrl-C) are not the user's
         env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
     )
     return Client(cluster)
@@ -169,14 +178,17 @@ def run_batch(
     ``failed``, ``total``, ``eta``) and returns the rows in the cohort's order."""
     cancel = cancel or (lambda: False)
     out = Path(settings.out)
+    files = {case.name: tuple(case.path_of(contrast) for contrast in case.volumes) for case in cohort.cases}
+    check_batch_out(out, cohort.source, [path for paths in files.values() for path in paths])
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
     rows: dict[str, dict[str, Any]] = {}
     pending: list[tuple[str, dict[str, str]]] = []
     for case in cohort.cases:
         try:
+            check_case_name(case.name)
             inputs = _inputs(job, case)
-        except ValueError as exc:
+        except (ValueError, OutputError) as exc:
             problems = f" ({'; '.join(case.problems)})" if case.problems else ""
             rows[case.name] = {"case": case.name, "status": "failed", "error": f"{exc}{problems}", "seconds": 0.0}
             continue
@@ -221,14 +233,14 @@ def run_batch(
         for name, inputs in pending:
             if cancel():
                 raise Cancelled("batch cancelled")
-            rows[name] = case_task(job, name, inputs, str(out), threads)
+            rows[name] = case_task(job, name, inputs, str(out), threads, files[name])
             yield update(name)
     else:
-        yield from _run_on_dask(job, pending, settings, workers, threads, out, rows, update, cancel)
+        yield from _run_on_dask(job, pending, files, settings, workers, threads, out, rows, update, cancel)
     return [rows[c.name] for c in cohort.cases]
 
 
-def _run_on_dask(job, pending, settings, workers, threads, out, rows, update, cancel):
+def _run_on_dask(job, pending, files, settings, workers, threads, out, rows, update, cancel):
     from distributed import as_completed
 
     client = _client(settings, workers, threads)
@@ -236,7 +248,9 @@ def _run_on_dask(job, pending, settings, workers, threads, out, rows, update, ca
         link = client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
         where = f"; Dask dashboard {link}" if link else ""
         futures = {
-            client.submit(case_task, job, name, inputs, str(out), threads, key=f"case-{name}-{time.time_ns()}"): name
+            client.submit(
+                case_task, job, name, inputs, str(out), threads, files[name], key=f"case-{name}-{time.time_ns()}"
+            ): name
             for name, inputs in pending
         }
         for future in as_completed(futures):

@@ -1,10 +1,13 @@
-"""The three batch jobs — features, segment, compare — as one case each: the single-case command run on a case's
-volumes into ``DIR/<case>/``, and the figures read back from what it wrote.
+"""The three batch jobs — features, segment, compare — as one case each: the single-case job (:mod:`.jobs`) run on
+a case's volumes into ``DIR/<case>/``, and the figures read back from what it wrote.
 
-A case runs **the single-case command itself** (its parser and ``run``), so its outputs are exactly those of
-``domaingen features|segment|compare`` with the same options; the batch only chooses the inputs and the output
-names. Figures are always read from the written files, so a case skipped because an earlier run completed it
-reports the same figures.
+A case runs **the single-case run function itself** with the batch's typed settings (the same dataclasses the
+commands and the docks build), so its outputs are exactly those of ``domaingen features|segment|compare`` with the
+same options; the batch only chooses the inputs and the output names. Every output is proved to lie in
+``DIR/<case>/`` and checked against all of the case's files (its ground-truth labels included) before the case
+runs. Figures are always read from the written files, so a case skipped because an earlier run completed it
+reports the same figures. Models load once per process (:func:`~napari_domaingen.core.segment.cached_model`, the
+extractor cache), so a worker loads each once however many cases it runs.
 
 * features (``--contrast``): ``features.nii.gz``; figures ``features`` (path), ``shape``.
 * segment (``--contrast``): ``labels.nii.gz`` (+ ``labels.json``/``labels.txt``), ``stats.csv``; figures
@@ -15,45 +18,82 @@ reports the same figures.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
+import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JOBS", "BatchJob", "job_named"]
+from ..io.output_guard import check_outputs, require_inside
+from .features import FeatureSettings
+from .jobs import (
+    CompareJob,
+    CompareSettings,
+    FeaturesJob,
+    JobResult,
+    SegmentJob,
+    SegmentOptions,
+    run_compare,
+    run_features,
+    run_segment,
+)
 
-#: options the batch sets itself; refused among the forwarded single-case options
-RESERVED = ("--out", "--json", "--quiet", "--stats", "--probabilities")
+__all__ = ["JOBS", "BatchJob", "BatchSettingsType", "job_named"]
+
+JOBS = ("features", "segment", "compare")
+#: the input roles of each job
+ROLES = {"features": ("image",), "segment": ("image",), "compare": ("a", "b")}
+#: the typed settings of each job (the single-case job's, minus its inputs and outputs)
+SETTINGS = {"features": FeatureSettings, "segment": SegmentOptions, "compare": CompareSettings}
+BatchSettingsType = FeatureSettings | SegmentOptions | CompareSettings
+
+
+def _jsonable(value: Any) -> Any:
+    """A settings dataclass as plain JSON values (paths as text, tuples as lists), for the completion record."""
+    return json.loads(json.dumps(dataclasses.asdict(value), default=str))
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    """One job: ``name`` (the single-case command), the contrast of each input ``roles`` (``{"image": "T2"}`` or
-    ``{"a": "T1", "b": "FLAIR"}``) and the single-case ``options`` forwarded verbatim."""
+    """One job: ``name`` (features, segment or compare), the contrast of each input ``roles`` (``(("image",
+    "T2"),)`` or ``(("a", "T1"), ("b", "FLAIR"))``) and the typed ``settings`` shared by every case
+    (:data:`SETTINGS`). Checked when built."""
 
     name: str
     roles: tuple[tuple[str, str], ...]
-    options: tuple[str, ...] = ()
+    settings: BatchSettingsType
 
-    def argv(self, inputs: dict[str, str], case_dir: Path) -> list[str]:
-        """The single-case command line for a case's input paths (by role)."""
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The job's name, roles and settings type agree (``ValueError``/``TypeError`` otherwise)."""
+        if self.name not in JOBS:
+            raise ValueError(f"unknown batch job {self.name!r}; choose {', '.join(JOBS)}")
+        if tuple(role for role, _ in self.roles) != ROLES[self.name]:
+            raise ValueError(f"batch {self.name} takes the contrasts of {', '.join(ROLES[self.name])}")
+        wanted = SETTINGS[self.name]
+        if not isinstance(self.settings, wanted):
+            raise TypeError(f"batch {self.name} needs {wanted.__name__}, got {type(self.settings).__name__}")
+
+    def record(self) -> dict[str, Any]:
+        """The settings as stored in a case's completion record."""
+        return _jsonable(self.settings)
+
+    def case_job(self, inputs: dict[str, str], case_dir: Path) -> FeaturesJob | SegmentJob | CompareJob:
+        """The single-case job of a case's input paths (by role), writing into ``case_dir``."""
         if self.name == "features":
-            return ["features", inputs["image"], "--out", str(case_dir / "features.nii.gz"), "--quiet", *self.options]
+            return FeaturesJob(inputs["image"], case_dir / "features.nii.gz", self.settings)  # type: ignore[arg-type]
         if self.name == "segment":
-            return [
-                "segment",
+            return SegmentJob(
                 inputs["image"],
-                "--out",
-                str(case_dir / "labels.nii.gz"),
-                "--stats",
-                str(case_dir / "stats.csv"),
-                "--quiet",
-                *self.options,
-            ]
-        return ["compare", inputs["a"], inputs["b"], "--out", str(case_dir), "--quiet", *self.options]
+                case_dir / "labels.nii.gz",
+                self.settings,  # type: ignore[arg-type]
+                stats=case_dir / "stats.csv",
+            )
+        return CompareJob(inputs["a"], inputs["b"], case_dir, self.settings)  # type: ignore[arg-type]
 
     def outputs(self, case_dir: Path) -> list[Path]:
         """Files whose presence (with the batch's completion record) means the case is done."""
@@ -63,36 +103,27 @@ class BatchJob:
             "compare": [case_dir / "summary.json", case_dir / "cosine_similarity.nii.gz"],
         }[self.name]
 
-    def check(self) -> None:
-        """Parse the command line of a made-up case: a typo in the forwarded options fails before any case runs
-        (``ValueError`` with argparse's message)."""
-        reserved = [o for o in self.options if o.split("=")[0] in RESERVED]
-        if reserved:
-            raise ValueError(f"batch {self.name}: {', '.join(reserved)} is set by the batch for every case")
-        from ..cli import build_parser
-
-        parser = build_parser()
-        errors = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(errors):
-                parser.parse_args(self.argv({role: "x.nii.gz" for role, _ in self.roles}, Path("case")))
-        except SystemExit:
-            message = errors.getvalue().strip().splitlines()[-1:] or ["invalid options"]
-            raise ValueError(f"batch {self.name}: {message[0]}") from None
-
-    def run(self, inputs: dict[str, str], case_dir: Path) -> None:
-        """Run the single-case command (raises what it raises; its printed lines go to ``case_dir/log.txt``)."""
-        from ..cli import build_parser
+    def run(
+        self,
+        inputs: dict[str, str],
+        case_dir: Path,
+        case_files: Sequence[str] = (),
+        cancel: Callable[[], bool] | None = None,
+    ) -> JobResult:
+        """Run the case (raises what the job raises; its lines go to ``case_dir/log.txt``). ``case_files``: every
+        file or series of the case (its labels too), none of which may be written over."""
         from ..io.atomic import atomic_write_text
+        from ..progress import run
 
-        args = build_parser().parse_args(self.argv(inputs, case_dir))
+        job = self.case_job(inputs, case_dir)
+        for path in [*job.outputs, case_dir / "log.txt"]:
+            require_inside(path, case_dir, "the case's folder")
+        check_outputs([*job.outputs, case_dir / "log.txt"], [*inputs.values(), *case_files])
         case_dir.mkdir(parents=True, exist_ok=True)
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            status = args.func(args)
-        atomic_write_text(case_dir / "log.txt", printed.getvalue())
-        if status:
-            raise RuntimeError(f"domaingen {self.name} ended with status {status}")
+        runner = {"features": run_features, "segment": run_segment, "compare": run_compare}[self.name]
+        result = run(runner(job, cancel))  # type: ignore[operator]
+        atomic_write_text(case_dir / "log.txt", "\n".join(result.lines) + "\n")
+        return result
 
     def figures(self, case_dir: Path) -> dict[str, Any]:
         """The case's figures, read from its outputs."""
@@ -113,18 +144,20 @@ class BatchJob:
         return {"features": str(path), "shape": "x".join(str(n) for n in nib.load(str(path)).shape)}
 
 
-def job_named(name: str, contrasts: dict[str, str], options: list[str] | tuple[str, ...] = ()) -> BatchJob:
-    """A :class:`BatchJob` for ``name`` with contrast names by role (canonicalised), options forwarded."""
+def job_named(name: str, contrasts: dict[str, str], settings: BatchSettingsType | None = None) -> BatchJob:
+    """A :class:`BatchJob` for ``name`` with contrast names by role (canonicalised) and typed ``settings`` (default:
+    the job's defaults; segment needs :class:`~.jobs.SegmentOptions` with its model)."""
     from ..io.cohort import canonical_contrast
 
-    wanted = {"features": ("image",), "segment": ("image",), "compare": ("a", "b")}.get(name)
+    wanted = ROLES.get(name)
     if wanted is None:
-        raise ValueError(f"unknown batch job {name!r}; choose features, segment or compare")
+        raise ValueError(f"unknown batch job {name!r}; choose {', '.join(JOBS)}")
     missing = [role for role in wanted if not contrasts.get(role)]
     if missing:
         raise ValueError(f"batch {name} needs the contrast of {', '.join(missing)}")
+    if settings is None:
+        if name == "segment":
+            raise ValueError("batch segment needs the model (SegmentOptions)")
+        settings = SETTINGS[name]()
     roles = tuple((role, canonical_contrast(contrasts[role])) for role in wanted)
-    return BatchJob(name, roles, tuple(options))
-
-
-JOBS = ("features", "segment", "compare")
+    return BatchJob(name, roles, settings)

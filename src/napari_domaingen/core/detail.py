@@ -41,6 +41,22 @@ def _density(values: np.ndarray) -> torch.Tensor:
     return -torch.log(torch.from_numpy(np.maximum(values, _MIN)))
 
 
+def _coarse(x: torch.Tensor, step: int) -> torch.Tensor:
+    """Means over ``step × step`` cells anchored at pixel (0, 0); the last, partial cells average their pixels.
+    Anchored cells (rather than cells stretched over the image) make the filter commute with crops whose origin is
+    a multiple of ``step``: a slide block gives the whole image's values."""
+    return F.avg_pool2d(x, step, stride=step, ceil_mode=True) if step > 1 else x
+
+
+def _fine(x: torch.Tensor, step: int, height: int, width: int) -> torch.Tensor:
+    """Bilinear interpolation of cell values back to ``(height, width)`` px, cell ``i`` centred on pixel
+    ``(i + ½) · step − ½`` (clamped at the edges), so again anchored at pixel (0, 0)."""
+    if step == 1:
+        return x
+    size = (x.shape[-2] * step, x.shape[-1] * step)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[..., :height, :width]
+
+
 def carry_detail(
     grey: np.ndarray, render: np.ndarray, radius: int = DETAIL_RADIUS, eps: float = DETAIL_EPS, subsample: int = 4
 ) -> np.ndarray:
@@ -54,7 +70,6 @@ def carry_detail(
         raise ValueError(f"radius and subsample must be ≥ 1 and eps > 0, got {radius}, {subsample} and {eps}")
     height, width = grey.shape
     step = max(1, min(subsample, radius, height, width))
-    coarse = (-(-height // step), -(-width // step))
     low_radius = max(1, round(radius / step))
 
     def box(x: torch.Tensor) -> torch.Tensor:
@@ -64,14 +79,12 @@ def carry_detail(
     with torch.inference_mode():
         guide = _density(grey)[None, None]  # (1, 1, Y, X)
         target = _density(render).permute(2, 0, 1)[None]  # (1, C, Y, X)
-        guide_low = F.interpolate(guide, size=coarse, mode="area")
-        target_low = F.interpolate(target, size=coarse, mode="area")
+        guide_low, target_low = _coarse(guide, step), _coarse(target, step)
         mean_guide, mean_target = box(guide_low), box(target_low)
         variance = box(guide_low * guide_low) - mean_guide**2
         covariance = box(guide_low * target_low) - mean_guide * mean_target
         slope = covariance / (variance + eps)
         offset = mean_target - slope * mean_guide
-        slope = F.interpolate(box(slope), size=(height, width), mode="bilinear", align_corners=False)
-        offset = F.interpolate(box(offset), size=(height, width), mode="bilinear", align_corners=False)
+        slope, offset = _fine(box(slope), step, height, width), _fine(box(offset), step, height, width)
         out = torch.exp(-(slope * guide + offset)).clamp(0.0, 1.0)
     return out[0].permute(1, 2, 0).numpy().astype(np.float32)

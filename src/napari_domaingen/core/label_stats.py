@@ -78,27 +78,43 @@ def label_statistics(
     flat = labels.reshape(-1)
     if flat.size and flat.min() < 0:
         raise ValueError("labels must be non-negative")
-    counts = np.bincount(flat.astype(np.int64, copy=False)) if flat.size else np.zeros(1, np.int64)
+    present, index = _distinct(flat)
+    counts = np.bincount(index, minlength=present.size)
     names = names or {}
-    values = {int(v) for v in np.flatnonzero(counts)} | {int(v) for v in names}
+    values = {int(v) for v, n in zip(present.tolist(), counts.tolist()) if n} | {int(v) for v in names}
     if not include_background:
         values.discard(0)
     means = spreads = None
     if image is not None:  # two passes: the mean, then the squared deviations from it (no cancellation)
         pixels = np.asarray(image, dtype=np.float64).reshape(-1)
-        means = np.bincount(flat, weights=pixels, minlength=counts.size) / np.maximum(counts, 1)
-        deviations = pixels - means[flat]
-        spreads = np.bincount(flat, weights=deviations * deviations, minlength=counts.size) / np.maximum(counts, 1)
+        means = np.bincount(index, weights=pixels, minlength=present.size) / np.maximum(counts, 1)
+        deviations = pixels - means[index]
+        spreads = np.bincount(index, weights=deviations * deviations, minlength=present.size) / np.maximum(counts, 1)
+    slot = {int(v): i for i, v in enumerate(present.tolist())}
     voxel = voxel_volume_mm3(affine)
     rows = []
     for value in sorted(values):
-        count = int(counts[value]) if value < counts.size else 0
+        at = slot.get(value)
+        count = int(counts[at]) if at is not None else 0
         mean = std = None
         if means is not None and spreads is not None and count:
-            mean, std = float(means[value]), float(np.sqrt(spreads[value]))
+            mean, std = float(means[at]), float(np.sqrt(spreads[at]))
         name = names.get(value, "background" if value == 0 else f"class {value}")
         rows.append(ClassStats(value, name, count, count * voxel, mean, std))
     return rows
+
+
+def _distinct(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, index)``: the label values (sorted; every value below a small top, else only those present) and,
+    per voxel, the slot of its value in ``values``. Memory is bounded by the voxel count, never by the largest
+    value (a label 4e9 must not allocate a 4e9-long table)."""
+    if flat.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.intp)
+    top = int(flat.max())
+    if top < max(1 << 16, flat.size):  # a dense table no longer than the volume: the fast path
+        return np.arange(top + 1), flat.astype(np.intp, copy=False)
+    values, index = np.unique(flat, return_inverse=True)
+    return values, index.reshape(-1)
 
 
 def stats_csv_text(rows: Sequence[ClassStats]) -> str:

@@ -19,7 +19,9 @@ the extractor's working memory) fit in half of the free memory, and ``"per-windo
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +45,7 @@ from .features import (
 from .maskgen import Ablation, FeatureInput, ModelSpec, ablate, extractor_location, instance_normalise, load_model
 from .segmentation_data import LabelMap
 
-__all__ = ["FeatureMode", "SegmentSettings", "Segmentation", "predict_logits", "segment"]
+__all__ = ["FeatureMode", "SegmentSettings", "Segmentation", "cached_model", "predict_logits", "segment"]
 
 FeatureMode = Literal["auto", "shared", "per-window"]
 _SPACING_TOLERANCE = 0.25  # relative difference of voxel size from the training data that earns a warning
@@ -100,6 +102,32 @@ class Segmentation:
         return LabelTable.from_names(
             list(names), names, source_series_uid=source_series_uid, algorithm=self.algorithm(model_path)
         )
+
+
+#: models loaded in this process, keyed by (file, inode, modification time, size, device): a batch loads each model
+#: once per worker, not once per case (at most :data:`_MODELS_KEPT`, least recently used dropped first)
+_MODELS: OrderedDict[tuple[str, int, int, int, str], tuple[SegUNet, ModelSpec]] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_MODELS_KEPT = 2
+
+
+def cached_model(model_path: str | os.PathLike[str], device: torch.device | str) -> tuple[SegUNet, ModelSpec]:
+    """The model of ``model_path`` on ``device`` (eval mode), loaded once per process while the file is unchanged."""
+    try:
+        info = os.stat(model_path)
+    except OSError:
+        return load_model(model_path, device)  # it says what is wrong with the path
+    key = (os.path.realpath(model_path), info.st_ino, info.st_mtime_ns, info.st_size, str(device))
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            _MODELS.move_to_end(key)
+            return _MODELS[key]
+    loaded = load_model(model_path, device)
+    with _MODELS_LOCK:
+        _MODELS[key] = loaded
+        while len(_MODELS) > _MODELS_KEPT:
+            _MODELS.popitem(last=False)
+    return loaded
 
 
 @torch.no_grad()
@@ -193,7 +221,7 @@ def segment(
         raise ValueError(f"overlap must be in [0, 1), got {settings.overlap}")
     device = resolve_device(settings.device)
     yield {"stage": "load", "fraction": 0.0, "message": f"loading {Path(model_path).name}"}
-    model, spec = load_model(model_path, device)
+    model, spec = cached_model(model_path, device)
     warnings = [w for w in [spacing_warning(spec, spacing)] if w]
     if settings.ablation != "none" and spec.features is None:
         ablate(torch.zeros(1, 1, 1, 1, 1), settings.ablation)  # raises the ERM message

@@ -8,7 +8,8 @@ the style is interactive.
 Styles (what goes into the characteristics half of every patch):
 
 * :func:`style_at` — the style vector of the patch under a point of the style image, broadcast to every patch
-  (the paper's mixing); :func:`point_style` encodes only the tile around the point;
+  (the paper's mixing); :func:`point_style` encodes only the model tile that holds the point (in the image's
+  grid of tiles), with the same result;
 * :func:`mean_style` — the mean style over the image's tissue patches (default; glass left out), over all its
   patches, or over a region (boolean mask);
 * position-wise — :func:`render` with ``style=`` another :class:`EncodedImage` of the same size (aligned images);
@@ -25,15 +26,13 @@ Outputs: ``(Y, X, 3)`` uint8, the input's size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
 from ..models.dgm import synthesize
 from ..typing import Precision
 from .detail import carry_detail
-from .swap_encoding import DEFAULT_OVERLAP, EncodedImage, as_rgb, encode, patch_window
+from .swap_encoding import DEFAULT_OVERLAP, TILE_BATCH, EncodedImage, as_rgb, encode, grid_shift, patch_window
 from .swap_model import SwapModel
 
 __all__ = [
@@ -47,10 +46,8 @@ __all__ = [
     "reconstruct",
     "render",
     "style_at",
-    "swap_pair",
 ]
 
-_TILE_BATCH = 64
 #: a patch counts as tissue for the mean style when at least this share of its pixels is tissue
 TISSUE_SHARE = 0.5
 
@@ -141,8 +138,8 @@ def _synthesized(model: SwapModel, encoded: EncodedImage, styles: torch.Tensor, 
     """``(len(tiles), 3, T, T)`` float32 in [0, 1]: the de-normalised synthesis of the given tiles."""
     config, out = model.config, []
     with torch.inference_mode():
-        for start in range(0, len(tiles), _TILE_BATCH):
-            part = torch.from_numpy(tiles[start : start + _TILE_BATCH])
+        for start in range(0, len(tiles), TILE_BATCH):
+            part = torch.from_numpy(tiles[start : start + TILE_BATCH])
             pixels = synthesize(encoded.anatomy[part], styles[part], config.in_channels, config.patch_size)
             out.append(model.denormalise(pixels).cpu())
     return torch.cat(out)
@@ -164,7 +161,7 @@ def _blend(model: SwapModel, encoded: EncodedImage, styles: torch.Tensor) -> tor
             tiles = np.flatnonzero(encoded.grids == tiling)  # row-major
             cols = len(np.unique(encoded.origins[tiles, 1]))
             grid = tiles.reshape(-1, cols)
-            band = max(1, _TILE_BATCH * 4 // cols)
+            band = max(1, TILE_BATCH * 4 // cols)
             for first in range(0, len(grid), band):
                 rows = grid[first : first + band]
                 pixels = _synthesized(model, encoded, styles, rows.ravel()) * window
@@ -175,8 +172,8 @@ def _blend(model: SwapModel, encoded: EncodedImage, styles: torch.Tensor) -> tor
                 total[where] += window.repeat(len(rows), cols)
         return (canvas / total.clamp_min(1e-12))[:, m : m + height, m : m + width]
     weight = compute_importance_map((tile, tile), mode="gaussian", sigma_scale=0.125, device="cpu")
-    for start in range(0, len(encoded.origins), _TILE_BATCH):
-        tiles = np.arange(start, min(start + _TILE_BATCH, len(encoded.origins)))
+    for start in range(0, len(encoded.origins), TILE_BATCH):
+        tiles = np.arange(start, min(start + TILE_BATCH, len(encoded.origins)))
         for (y, x), pixels in zip(encoded.origins[tiles], _synthesized(model, encoded, styles, tiles) * weight):
             canvas[:, y : y + tile, x : x + tile] += pixels
             total[:, y : y + tile, x : x + tile] += weight
@@ -208,45 +205,27 @@ def reconstruct(model: SwapModel, encoded: EncodedImage) -> np.ndarray:
     return render(model, encoded, None)
 
 
-def swap_pair(
-    model: SwapModel,
-    anatomy_image: np.ndarray,
-    style_image: np.ndarray,
-    style_point: Sequence[float] | None = None,
-    overlap: float = DEFAULT_OVERLAP,
-    seamless: bool = True,
-    detail: bool = True,
-    precision: Precision = "auto",
-    tissue_only: bool = True,
-) -> np.ndarray:
-    """One-call swap: ``anatomy_image`` rendered with the style of ``style_image`` at ``style_point`` (y, x) or,
-    when ``None``, its mean style (over its tissue, or all patches without ``tissue_only``). ``(Y, X, 3)`` uint8 of
-    the anatomy image's size; ``seamless``/``overlap``: the anatomy image's tiling; ``detail``: carry its detail
-    over.
-
-    The style image is encoded with the plain tiling (a style needs no seamless render).
-    """
-    if style_point is None:
-        encoded_style = encode(model, style_image, overlap, name="style image", seamless=False, precision=precision)
-        style = mean_style(encoded_style, tissue_only=tissue_only)
-    else:
-        style = point_style(model, style_image, *style_point, precision=precision)
-    anatomy = encode(model, anatomy_image, overlap, name="anatomy image", seamless=seamless, precision=precision)
-    return render(model, anatomy, style, detail=detail)
-
-
 def point_style(model: SwapModel, image: np.ndarray, y: float, x: float, precision: Precision = "auto") -> torch.Tensor:
-    """The style vector ``(E/2,)`` of the patch under pixel ``(y, x)``, encoding only the tile centred there
-    (as :func:`style_at` on a fully encoded image would, but one tile's cost)."""
+    """The style vector ``(E/2,)`` of the patch under pixel ``(y, x)``, encoding only the model tile that holds
+    it in the image's grid of tiles (tiles from pixel (0, 0), mirrored beyond the image): what :func:`style_at`
+    gives on a seamless encoding of the whole image, at one tile's cost."""
     array = np.asarray(image)
     if array.ndim < 2:
         raise ValueError(f"style image: expected a 2D image, got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer) and array.dtype != np.uint8:
+        array = as_rgb(array, "style image")  # scaled by the whole image's bit depth, not the tile's
     height, width = array.shape[:2]
     if not (0 <= y < height and 0 <= x < width):
         raise ValueError(f"the style point ({y:g}, {x:g}) lies outside the {height} × {width} style image")
-    tile = model.config.img_size
-    y0 = int(min(max(0, round(y) - tile // 2), max(0, height - tile)))
-    x0 = int(min(max(0, round(x) - tile // 2), max(0, width - tile)))
-    crop = array[y0 : y0 + tile, x0 : x0 + tile]
+    tile, patch = model.config.img_size, model.config.patch_size
+    if height < patch or width < patch:
+        raise ValueError(f"style image: {height} × {width} px is smaller than one {patch} × {patch} patch of the model")
+    y0, x0 = int(y // tile) * tile, int(x // tile) * tile
+    shift = grid_shift(tile, patch)  # the seamless canvas' margin: the same mirrored pixels as encode()
+
+    def rows(size: int, origin: int) -> np.ndarray:
+        return np.pad(np.arange(size), (shift, tile), mode="symmetric")[shift + origin : shift + origin + tile]
+
+    crop = array[np.ix_(rows(height, y0), rows(width, x0))]
     encoded = encode(model, crop, name="style image", seamless=False, precision=precision)
     return style_at(encoded, y - y0, x - x0)

@@ -38,6 +38,7 @@ from .swap_model import SwapModel
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "TILE_BATCH",
     "EncodedImage",
     "Precision",
     "as_rgb",
@@ -48,7 +49,8 @@ __all__ = [
 
 #: tile overlap of the plain tiling (the seamless tilings do not overlap)
 DEFAULT_OVERLAP = 0.25
-_TILE_BATCH = 32
+#: tiles encoded or synthesized at a time (bounds the working memory of the encoder and the synthesis)
+TILE_BATCH = 32
 
 
 def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -218,13 +220,13 @@ def encode(
         torch.inference_mode(),
         torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
     ):
-        for start in range(0, len(origins), _TILE_BATCH):
+        for start in range(0, len(origins), TILE_BATCH):
             if cancel is not None and cancel():
                 from ..progress import Cancelled
 
                 raise Cancelled("encoding cancelled")
             batch = torch.cat(
-                [tensor[:, :, y : y + tile, x : x + tile] for y, x in origins[start : start + _TILE_BATCH]]
+                [tensor[:, :, y : y + tile, x : x + tile] for y, x in origins[start : start + TILE_BATCH]]
             )
             tokens = model.encoder(model.normalise(batch.to(model.device)))
             a, s = split_tokens(tokens.float())

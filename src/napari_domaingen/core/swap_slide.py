@@ -5,14 +5,17 @@ array-like that can be sliced, e.g. a dask array) with one style vector, ``block
 writes the result as a multiscale OME-Zarr or a pyramidal OME-TIFF (:mod:`napari_domaingen.io.slide_write`).
 
 Every block is read with a **halo** of ``halo`` px on each side (clipped at the slide's edges), encoded and
-rendered exactly as :func:`~napari_domaingen.core.swap.swap_pair` renders a whole image, and only its interior is
+rendered exactly as :func:`~napari_domaingen.core.swap_job.swap_pair` renders a whole image, and only its interior is
 written. The block origins and the halo are multiples of the model's tile (64 px for ``small``; with
 ``seamless=False`` of the least common multiple of the tile and the plain tiling's step), so the tilings of a
 block coincide with the whole image's; the halo (default 128 px) covers the tiles that reach into the interior
 (up to 36 px beyond it) and the detail carry-over's reach (its 16 px windows averaged again over 16 px and
-interpolated from a 4 × coarser grid: under 48 px). The result therefore does not depend on the block size: it
-equals the whole image's swap up to the float rounding of differently batched encoder runs (see
-``tests/core/test_swap_slide.py`` for the measured difference).
+interpolated from a 4 × coarser grid: under 48 px; that grid is anchored at pixel (0, 0) of what it filters, so a
+block, whose origin is a multiple of 4, sees the whole image's grid, also at the image's last, partial cells).
+The result therefore does not depend on the block size, in the first and last block rows and columns too and at
+sizes that are not multiples of the block: it equals the whole image's swap (:func:`~.swap_job.swap_images`) up to
+the float rounding of differently batched encoder runs, measured 0 (bitwise equal) in
+``tests/core/test_swap_slide.py``; the documented bound is 1 grey level (docs/large_slides.md).
 
 Memory: one block's canvas, its tokens and the render's working arrays, about 0.8 GB for the default
 ``block=2048`` (a 2304 px canvas) on top of the model and libraries (about 0.65 GB), whatever the slide's size;
@@ -41,11 +44,10 @@ from ..typing import Precision
 from .swap import render
 from .swap_encoding import DEFAULT_OVERLAP, encode
 from .swap_model import SwapModel
+from .swap_settings import DEFAULT_BLOCK
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_HALO", "SlideSwapResult", "slide_alignment", "slide_style", "swap_slide"]
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_HALO", "SlideSwapResult", "slide_alignment", "swap_slide"]
 
-#: block side, px (interior written per step; a multiple of the model tile)
-DEFAULT_BLOCK = 2048
 #: context read around every block, px (rounded up to the alignment)
 DEFAULT_HALO = 128
 _SWAP_SHARE = 0.95  # of the progress fraction; the rest is the pyramid
@@ -80,25 +82,6 @@ def slide_alignment(model: SwapModel, seamless: bool = True, overlap: float = DE
         return tile
     step = max(1, int(tile * (1 - overlap)))
     return math.lcm(tile, step)
-
-
-def slide_style(
-    model: SwapModel,
-    image: np.ndarray,
-    point: tuple[float, float] | None = None,
-    tissue_only: bool = True,
-    precision: Precision = "auto",
-    name: str = "style image",
-) -> torch.Tensor:
-    """The style vector ``(E/2,)`` of an in-memory style image: of the patch under ``point`` ``(y, x)`` (px of
-    ``image``), or its mean style (over its tissue with ``tissue_only``), as
-    :func:`~napari_domaingen.core.swap.swap_pair` takes it."""
-    from .swap import mean_style, point_style
-
-    if point is not None:
-        return point_style(model, image, *point, precision=precision)
-    encoded = encode(model, image, name=name, seamless=False, precision=precision)
-    return mean_style(encoded, tissue_only=tissue_only)
 
 
 @functools.cache
@@ -153,7 +136,7 @@ def swap_slide(
     write ``out_path`` (``.ome.zarr``/``.zarr`` or ``.ome.tif``/``.ome.tiff``); a job (module docstring).
 
     ``block``: interior side, px, rounded up to the alignment (:func:`slide_alignment`); ``halo``: context, px;
-    ``seamless``/``overlap``/``detail``/``precision``: as :func:`~napari_domaingen.core.swap.swap_pair`;
+    ``seamless``/``overlap``/``detail``/``precision``: as :func:`~napari_domaingen.core.swap_job.swap_pair`;
     ``mpp``: µm per pixel written to the output (default: the slide's).
     """
     from ..io.slide_write import SlideWriter, slide_output_kind

@@ -44,6 +44,7 @@ __all__ = [
     "SwapTrainResult",
     "SwapTrainSettings",
     "ValidationTiles",
+    "fine_tune_job",
     "restained",
     "stain_pair_losses",
     "swap_losses",
@@ -310,3 +311,20 @@ def train_swap(
         f"on {device}"
     )
     return (yield from fit(task, settings, out, state, resume, cancel, describe=what))
+
+
+def fine_tune_job(
+    inputs: Sequence[tuple[str, Any]],
+    out: str | os.PathLike[str],
+    settings: SwapTrainSettings,
+    init: str | os.PathLike[str],
+    cancel: Callable[[], bool] | None = None,
+    source: str = "napari-domaingen 'Anatomy / style swap' widget",
+) -> Generator[Progress, None, SwapTrainResult]:
+    """Fine-tune the model ``init`` on the images ``inputs`` (``(name, array-like)``; converted to RGB here, in the
+    job, not by the caller) and write ``out``; ``source``: who asked, stored in the model card."""
+    yield {"stage": "prepare", "fraction": 0.0, "message": "preparing the training images"}
+    images = [as_rgb(np.asarray(data), name) for name, data in inputs]
+    names = [name for name, _ in inputs]
+    card = {"fine_tuned_on": names, "source": source}
+    return (yield from train_swap(images, out, settings, init=init, cancel=cancel, names=names, card=card))

@@ -7,6 +7,9 @@
   ``labels``; for training also ``image``/``label``), each cell a path (relative paths are relative to the
   manifest's folder; an empty cell: no such volume).
 
+Case names are checked where they are read (:func:`~.output_guard.check_case_name`): a manifest name that could
+leave the batch folder (``../x``, an absolute path, ``.``, control characters) is refused, naming the row.
+
 Reading headers only (nothing is loaded). Whole-cohort problems (nothing found, duplicate case names, unknown
 manifest columns) raise :class:`CohortError`; a case's own problems (two T1 files, a missing file, an unreadable
 header) are kept in :attr:`Case.problems`, so a batch records them for that case and goes on with the others.
@@ -24,6 +27,7 @@ from pathlib import Path
 from .contrast_names import CONTRASTS
 from .errors import DomaingenIOError, VolumeReadError
 from .nifti import is_nifti_path
+from .output_guard import OutputError, check_case_name
 from .volume_scan import Candidate, _dicom_candidates, scan
 
 __all__ = ["MANIFEST_COLUMNS", "Case", "Cohort", "CohortError", "canonical_contrast", "read_cohort"]
@@ -99,6 +103,11 @@ def read_cohort(path: str | os.PathLike) -> Cohort:
     if not folders:
         raise CohortError(path, "contains no case folders (expected one sub-folder per case, or give a CSV manifest)")
     cases = [_case_from_folder(folder) for folder in folders]
+    for case in cases:  # a real sub-folder, but its name may hold control characters: the batch refuses that case
+        try:
+            check_case_name(case.name)
+        except OutputError as exc:
+            case.problems.append(f"{exc.problem}; rename the folder")
     return Cohort(path, cases)
 
 
@@ -150,6 +159,10 @@ def _read_manifest(path: Path) -> Cohort:
         name = next(v for k, v in row.items() if k.lower() == "case")
         if not name:
             raise CohortError(path, f"row {number} has no case name")
+        try:
+            check_case_name(name, f"{path}, row {number}")
+        except OutputError as exc:
+            raise CohortError(path, f"row {number}: case name {name!r}: {exc.problem}") from None
         if name in seen:
             raise CohortError(
                 path, f"case {name!r} appears twice (rows {seen[name]} and {number}); names must be unique"

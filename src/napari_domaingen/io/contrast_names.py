@@ -11,12 +11,17 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .nifti import is_nifti_path, strip_nifti_suffix
 
-if TYPE_CHECKING:
-    from .volume_scan import Candidate
+
+class Named(Protocol):
+    """What :func:`layer_names` reads of a volume (a ``volume_scan.Candidate``): its file stem and contrast."""
+
+    stem: str
+    contrast: str | None
+
 
 CONTRASTS = ("T1", "T1c", "T2", "FLAIR", "labels")
 
@@ -89,7 +94,7 @@ def subject_of(stems: Sequence[str]) -> str:
     return "".join(common).strip("-_. ")
 
 
-def layer_names(candidates: Sequence[Candidate]) -> list[str]:
+def layer_names(candidates: Sequence[Named]) -> list[str]:
     """``"<subject> <contrast>"`` per candidate; unrecognised ones keep their own name.
 
     A contrast that occurs more than once keeps the rest of each file name (``"<subject> inpainting-mask"``).

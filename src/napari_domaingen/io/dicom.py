@@ -53,6 +53,7 @@ from .dicom_pixels import DECODER_HINT, _voxels
 from .dicom_series import DicomSeries, _is_image, _kind, _read_header, list_series
 from .errors import VolumeReadError
 from .nifti import Volume, volume_from_image
+from .output_guard import require_input
 from .volume_info import format_info, info
 
 __all__ = [
@@ -86,17 +87,33 @@ def read_series(series_or_folder: DicomSeries | str | os.PathLike, uid: str | No
     else:
         series = _pick_series(Path(series_or_folder), uid)
     where = series.archive or series.root or series.files[0].parent
-    datasets = _read_datasets(series)
-    return _build_volume(series, datasets, where)
+    try:
+        return _build_volume(series, _read_datasets(series), where)
+    except VolumeReadError as error:
+        if not series.skipped_members:
+            raise
+        skipped = ", ".join(series.skipped_members[:3])
+        raise VolumeReadError(
+            error.path,
+            f"{error.problem} (the archive's members with unsafe names, which could leave the archive, were not "
+            f"read: {skipped})",
+        ) from None
 
 
 def _pick_series(path: Path, uid: str | None) -> DicomSeries:
+    require_input(path, "DICOM series (a folder, zip or one of its files)", VolumeReadError)
     if path.is_file() and not zipfile.is_zipfile(path):
         ds = _read_header(lambda: path)
         if ds is None:
             raise VolumeReadError(path, "not a DICOM file")
-        if "Rows" not in ds:  # DICOMDIR or another object without an image: read the folder it describes
+        if "Rows" not in ds and _is_dicomdir(path, ds):  # a DICOMDIR: read the folder it describes
             return _pick_series(path.parent, uid)
+        if "Rows" not in ds:
+            raise VolumeReadError(
+                path,
+                f"holds no image (no Rows/Columns in its header): it is a DICOM {_kind(ds)} object, or the file is "
+                "truncated",
+            )
         if not _is_image(ds):
             raise VolumeReadError(path, f"is a DICOM {_kind(ds)} object, not an image series")
         uid = uid or str(ds.get("SeriesInstanceUID", "")) or None
@@ -120,6 +137,12 @@ def _pick_series(path: Path, uid: str | None) -> DicomSeries:
             path, f"contains {len(candidates)} series; choose one by its SeriesInstanceUID: {listing}"
         )
     return candidates[0]
+
+
+def _is_dicomdir(path: Path, ds: Dataset) -> bool:
+    """Whether a DICOM file is a DICOMDIR (Media Storage Directory), which stands for its folder."""
+    media = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    return path.name.upper() == "DICOMDIR" or "1.2.840.10008.1.3.10" in (media, str(ds.get("SOPClassUID", "")))
 
 
 def _read_datasets(series: DicomSeries) -> list[tuple[Path, Dataset]]:

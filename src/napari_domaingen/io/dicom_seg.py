@@ -14,7 +14,11 @@ Writing (:func:`write_dicom_seg`)
       full geometry and references all its instances.
     * Checks before anything is written: integer labels with values 1…65535 (a segment number is a DICOM US),
       at least one segment, the labels on the reference series' grid (shape and corners within
-      :data:`GRID_TOL_MM`), and, when the labels record the series they were made on, that very series.
+      :data:`GRID_TOL_MM`), and, when the labels record the series they were made on, that very series; texts
+      and UIDs as DICOM defines them (:mod:`.dicom_vr`): segment labels, the algorithm's name, version and type
+      and the description (LO: one line, no backslash, at most 64 characters; a message names the class), the
+      source images' UIDs the SEG copies; dates it copies are made ``YYYYMMDD``. Non-ASCII names are stored as
+      UTF-8 (``ISO_IR 192``).
 
 Reading (:func:`read_dicom_seg`)
     BINARY and LABELMAP segmentations → one label volume (highdicom's ``get_volume``, the segments combined) in
@@ -39,9 +43,11 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from .atomic import atomic_path
+from .dicom_vr import check_segment_texts, check_source_values, safe_lo
 from .errors import VolumeReadError, VolumeWriteError
 from .label_table import LabelClass, LabelTable, default_colour
 from .nifti import Volume, to_file_order, volume_from_image
+from .output_guard import is_regular_file, require_input_file
 
 __all__ = [
     "GRID_TOL_MM",
@@ -49,6 +55,7 @@ __all__ = [
     "SEGMENTATION_STORAGE",
     "grid_mismatch",
     "is_dicom_seg",
+    "place_on_grid",
     "read_dicom_seg",
     "segment_codes",
     "write_dicom_seg",
@@ -63,7 +70,10 @@ _TRACKING = re.compile(r"^label value (\d+)$")
 
 
 def is_dicom_seg(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a DICOM file of the Segmentation Storage class (reads the header only)."""
+    """True when ``path`` is a DICOM file of the Segmentation Storage class (reads the header only; a FIFO or
+    device is never opened)."""
+    if not is_regular_file(path):
+        return False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -138,6 +148,25 @@ def grid_mismatch(shape: Sequence[int], affine: np.ndarray, reference: Volume) -
     return None
 
 
+def place_on_grid(labels: Volume, reference: Volume) -> np.ndarray | None:
+    """``labels`` that cover only part of ``reference``'s grid (a DICOM-SEG without its empty frames, as dcmqi
+    writes them) placed on that grid: a ``reference.spatial_shape`` array, zero elsewhere. ``None`` when they do not
+    lie on it (another orientation or spacing, positions between its voxels, or reaching beyond it)."""
+    shape = np.asarray(labels.spatial_shape)
+    ref_affine = np.asarray(reference.display_affine, float)
+    affine = np.asarray(labels.display_affine, float)
+    start = np.rint((np.linalg.inv(ref_affine) @ affine[:, 3])[:3]).astype(int)
+    if np.any(start < 0) or np.any(start + shape > np.asarray(reference.spatial_shape)):
+        return None
+    shifted = ref_affine.copy()
+    shifted[:3, 3] = (ref_affine @ np.append(start, 1.0))[:3]
+    if _corner_error_mm(affine, shifted, labels.spatial_shape) > GRID_TOL_MM:
+        return None
+    placed = np.zeros(reference.spatial_shape, dtype=labels.data.dtype)
+    placed[tuple(slice(a, a + n) for a, n in zip(start, shape))] = labels.data
+    return placed
+
+
 def _reference_series(path: Path, reference: Path, series_uid: str | None, made_on: str | None):
     """The :class:`DicomSeries` to reference: ``series_uid``, else the only one at ``reference``, else the one the
     labels were made on (``made_on``); a clear error when that is not there."""
@@ -204,13 +233,16 @@ def write_dicom_seg(
     labels_affine: np.ndarray | None = None,
     series_uid: str | None = None,
     description: str | None = None,
+    labels_source: str | os.PathLike | None = None,
 ) -> Path:
     """Write display-order ``(Z, Y, X)`` integer ``labels`` as a DICOM-SEG referencing the DICOM series at
     ``reference`` (a folder, zip or one of its files; ``series_uid`` picks one of several), atomically.
 
     ``labels_affine``: the labels' (4, 4) display affine (default: assumed to be the series'); ``table``: class
     names, colours, the series the labels were made on and the algorithm (``{"name", "version"}``; ``None`` →
-    drawn by hand). Raises :class:`VolumeWriteError` naming the file and the problem; nothing is written then.
+    drawn by hand); ``labels_source``: the file the labels were read from, named by errors about their values or
+    grid (default: ``path``). Raises :class:`VolumeWriteError` naming the file and the problem; nothing is written
+    then.
     """
     import highdicom as hd
 
@@ -222,48 +254,53 @@ def write_dicom_seg(
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise VolumeWriteError(path, f"expected 3D labels, got shape {labels.shape}")
-    present = _label_values(labels, path)
+    subject = Path(labels_source) if labels_source is not None else path  # what a problem of the labels names
+    present = _label_values(labels, subject)
     table = table or LabelTable.from_names(present)
     named = [c.value for c in table.classes if 0 < c.value <= MAX_SEGMENT_VALUE]
     values = np.union1d(present, np.asarray(named, dtype=present.dtype)).astype(np.int64)
     if values.size == 0:
-        raise VolumeWriteError(path, "the labels are empty (every voxel is 0) and name no class: nothing to export")
+        raise VolumeWriteError(subject, "the labels are empty (every voxel is 0) and name no class: nothing to export")
+    names = table.names()
+    names = {v: names.get(v, f"class {v}") for v in values.tolist()}
+    check_segment_texts(path, names, table.algorithm, description)  # DICOM VRs: before any file is read
     series = _reference_series(path, Path(reference), series_uid, table.source_series_uid)
     where = series.archive or series.root or series.files[0].parent
     members = _read_datasets(series)
     datasets = [ds for _, ds in members]
+    check_source_values(path, members)  # UIDs the SEG copies must be UIDs; dates it copies become YYYYMMDD
     if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in datasets):
         raise VolumeWriteError(path, f"{reference}: DICOM-SEG export references single-frame series only")
     volume = _build_volume(series, members, where)  # the grid the series reader gives it, from the same files
     problem = grid_mismatch(labels.shape, volume.display_affine if labels_affine is None else labels_affine, volume)
     if problem:
-        raise VolumeWriteError(path, f"the labels are not on the reference series' grid: {problem}")
+        raise VolumeWriteError(subject, f"the labels are not on the reference series' grid: {problem}")
     sources = _sorted_sources([_with_empty_type2(ds) for ds in datasets], where)
 
     numbers = np.zeros(int(values[-1]) + 1, dtype=np.uint16)
     numbers[values] = np.arange(1, values.size + 1)
     frames = np.transpose(to_file_order(numbers[labels], volume.source), (2, 1, 0))  # (slices, rows, columns)
-    names, colours = table.names(), table.colours()
+    colours = table.colours()
     algorithm = table.algorithm
     identification = None
     if algorithm:
         from pydicom.sr.codedict import codes
 
         identification = hd.AlgorithmIdentificationSequence(
-            name=str(algorithm.get("name", "napari-domaingen"))[:64],
+            name=str(algorithm.get("name") or "napari-domaingen"),
             family=codes.cid7162.ArtificialIntelligence,
-            version=str(algorithm.get("version", "unknown"))[:64],
+            version=str(algorithm.get("version") or "unknown"),
             source="napari-domaingen",
         )
     descriptions = []
     for number, value in enumerate(values.tolist(), start=1):
-        name = names.get(value, f"class {value}")
+        name = names[value]
         category, kind = segment_codes(name)
         colour = colours.get(value, default_colour(value))
         descriptions.append(
             hd.seg.SegmentDescription(
                 segment_number=number,
-                segment_label=name[:64],
+                segment_label=name,
                 segmented_property_category=category,
                 segmented_property_type=kind,
                 algorithm_type=str(algorithm.get("type", "AUTOMATIC")) if algorithm else "MANUAL",
@@ -286,16 +323,18 @@ def write_dicom_seg(
             sop_instance_uid=hd.UID(),
             instance_number=1,
             manufacturer="napari-domaingen",
-            manufacturer_model_name=str(algorithm.get("name", "napari-domaingen")) if algorithm else "manual",
+            manufacturer_model_name=str(algorithm.get("name") or "napari-domaingen") if algorithm else "manual",
             software_versions=f"napari-domaingen {__version__}",
             device_serial_number="none",
-            content_description=(description or "segmentation")[:64],
+            content_description=description or "segmentation",
             content_label="SEGMENTATION",
             omit_empty_frames=False,
         )
     except (ValueError, AttributeError, TypeError) as exc:
         raise VolumeWriteError(path, f"highdicom cannot build the segmentation from {reference}: {exc}") from exc
-    seg.SeriesDescription = (description or f"Segmentation of {series.name}")[:64]
+    seg.SeriesDescription = description or safe_lo(f"Segmentation of {series.name}")
+    if not all(str(s).isascii() for s in (*names.values(), seg.SeriesDescription, seg.ContentDescription)):
+        seg.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: names such as "œdème" are stored as they are
     with atomic_path(path, suffix=".dcm") as tmp:
         seg.save_as(tmp)
     return path
@@ -309,7 +348,9 @@ def read_dicom_seg(path: str | os.PathLike) -> Volume:
     colours and referenced series in ``label_table`` (and ``source.dicom_series_uid``)."""
     import highdicom as hd
 
-    path = Path(path)
+    path = require_input_file(path, "DICOM Segmentation", VolumeReadError)  # a FIFO is never opened
+    if path.stat().st_size == 0:
+        raise VolumeReadError(path, "the file is empty (0 bytes); expected a DICOM Segmentation")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -328,6 +369,10 @@ def read_dicom_seg(path: str | os.PathLike) -> Volume:
         description = seg.get_segment_description(number)
         match = _TRACKING.match(str(description.tracking_id or ""))
         value = int(match.group(1)) if match else int(number)
+        if value > MAX_SEGMENT_VALUE or value == 0:
+            raise VolumeReadError(
+                path, f"segment {number} records label value {value} (TrackingID), outside 1–{MAX_SEGMENT_VALUE}"
+            )
         mapping[int(number)] = value
         colour = description.get("RecommendedDisplayCIELabValue")
         rgb = hd.color.CIELabColor.from_dicom_value(colour).to_rgb() if colour is not None else default_colour(value)
@@ -338,7 +383,7 @@ def read_dicom_seg(path: str | os.PathLike) -> Volume:
         lookup[number] = value
     values = lookup[array]
     ras = _LPS @ np.asarray(geometry.affine, float)
-    image = nib.Nifti1Image(values.astype(np.uint16 if values.max() < 2**16 else np.int32), ras)
+    image = nib.Nifti1Image(values.astype(np.uint16), ras)
     name = str(seg.get("SeriesDescription", "") or path.stem)
     volume = volume_from_image(image, name, as_label=True, path=path)
     referenced = _referenced_series(seg)

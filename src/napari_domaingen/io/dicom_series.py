@@ -28,6 +28,7 @@ from .dicom_geometry import SPACING_ABS_TOL, _has_frame, _iop, _ipp, _normal, _p
 from .dicom_multiframe import is_multiframe, n_frames, summarize
 from .dicom_pixels import _rescale, _stored_dtype, _transfer_syntax
 from .errors import VolumeReadError
+from .output_guard import is_regular_file, require_input
 
 
 @dataclass
@@ -63,6 +64,8 @@ class DicomSeries:
     sop_class: str = ""
     archive: Path | None = None
     root: Path | None = field(default=None, repr=False)
+    #: zip members skipped because their names could leave the archive (``../x.dcm``, ``/x.dcm``, ``C:x.dcm``)
+    skipped_members: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def name(self) -> str:
@@ -80,7 +83,8 @@ def list_series(folder_or_zip: str | os.PathLike, recursive: bool = True) -> lis
     RT structure sets, segmentations; see :func:`_is_image`), are skipped. A multi-frame file is listed as a
     series of its frames.
     Series are ordered by series number, then description. Raises :class:`VolumeReadError` when nothing is
-    found.
+    found. Zip members whose names could leave the archive (:func:`unsafe_member`) are never read; each series
+    lists them in ``skipped_members``.
     """
     root = Path(folder_or_zip)
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
@@ -95,16 +99,20 @@ def list_series(folder_or_zip: str | os.PathLike, recursive: bool = True) -> lis
                 continue
             uid = str(ds.get("SeriesInstanceUID", "")) or f"(no SeriesInstanceUID) {path.parent}"
             groups.setdefault(uid, []).append((path, ds))
+    skipped = tuple(container.skipped)
+    unsafe = f"; {len(skipped)} zip member(s) with unsafe names skipped ({', '.join(skipped[:3])})" if skipped else ""
     if not groups:
         if n_dicom:
             raise VolumeReadError(
                 root,
                 f"no DICOM images found ({n_dicom} DICOM file(s) without an image to stack, e.g. DICOMDIR, reports "
-                "or segmentations)",
+                f"or segmentations){unsafe}",
             )
-        raise VolumeReadError(root, "no DICOM files found")
+        raise VolumeReadError(root, f"no DICOM files found{unsafe}")
     archive = root if container.is_zip else None
     series = [_describe(uid, members, archive, root) for uid, members in groups.items()]
+    for item in series:
+        item.skipped_members = skipped
     series.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.description, s.uid))
     return series
 
@@ -235,14 +243,14 @@ class _Container:
     """Files of a folder (optionally recursive) or members of a zip, each with a way to open it."""
 
     def __init__(self, root: Path, recursive: bool) -> None:
-        if not root.exists():
-            raise VolumeReadError(root, "no such file or folder")
+        require_input(root, "DICOM folder or zip", VolumeReadError)  # a FIFO or device is never opened
         self.root = root
         self.recursive = recursive
         self.is_zip = root.is_file() and zipfile.is_zipfile(root)
         if root.is_file() and not self.is_zip:
             raise VolumeReadError(root, "not a folder or a .zip of DICOM files")
         self._zip: zipfile.ZipFile | None = None
+        self.skipped: list[str] = []
 
     def __enter__(self) -> _Container:
         if self.is_zip:
@@ -262,12 +270,22 @@ class _Container:
             for item in sorted(archive.infolist(), key=lambda i: i.filename):
                 if item.is_dir() or item.filename.startswith("__MACOSX/"):
                     continue
+                if unsafe_member(item.filename):
+                    self.skipped.append(item.filename)
+                    continue
                 yield self.root / item.filename, lambda item=item: io.BytesIO(archive.read(item))
         else:
             pattern = self.root.rglob("*") if self.recursive else self.root.glob("*")
             for path in sorted(pattern):
-                if path.is_file():
+                if is_regular_file(path):  # a FIFO, socket or device in the folder is never opened
                     yield path, lambda path=path: path
+
+
+def unsafe_member(name: str) -> bool:
+    """Whether a zip member's name could leave the archive's folder when extracted or joined to a path: absolute
+    (``/x``, ``\\x``), with a drive (``C:x``) or with a ``..`` component (either slash)."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts
 
 
 def _read_header(opener: Callable[[], Any]) -> Dataset | None:

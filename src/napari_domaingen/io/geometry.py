@@ -16,12 +16,14 @@ Nothing here imports napari or Qt.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import numpy as np
 
 _REVERSE = np.array([2, 1, 0, 3])
 _AXIS_ALIGNED_TOL = 1e-6
+_TRANSFORMS = ("scale", "translate", "affine", "rotate", "shear")
 
 
 class LayerGeometry(TypedDict):
@@ -68,13 +70,49 @@ def layer_geometry(display_affine: np.ndarray) -> LayerGeometry:
     )
 
 
-def display_affine_from_layer(scale: np.ndarray, translate: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
-    """Inverse of :func:`layer_geometry` for layers without rotate/shear: a (4, 4) display affine."""
-    ndim = len(scale)
+def display_affine_from_layer(
+    layer: Any,
+    translate: np.ndarray | None = None,
+    affine: np.ndarray | None = None,
+    rotate: np.ndarray | None = None,
+    shear: np.ndarray | None = None,
+) -> np.ndarray:
+    """The (4, 4) display affine (data index → world) of a layer: the inverse of :func:`layer_geometry`.
+
+    ``layer``: a napari layer (or anything with ``scale``/``translate``/``affine``/``rotate``/``shear``
+    attributes), a mapping with those keys (layer-data attributes, as npe2 writers receive them), or the ``scale``
+    itself with ``translate``/``affine``/``rotate``/``shear`` given beside it. ``affine`` may be a (N+1, N+1)
+    matrix or a transform with ``affine_matrix``. A layer with leading non-spatial axes (e.g. ``(C, Z, Y, X)``)
+    keeps the spatial block of its last three axes. ``ValueError`` for a non-identity ``rotate``/``shear``
+    (napari applies them on top of ``affine``; bake them into ``affine`` instead).
+    """
+    if isinstance(layer, Mapping):
+        scale, translate, affine, rotate, shear = (layer.get(k) for k in _TRANSFORMS)
+    elif hasattr(layer, "scale"):
+        scale, translate, affine, rotate, shear = (getattr(layer, k, None) for k in _TRANSFORMS)
+    else:
+        scale = layer
+    scale = np.asarray(scale if scale is not None else np.ones(3), dtype=float)
+    ndim = min(3, scale.size)
+    scale = scale[-ndim:]
+    translate = np.zeros(ndim) if translate is None else np.asarray(translate, dtype=float)[-ndim:]
+    for name, value in (("rotate", rotate), ("shear", shear)):
+        if value is None:
+            continue
+        value = np.asarray(value, dtype=float)  # an angle / shear vector (0: none) or a matrix (identity: none)
+        if not np.allclose(value, np.eye(len(value)) if value.ndim == 2 else 0.0):
+            raise ValueError(f"layers with a '{name}' transform cannot be written as NIfTI; bake it into 'affine'")
     base = np.eye(ndim + 1)
-    base[:ndim, :ndim] = np.diag(np.asarray(scale, dtype=float))
-    base[:ndim, ndim] = np.asarray(translate, dtype=float)
-    extra = np.eye(ndim + 1) if affine is None else np.asarray(affine, dtype=float)
+    base[:ndim, :ndim] = np.diag(scale)
+    base[:ndim, ndim] = translate
+    if affine is None:
+        return base
+    extra = np.asarray(getattr(affine, "affine_matrix", affine), dtype=float)
+    if extra.shape[0] > ndim + 1:  # keep the spatial block of a higher-dimensional layer
+        spatial = np.eye(ndim + 1)
+        spatial[:ndim, :ndim] = extra[-ndim - 1 : -1, -ndim - 1 : -1]
+        spatial[:ndim, ndim] = extra[-ndim - 1 : -1, -1]
+        extra = spatial
     return extra @ base
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from .errors import ImageReadError
 from .histology_flat import _read_flat
 from .histology_tiff import _TIFF_MAGIC, MAX_PLAUSIBLE_MPP, _read_tiff
+from .output_guard import require_input_file
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -100,11 +101,7 @@ def read_histology(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) 
     """
     if max_bytes < 3:
         raise ValueError(f"max_bytes must allow at least one RGB pixel (3 bytes), got {max_bytes}")
-    path = Path(path)
-    if path.is_dir():
-        raise ImageReadError(path, "is a directory, not an image file")
-    if not path.is_file():
-        raise ImageReadError(path, "no such file")
+    path = require_input_file(path, "image", ImageReadError)  # a FIFO or device is never opened
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:

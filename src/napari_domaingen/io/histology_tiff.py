@@ -3,8 +3,11 @@ pixel size in µm from Aperio, OME, ImageJ or resolution tags."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +23,31 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
+@contextlib.contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """tifffile's own log lines (e.g. ``generic series raised TiffFileError('corrupted tag list …')``) held back
+    while we read headers and give our own message about the same problem."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _read_tiff(path: Path, max_bytes: int) -> tuple[list[np.ndarray], float | None, list[float]]:
     import tifffile
 
     try:
-        tif = tifffile.TiffFile(path)
+        with quiet_tifffile():
+            tif = tifffile.TiffFile(path)
     except Exception as exc:  # TiffFileError, struct errors, ... for a damaged header
         raise ImageReadError(path, f"not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
     with tif:
         try:
-            series = tif.series[0] if tif.series else None
+            with quiet_tifffile():
+                series = tif.series[0] if tif.series else None
         except Exception as exc:
             raise ImageReadError(path, f"not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
         if series is None or not series.levels:

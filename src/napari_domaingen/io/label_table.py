@@ -5,7 +5,9 @@
   the labels (``{"name": "MaskGen", "version": "<sha256 of the model file>", "model": path}``) or is ``null``
   for drawn labels.
 * ``<stem>.txt``: an ITK-SNAP label description file (``IDX R G B A VIS MSH "LABEL"``), which ITK-SNAP, 3D Slicer
-  and FreeSurfer-style tools load.
+  and FreeSurfer-style tools load. Inside the quotes a backslash is written ``\\`` and a quote ``\"``, so every
+  name reads back exactly; a name with a control character (newline, tab …) cannot be one line and is refused
+  before anything is written.
 
 ``seg.nii.gz`` → ``seg.json`` and ``seg.txt``. A ``<stem>.json`` that is not ours (e.g. a BIDS sidecar) is never
 overwritten: only the ITK-SNAP file is written then, and :func:`write_label_sidecars` says so.
@@ -20,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write_text
-from .errors import VolumeReadError
-from .nifti import NiftiSource, strip_nifti_suffix, write_nifti
+from .dicom_vr import control_character
+from .errors import VolumeReadError, VolumeWriteError
+from .nifti_names import strip_nifti_suffix
+from .output_guard import is_regular_file, require_input_file
 
 __all__ = [
     "FORMAT",
@@ -37,7 +40,6 @@ __all__ = [
     "LabelTable",
     "default_colour",
     "read_label_sidecars",
-    "save_labels_nifti",
     "sidecar_paths",
     "write_label_sidecars",
 ]
@@ -121,6 +123,8 @@ def sidecar_paths(nifti_path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def _is_ours(path: Path) -> bool:
+    if not is_regular_file(path):  # a FIFO is never opened (reading it would block)
+        return False
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
@@ -129,8 +133,10 @@ def _is_ours(path: Path) -> bool:
 
 def write_label_sidecars(nifti_path: str | os.PathLike, table: LabelTable) -> tuple[list[Path], list[str]]:
     """Write both sidecars of ``nifti_path`` atomically; returns ``(written paths, notes)`` — a note when a
-    foreign ``<stem>.json`` was left alone."""
+    foreign ``<stem>.json`` was left alone. A name the ITK-SNAP file cannot hold raises :class:`VolumeWriteError`
+    before anything is written."""
     json_path, txt_path = sidecar_paths(nifti_path)
+    check_names(table, txt_path)
     written, notes = [], []
     if json_path.exists() and not _is_ours(json_path):
         notes.append(f"{json_path} exists and is not a napari-domaingen label file; left unchanged")
@@ -147,18 +153,43 @@ def write_label_sidecars(nifti_path: str | os.PathLike, table: LabelTable) -> tu
     return written, notes
 
 
-def save_labels_nifti(
-    path: str | os.PathLike,
-    labels: np.ndarray,
-    table: LabelTable,
-    source: NiftiSource | None = None,
-    display_affine: np.ndarray | None = None,
-) -> tuple[list[Path], list[str]]:
-    """Write display-order ``(Z, Y, X)`` labels as NIfTI (see :func:`.nifti.write_nifti`) and both sidecars;
-    returns ``(written paths, notes)``, the NIfTI first."""
-    written = [write_nifti(path, labels, source=source, display_affine=display_affine, is_label=True)]
-    sidecars, notes = write_label_sidecars(path, table)
-    return written + sidecars, notes
+def check_names(table: LabelTable, path: str | os.PathLike) -> None:
+    """Refuse (:class:`VolumeWriteError` naming ``path`` and the class) a class name with a control character:
+    it cannot be one line of the ITK-SNAP file."""
+    for c in table.classes:
+        problem = control_character(c.name)
+        if problem:
+            raise VolumeWriteError(
+                path, f"the name of class {c.value} ({c.name!r}) holds {problem}; class names must be one line of text"
+            )
+
+
+def _quoted(name: str) -> str:
+    """``name`` in double quotes, backslashes and quotes escaped (read back by :func:`_unquoted`)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unquoted(text: str) -> str:
+    """The label of an ITK-SNAP line's last field: ``"name"`` with ``\\\\`` and ``\\"`` unescaped (other backslashes
+    kept, as other writers do not escape them), or an unquoted word. ``ValueError`` when the quote is not
+    closed."""
+    text = text.strip()
+    if not text.startswith('"'):
+        return text.split()[0] if text.split() else ""
+    out, i = [], 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in '\\"':
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            return "".join(out)
+        out.append(ch)
+        i += 1
+    if text.count('"') >= 2:  # e.g. "dir\" from a writer that does not escape: everything up to the last quote
+        return text[1 : text.rindex('"')]
+    raise ValueError(f"the label {text} has no closing quotation mark")
 
 
 def itksnap_text(table: LabelTable) -> str:
@@ -176,9 +207,8 @@ def itksnap_text(table: LabelTable) -> str:
     for value in sorted(classes):
         c = classes[value]
         alpha, visible = (0, 0) if value == 0 else (1, 1)
-        name = c.name.replace('"', "'")
         r, g, b = c.colour
-        lines.append(f'{value:5d} {r:5d} {g:4d} {b:4d} {alpha:8g} {visible:2d} {visible:2d}    "{name}"')
+        lines.append(f"{value:5d} {r:5d} {g:4d} {b:4d} {alpha:8g} {visible:2d} {visible:2d}    {_quoted(c.name)}")
     return "\n".join(lines) + "\n"
 
 
@@ -186,6 +216,9 @@ def read_label_sidecars(nifti_path: str | os.PathLike) -> LabelTable | None:
     """The table of ``nifti_path`` from ``<stem>.json`` (preferred) or ``<stem>.txt``; ``None`` when neither is
     there. A damaged sidecar raises :class:`VolumeReadError` naming it."""
     json_path, txt_path = sidecar_paths(nifti_path)
+    for sidecar in (json_path, txt_path):  # a folder, FIFO or device named like a sidecar: refused, never opened
+        if os.path.exists(sidecar):
+            require_input_file(sidecar, "label table beside the labels", VolumeReadError)
     if json_path.is_file() and _is_ours(json_path):
         return _read_json(json_path)
     if txt_path.is_file():
@@ -227,11 +260,15 @@ def _read_itksnap(path: Path) -> LabelTable:
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        where = f"{path}, line {number}"
         match = _ITKSNAP_LINE.match(line)
         if match is None:
-            raise VolumeReadError(path, f'line {number} is not an ITK-SNAP label line (IDX R G B A VIS MSH "LABEL")')
+            raise VolumeReadError(where, 'not an ITK-SNAP label line (IDX R G B A VIS MSH "LABEL")')
         value, r, g, b = (int(match.group(i)) for i in range(1, 5))
-        parts = shlex.split(match.group(5)) or [""]
-        name = "background" if value == 0 and parts[0] == "Clear Label" else parts[0]
+        try:
+            label = _unquoted(match.group(5))
+        except ValueError as exc:
+            raise VolumeReadError(where, str(exc)) from None
+        name = "background" if value == 0 and label == "Clear Label" else label
         classes.append(LabelClass(value, name, (min(r, 255), min(g, 255), min(b, 255))))
     return LabelTable(tuple(classes))

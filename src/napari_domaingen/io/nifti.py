@@ -12,7 +12,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -22,13 +21,14 @@ from .atomic import atomic_path, default_file_mode  # noqa: F401 (default_file_m
 from .errors import VolumeReadError, VolumeWriteError
 from .geometry import display_to_ras_affine, ras_to_display_affine
 from .intensity import label_dtype
+from .label_table import LabelTable, check_names, read_label_sidecars, sidecar_paths, write_label_sidecars
+from .nifti_names import NIFTI_SUFFIXES, is_nifti_path, strip_nifti_suffix  # noqa: F401 (re-exported)
+from .output_guard import require_input_file
 
-if TYPE_CHECKING:
-    from .label_table import LabelTable
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LABEL_NAME_PATTERN = re.compile(r"(^|[^a-z])(seg|segmentation|label|labels|mask|parc|aseg|annot)([^a-z]|$)", re.I)
 MAX_LABEL_VALUES = 64
+#: Largest label value read or written: NIfTI labels are stored as uint8/uint16/uint32 (:func:`.intensity.label_dtype`).
+MAX_LABEL_VALUE = 2**32 - 1
 
 _RAS = axcodes2ornt(("R", "A", "S"))
 
@@ -98,18 +98,6 @@ class Volume:
         return tuple(self.data.shape[-3:])  # type: ignore[return-value]
 
 
-def is_nifti_path(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith(NIFTI_SUFFIXES)
-
-
-def strip_nifti_suffix(path: str | os.PathLike) -> str:
-    name = Path(path).name
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def read_nifti(path: str | os.PathLike, as_label: bool | None = None) -> Volume:
     """Read a 3D or 4D NIfTI file into display order.
 
@@ -118,9 +106,9 @@ def read_nifti(path: str | os.PathLike, as_label: bool | None = None) -> Volume:
     class names and colours from ``<stem>.json`` or ``<stem>.txt`` beside the file (:mod:`.label_table`).
     Raises :class:`VolumeReadError` naming the file and the problem.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise VolumeReadError(path, "no such file")
+    path = require_input_file(path, "NIfTI volume", VolumeReadError)
+    if path.stat().st_size == 0:
+        raise VolumeReadError(path, "the file is empty (0 bytes); expected a NIfTI volume")
     try:
         image = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for a file that is not NIfTI
@@ -129,8 +117,6 @@ def read_nifti(path: str | os.PathLike, as_label: bool | None = None) -> Volume:
         raise VolumeReadError(path, f"not a NIfTI image (nibabel read it as {type(image).__name__})")
     volume = volume_from_image(image, strip_nifti_suffix(path), as_label=as_label, path=path)
     if volume.is_label:
-        from .label_table import read_label_sidecars
-
         volume.label_table = read_label_sidecars(path)
     return volume
 
@@ -229,6 +215,10 @@ def _as_label_array(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if data.min() < 0:
         raise VolumeReadError(path, f"label file contains negative labels (min {data.min()})")
     top = int(data.max())
+    if top > MAX_LABEL_VALUE:
+        raise VolumeReadError(
+            path, f"label file holds the value {top}, beyond the largest label value supported ({MAX_LABEL_VALUE:,})"
+        )
     return data.astype(label_dtype(top), copy=False)
 
 
@@ -289,6 +279,10 @@ def _label_dtype(data: np.ndarray, path: Path) -> np.ndarray:
     if data.size and data.min() < 0:
         raise VolumeWriteError(path, "labels must be non-negative")
     top = int(data.max()) if data.size else 0
+    if top > MAX_LABEL_VALUE:
+        raise VolumeWriteError(
+            path, f"label value {top} is beyond what a NIfTI label file holds (0–{MAX_LABEL_VALUE:,})"
+        )
     return data.astype(label_dtype(top), copy=False)
 
 
@@ -298,3 +292,19 @@ def _atomic_save(image: nib.Nifti1Image, path: Path) -> Path:
     with atomic_path(path, suffix=suffix) as tmp:
         nib.save(image, tmp)
     return path
+
+
+def save_labels_nifti(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    table: LabelTable,
+    source: NiftiSource | None = None,
+    display_affine: np.ndarray | None = None,
+) -> tuple[list[Path], list[str]]:
+    """Write display-order ``(Z, Y, X)`` labels as NIfTI (see :func:`write_nifti`) with their class names and
+    colours in both sidecars (:mod:`.label_table`); returns ``(written paths, notes)``, the NIfTI first. Names are
+    checked before anything is written."""
+    check_names(table, sidecar_paths(path)[1])
+    written = [write_nifti(path, labels, source=source, display_affine=display_affine, is_label=True)]
+    sidecars, notes = write_label_sidecars(path, table)
+    return written + sidecars, notes

@@ -45,6 +45,7 @@ __all__ = [
     "check_case_name",
     "check_outputs",
     "inside",
+    "is_regular_file",
     "require_input",
     "require_input_file",
     "require_inside",
@@ -95,28 +96,36 @@ def _kind(mode: int) -> str | None:
     return None
 
 
-def require_input(path: PathLike, what: str = "input") -> Path:
+def require_input(path: PathLike, what: str = "input", error: type[DomaingenIOError] = InputError) -> Path:
     """An input that may be a file or a folder (a DICOM series): it must exist and, if not a folder, be a regular
-    file. Nothing is opened."""
+    file. Nothing is opened. ``error``: the class raised (a reader's own, e.g. ``VolumeReadError``)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise InputError(path, f"no such file or folder (the {what})") from None
+        raise error(path, f"no such file or folder (the {what})") from None
     except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+        raise error(path, f"cannot be read ({exc.strerror or exc})") from None
     kind = _kind(mode)
     if kind is not None:
-        raise InputError(path, f"is {kind}, not a file; give a regular file as the {what}")
+        raise error(path, f"is {kind}, not a file; give a regular file as the {what}")
     return Path(path)
 
 
-def require_input_file(path: PathLike, what: str = "input") -> Path:
+def require_input_file(path: PathLike, what: str = "input", error: type[DomaingenIOError] = InputError) -> Path:
     """An input that must be a regular file: not missing, not a folder, not a FIFO/socket/device. Nothing is
-    opened."""
-    require_input(path, what)
+    opened. ``error``: the class raised (a reader's own, e.g. ``VolumeReadError``)."""
+    require_input(path, what, error)
     if os.path.isdir(path):
-        raise InputError(path, f"is a folder, but the {what} must be a file")
+        raise error(path, f"is a folder, but the {what} must be a file")
     return Path(path)
+
+
+def is_regular_file(path: PathLike) -> bool:
+    """Whether ``path`` is a regular file (symbolic links followed); never opens it (a FIFO would block)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _input_folders(inputs: Iterable[Path]) -> list[Path]:
@@ -137,6 +146,7 @@ def check_outputs(
     *,
     series_folders: Iterable[PathLike | None] = (),
     distinct: bool = True,
+    single_files: Iterable[PathLike | None] = (),
 ) -> None:
     """Refuse, before anything runs, every output that would overwrite an input.
 
@@ -145,9 +155,12 @@ def check_outputs(
     lies inside an input folder (a DICOM series' folder: writing there adds a file to the series), or, for an
     output folder, holds an input. ``series_folders``: folders of DICOM series read from a single file or a zip
     member, guarded like input folders. ``distinct``: two outputs may not be the same file either.
+    ``single_files``: inputs that stand alone although named ``.dcm`` (a DICOM Segmentation), guarded as files
+    but not their folder.
     """
     ins = [resolved(p) for p in inputs if p is not None]
     folders = [resolved(p) for p in series_folders if p is not None] + _input_folders(ins)
+    ins += [resolved(p) for p in single_files if p is not None]
     seen: dict[Path, PathLike] = {}
     for output in outputs:
         if output is None:
@@ -188,6 +201,23 @@ def check_batch_out(out: PathLike, cohort_source: PathLike, case_inputs: Iterabl
             raise OutputError(out, f"the batch folder holds the case input {path}; choose a folder outside the data")
         if path.is_dir() and path in out_r.parents:
             raise OutputError(out, f"the batch folder lies inside the input folder {path}; choose another folder")
+
+
+def output_folder(path: PathLike, what: str = "output folder") -> Path:
+    """Create the folder ``path`` if needed and prove it writable (a hidden probe file, removed at once), so a
+    read-only or full destination is said before any work; a file there is refused."""
+    import tempfile
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(path, f"is a file, but the {what} must be a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=".domaingen-probe.", dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(path, f"the {what} cannot be written ({exc.strerror or exc})") from None
+    return folder
 
 
 _SEPARATORS = ("/", "\\")

@@ -165,10 +165,13 @@ def _open_tiff(path: Path, size: int) -> Slide | None:
     """The lazy slide of a TIFF, or ``None`` when its pixel type needs the eager reader."""
     import tifffile
 
+    from .histology_tiff import quiet_tifffile
+
     try:
-        tif = tifffile.TiffFile(path)
-        series = tif.series[0] if tif.series else None
-        levels = list(series.levels) if series is not None else []
+        with quiet_tifffile():  # our message below says what tifffile would log (e.g. "corrupted tag list")
+            tif = tifffile.TiffFile(path)
+            series = tif.series[0] if tif.series else None
+            levels = list(series.levels) if series is not None else []
     except Exception as exc:  # a damaged or cut header
         raise ImageReadError(
             path, f"not a readable TIFF file, it may be truncated or corrupt ({type(exc).__name__}: {exc})"

@@ -5,7 +5,8 @@
 longest side is at most :data:`SMALLEST_SIDE` px, writes the metadata and moves the result into place.
 
 * **OME-Zarr** (``.zarr``, ``.ome.zarr``): OME-NGFF 0.5 (Zarr v3), one group with arrays ``0``, ``1``, … of shape
-  ``(3, Y, X)`` uint8 (axes ``c``, ``y``, ``x``: the spec puts channels before space), chunks ``(3, 512, 512)``,
+  ``(3, Y, X)`` uint8 (axes ``c``, ``y``, ``x``, also the arrays' ``dimension_names``: the spec puts channels
+  before space), chunks ``(3, 512, 512)``,
   zstd-compressed, a ``scale`` transformation per level in micrometres (``mpp · 2^level``; pixels when ``mpp``
   is unknown, then the axes carry no unit) and ``omero`` channel colours red/green/blue.
 * **OME-TIFF** (``.ome.tif``, ``.ome.tiff``): BigTIFF, 512 px tiles, deflate (lossless), the lower levels as
@@ -31,10 +32,12 @@ import numpy as np
 from ..progress import Cancelled, Progress
 from .atomic import default_file_mode
 
-__all__ = ["CHUNK", "SMALLEST_SIDE", "SlideWriter", "slide_output_kind"]
+__all__ = ["AXES", "CHUNK", "SMALLEST_SIDE", "SlideWriter", "slide_output_kind"]
 
 CHUNK = 512  # px, zarr chunk and TIFF tile side
 SMALLEST_SIDE = 1024  # px: the pyramid stops at the first level whose longest side is at most this
+#: the axes of every OME-Zarr level (its Zarr v3 ``dimension_names``, as OME-NGFF 0.5 requires)
+AXES = ("c", "y", "x")
 _ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 _TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 
@@ -81,7 +84,11 @@ class SlideWriter:
             self.group = zarr.open_group(str(self.store), mode="w", zarr_format=3)
             self.arrays = [
                 self.group.create_array(
-                    str(k), shape=(3, *s), chunks=(3, min(CHUNK, s[0]), min(CHUNK, s[1])), dtype="uint8"
+                    str(k),
+                    shape=(3, *s),
+                    chunks=(3, min(CHUNK, s[0]), min(CHUNK, s[1])),
+                    dtype="uint8",
+                    dimension_names=AXES,
                 )
                 for k, s in enumerate(self.shapes)
             ]

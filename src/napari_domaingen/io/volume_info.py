@@ -22,6 +22,7 @@ from .dicom_pixels import _rescale, _stored_dtype, _transfer_syntax
 from .dicom_series import DicomSeries, _read_header, list_series
 from .errors import VolumeReadError
 from .nifti import is_nifti_path
+from .output_guard import require_input, require_input_file
 
 
 def info(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -31,11 +32,10 @@ def info(path: str | os.PathLike) -> list[dict[str, Any]]:
     (for DICOM: column, row, slice), ``orientation`` (axis codes of those axes) and ``dtype``; NIfTI adds the
     value range (the data are read for it), DICOM the series facts.
     """
-    path = Path(path)
-    if not path.exists():
-        raise VolumeReadError(path, "no such file or folder")
-    if path.is_file() and is_nifti_path(path):
-        return [_nifti_info(path)]
+    # a FIFO, socket or device is refused here, never opened (zipfile.is_zipfile would block on a FIFO)
+    path = require_input(path, "input", VolumeReadError)
+    if is_nifti_path(path):
+        return [_nifti_info(require_input_file(path, "NIfTI file", VolumeReadError))]
     if path.is_dir() or zipfile.is_zipfile(path):
         return [_series_info(s) for s in list_series(path)]
     ds = _read_header(lambda: path)
@@ -58,6 +58,8 @@ def format_info(dicts: list[dict[str, Any]]) -> str:
 
 
 def _nifti_info(path: Path) -> dict[str, Any]:
+    if path.stat().st_size == 0:
+        raise VolumeReadError(path, "the file is empty (0 bytes); expected a NIfTI volume")
     try:
         image = nib.load(str(path))
         data = np.asanyarray(image.dataobj)
@@ -105,6 +107,8 @@ def _series_info(series: DicomSeries) -> dict[str, Any]:
         facts["series_number"] = series.series_number
     if series.rescale is not None:
         facts["rescale"] = series.rescale
+    if series.skipped_members:  # the reader never reads them either
+        facts["skipped_unsafe_members"] = series.skipped_members
     return facts
 
 

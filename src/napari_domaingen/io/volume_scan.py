@@ -17,6 +17,7 @@ from .contrast_names import _RANK, contrast_of
 from .dicom_series import DicomSeries, list_series
 from .errors import VolumeReadError
 from .nifti import is_nifti_path, strip_nifti_suffix
+from .output_guard import is_regular_file, require_input
 from .volume_info import info
 
 
@@ -82,12 +83,11 @@ def scan(paths: Iterable[str | os.PathLike], errors: list[str] | None = None) ->
 
 
 def _scan_one(path: Path) -> list[Candidate]:
-    if not path.exists():
-        raise VolumeReadError(path, "no such file or folder")
-    if path.is_file() and is_nifti_path(path):
+    require_input(path, "input", VolumeReadError)  # a FIFO is never opened
+    if is_nifti_path(path):  # a folder or FIFO named *.nii.gz: info() says what it is
         return [_nifti_candidate(path)]
     if path.is_dir():
-        niftis = [_nifti_candidate(p) for p in sorted(path.iterdir()) if p.is_file() and is_nifti_path(p)]
+        niftis = [_nifti_candidate(p) for p in sorted(path.iterdir()) if is_regular_file(p) and is_nifti_path(p)]
         niftis.sort(key=lambda c: (_RANK.get(c.contrast, len(_RANK)), c.stem.lower()))
         try:
             series = _dicom_candidates(path)

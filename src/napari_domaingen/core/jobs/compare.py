@@ -1,0 +1,161 @@
+"""The compare job: feature stability of two volumes of one subject on one grid (e.g. FLAIR vs T1) — linear CKA of
+the features vs of the intensities, voxel-wise cosine similarity, RGB renderings sharing A's colour projection;
+optionally written to a folder (RGB and cosine NIfTIs on A's grid, PNG montages, ``summary.json``).
+
+>>> job = CompareJob("t1.nii.gz", "flair.nii.gz", "cmp/", CompareSettings(FeatureSettings(weights="anatomix")))
+>>> # result = run(run_compare(job)); result.numbers["cka_features"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ...io.nifti import strip_nifti_suffix
+from ...progress import Progress
+from ..features import FeatureSettings
+from .base import JobResult, as_path, check_feature_settings, guard, read_image, require_choice
+
+__all__ = ["CompareJob", "CompareResult", "CompareSettings", "run_compare"]
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """``features``: the extractor options; ``mode``: colours from a PCA of A (``"pca"``) or three ``channels``;
+    ``resample``: B resampled onto A's grid through the affines (linear) instead of being required on it."""
+
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    mode: Literal["pca", "channels"] = "pca"
+    channels: tuple[int, int, int] = (0, 1, 2)
+    resample: bool = False
+
+    def __post_init__(self) -> None:
+        check_feature_settings(self.features)
+        require_choice("colour mode", self.mode, ("pca", "channels"))
+        channels = tuple(int(c) for c in self.channels)
+        if len(channels) != 3 or min(channels) < 0:
+            raise ValueError(f"channels must be three non-negative channel numbers, got {self.channels}")
+        object.__setattr__(self, "channels", channels)
+
+
+@dataclass(frozen=True)
+class CompareJob:
+    """``a`` (the reference grid and colour basis) and ``b``: NIfTI files or DICOM series; ``out``: the folder of
+    the renderings, or ``None`` for the numbers only."""
+
+    a: Path
+    b: Path
+    out: Path | None = None
+    settings: CompareSettings = field(default_factory=CompareSettings)
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b", "out"):
+            object.__setattr__(self, name, as_path(getattr(self, name)))
+        if not isinstance(self.settings, CompareSettings):
+            raise TypeError(f"expected CompareSettings, got {type(self.settings).__name__}")
+        self.guard()
+
+    def guard(self) -> None:
+        """The output guard (also when the job is built): each output file (not the folder, which may hold the
+        inputs) is neither A nor B, nor in their DICOM folders; no two outputs are one file."""
+        guard(self.outputs, [self.a, self.b])
+
+    @property
+    def outputs(self) -> list[Path]:
+        """Every file the job writes into ``out`` (none without it)."""
+        if self.out is None:
+            return []
+        stem_a, stem_b = strip_nifti_suffix(self.a), strip_nifti_suffix(self.b)
+        names = [
+            f"{stem_a}_features_rgb.nii.gz",
+            f"{stem_b}_features_rgb.nii.gz",
+            "cosine_similarity.nii.gz",
+            f"{stem_a}_features_rgb.png",
+            f"{stem_b}_features_rgb.png",
+            "cosine_similarity.png",
+            "summary.json",
+        ]
+        return [self.out / name for name in names]
+
+
+@dataclass(kw_only=True)
+class CompareResult(JobResult):
+    """``numbers``: the summary (CKAs, mean cosine, voxel counts, ``nan_voxels_a``/``_b``) as in ``summary.json``;
+    ``comparison``: the arrays (features, RGBs, cosine map, mask)."""
+
+    numbers: dict[str, Any] = field(default_factory=dict)
+    comparison: Any = None
+
+    def summary_lines(self, a: str, b: str) -> list[str]:
+        """The one-line summary (and what was left out) for people."""
+        n = self.numbers
+        lines = [
+            f"feature CKA {n['cka_features']:.3f} | intensity CKA {n['cka_intensity']:.3f} "
+            f"(3x3x3 patches {n['cka_intensity_patch']:.3f}) | mean cosine {n['mean_cosine']:.3f} "
+            f"over {n['n_voxels']:,} voxels sampled from {n['foreground_voxels']:,} foreground voxels"
+        ]
+        counts = ((a, n["nan_voxels_a"]), (b, n["nan_voxels_b"]))
+        left_out = [f"{k:,} NaN/inf voxels of {name}" for name, k in counts if k]
+        if left_out:
+            lines.append(f"  left out: {'; '.join(left_out)}")
+        return lines
+
+
+def run_compare(job: CompareJob, cancel: Callable[[], bool] | None = None) -> Generator[Progress, None, CompareResult]:
+    """Run ``job``: check the outputs (each file, not the folder) against the inputs, read A and B, check or
+    resample the grid, compare, write every output atomically."""
+    from ...io.atomic import atomic_write_text
+    from ...io.geometry import resample_to_grid
+    from ...io.nifti import write_nifti
+    from ...io.preview import colour_map, rgb_montage, save_png
+    from ..compare import compare_volumes
+    from ..stability import require_same_grid
+
+    job.guard()
+    settings = job.settings
+    volume_a, volume_b = read_image(job.a), read_image(job.b)
+    data_b = volume_b.data
+    if settings.resample:
+        data_b = resample_to_grid(data_b, volume_b.display_affine, volume_a.spatial_shape, volume_a.display_affine)
+    else:
+        require_same_grid(
+            volume_a.spatial_shape,
+            volume_a.display_affine,
+            volume_b.spatial_shape,
+            volume_b.display_affine,
+            names=(str(job.a), str(job.b)),
+        )
+    comparison = yield from compare_volumes(
+        volume_a.data, data_b, settings.features, mode=settings.mode, channels=settings.channels, cancel=cancel
+    )
+    numbers = comparison.summary.as_dict()
+    numbers["nan_voxels_a"], numbers["nan_voxels_b"] = comparison.non_finite
+    written: list[Path] = []
+    if job.out is not None:
+        rgb_a_nii, rgb_b_nii, cosine_nii, rgb_a_png, rgb_b_png, cosine_png, summary = job.outputs
+        source, spacing = volume_a.source, volume_a.spacing
+        cosine_rgb = colour_map(comparison.cosine, -1.0, 1.0)
+        cosine_rgb[~comparison.mask] = 0  # background black, as in the RGB renderings
+        written = [
+            write_nifti(rgb_a_nii, np.moveaxis(comparison.rgb_a, -1, 0), source=source),
+            write_nifti(rgb_b_nii, np.moveaxis(comparison.rgb_b, -1, 0), source=source),
+            write_nifti(cosine_nii, comparison.cosine, source=source),
+            save_png(rgb_a_png, rgb_montage(comparison.rgb_a, spacing)),
+            save_png(rgb_b_png, rgb_montage(comparison.rgb_b, spacing)),
+            save_png(cosine_png, rgb_montage(cosine_rgb, spacing)),
+        ]
+        atomic_write_text(summary, json.dumps({"a": str(job.a), "b": str(job.b), **numbers}, indent=2) + "\n")
+        written = [Path(p) for p in written] + [summary]
+    result = CompareResult(
+        written=written,
+        figures={key: numbers[key] for key in ("cka_features", "cka_intensity", "mean_cosine")},
+        numbers=numbers,
+        comparison=comparison,
+    )
+    result.lines = [f"  wrote {path}" for path in written] + result.summary_lines(str(job.a), str(job.b))
+    return result
