@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -136,8 +137,11 @@ def test_bad_inputs(tmp_path):
     empty.write_bytes(b"")
     no_ms = tmp_path / "plain.zarr"
     zarr.open_group(str(no_ms), mode="w").create_array("0", shape=(10, 10, 3), dtype="uint8")
+    fifo = tmp_path / "fifo.tif"
+    os.mkfifo(fifo)
     cases = [
         (tmp_path / "missing.tif", "no such file"),
+        (fifo, r"is a named pipe \(FIFO\), not a file"),  # refused without being opened (which would block)
         (empty, "the file is empty"),
         (no_ms, "no OME-Zarr 'multiscales' metadata"),
     ]

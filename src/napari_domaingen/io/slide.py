@@ -37,6 +37,7 @@ import numpy as np
 from .errors import ImageReadError
 from .histology import DEFAULT_MAX_BYTES, _image_name, read_histology
 from .histology_tiff import _TIFF_MAGIC, _tiff_layout, _tiff_mpp
+from .output_guard import require_input
 
 __all__ = ["Slide", "is_ome_zarr_path", "open_lazy_tiff", "open_slide", "read_in_memory", "slide_levels_of"]
 
@@ -99,13 +100,11 @@ def is_ome_zarr_path(path: str | os.PathLike) -> bool:
 def open_slide(path: str | os.PathLike, max_eager_bytes: int = DEFAULT_MAX_BYTES) -> Slide:
     """Open a pyramidal TIFF/SVS or an OME-Zarr lazily (module docstring); other images are read whole when their
     RGB form fits ``max_eager_bytes``. Raises :class:`ImageReadError` (``"<file>: <problem>"``)."""
-    path = Path(path)
+    path = require_input(path, "slide", ImageReadError)  # a FIFO or device is refused without being opened
     if path.is_dir():
         if not is_ome_zarr_path(path) and not _has_zarr_metadata(path):
             raise ImageReadError(path, "is a folder but not an OME-Zarr image (no zarr.json or .zattrs in it)")
         return _open_ome_zarr(path)
-    if not path.is_file():
-        raise ImageReadError(path, "no such file")
     size = path.stat().st_size
     if size == 0:
         raise ImageReadError(path, "the file is empty (0 bytes)")
