@@ -88,3 +88,23 @@ def tcga_tumour_region(half: int | tuple[int, int, int]):
     halves = (half,) * 3 if isinstance(half, int) else half
     centre = [int(np.mean(axis)) for axis in np.nonzero(labels.data)]
     return image, labels, tuple(slice(c - h, c + h) for c, h in zip(centre, halves))
+
+
+def tiny_erm_model(path: Path, class_names=("background", "core", "edema"), spacing=(1.0, 1.0, 1.0)) -> Path:
+    """An untrained ERM segmentation model (base 4, 2 levels, 16³ windows, 3 classes): a real model file, fast."""
+    import torch
+
+    from napari_domaingen.core.maskgen import ModelSpec, save_model
+    from napari_domaingen.models.segunet import SegUNet
+
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        unet={"in_channels": 1, "num_classes": 3, "base": 4, "levels": 2},
+        crop=(16, 16, 16),
+        label_values=(0, 1, 2),
+        class_names=tuple(class_names),
+        features=None,
+        mask_rate=0.0,
+        spacing=spacing,
+    )
+    return save_model(path, SegUNet(**spec.unet), spec)

@@ -11,7 +11,6 @@ from collections import OrderedDict
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from napari_domaingen.cli import main
 from napari_domaingen.core.batch_jobs import job_named
@@ -33,6 +32,7 @@ from napari_domaingen.core.jobs import (
 from napari_domaingen.io.output_guard import OutputError
 from napari_domaingen.progress import run
 
+from ..conftest import tiny_erm_model
 from ..io.test_dicom import write_series
 
 AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
@@ -58,20 +58,7 @@ def write_case(folder, name="case"):
 
 def tiny_model(path):
     """An untrained ERM model (base 4, 2 levels, 16³ windows): fast, and a real model file."""
-    from napari_domaingen.core.maskgen import ModelSpec, save_model
-    from napari_domaingen.models.segunet import SegUNet
-
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        unet={"in_channels": 1, "num_classes": 3, "base": 4, "levels": 2},
-        crop=(16, 16, 16),
-        label_values=(0, 1, 2),
-        class_names=("background", "core", "edema"),
-        features=None,
-        mask_rate=0.0,
-        spacing=(2.0, 1.5, 1.5),
-    )
-    return save_model(path, SegUNet(**spec.unet), spec)
+    return tiny_erm_model(path, spacing=(2.0, 1.5, 1.5))
 
 
 @pytest.fixture

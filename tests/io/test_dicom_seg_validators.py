@@ -30,6 +30,7 @@ from napari_domaingen.io.label_table import LabelTable
 from napari_domaingen.io.nifti import volume_from_image
 
 from .._oblique import oblique_affine
+from ..conftest import tiny_erm_model
 from .test_dicom import write_series
 from .test_dicom_seg import NAMES, _tcga_crop
 
@@ -164,23 +165,10 @@ def test_domaingen_export_writes_a_valid_seg(cli_case, tmp_path):
 def test_domaingen_segment_writes_a_valid_seg(cli_case, tmp_path, offline):
     """``segment SERIES --out SEG.dcm`` (AUTOMATIC, the model's class names) with a small ERM model; the labels of
     the same model written as NIfTI on the series' grid are the voxels dcmqi reads from the SEG."""
-    import torch
-
     from napari_domaingen.cli import main
-    from napari_domaingen.core.maskgen import ModelSpec, save_model
-    from napari_domaingen.models.segunet import SegUNet
 
     _image, _labels, folder, _uid = cli_case
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        unet={"in_channels": 1, "num_classes": 3, "base": 4, "levels": 2},
-        crop=(16, 16, 16),
-        label_values=(0, 1, 2),
-        class_names=("background", "necrosis", "oedema"),
-        features=None,
-        mask_rate=0.0,
-    )
-    model = save_model(tmp_path / "erm.pt", SegUNet(**spec.unet), spec)
+    model = tiny_erm_model(tmp_path / "erm.pt", class_names=("background", "necrosis", "oedema"))
     seg, nifti = tmp_path / "seg.dcm", tmp_path / "seg.nii.gz"
     assert main(["segment", str(folder), "--model", str(model), "--out", str(seg), "--quiet"]) == 0
     assert main(["segment", str(folder), "--model", str(model), "--out", str(nifti), "--quiet"]) == 0
