@@ -94,7 +94,7 @@ def test_a_constant_offset_changes_no_figure(anatomix_weights, fresh_feature_cac
 
 
 def test_compare_arrays_resamples_only_when_asked_and_needed():
-    from napari_domaingen.core.compare_job import CompareArrays
+    from napari_domaingen.core.jobs.compare import CompareArrays
 
     a = np.zeros((4, 5, 6), np.float32)
     shifted = np.eye(4)

@@ -1,7 +1,7 @@
 """Dock widget: compare two co-registered volumes through their anatomix features.
 
 Thin by design: it takes A and B with their display affines, refuses two volumes off one grid unless B may be
-resampled, runs :func:`~napari_domaingen.core.compare_job.compare_arrays` through its job runner and shows what
+resampled, runs :func:`~napari_domaingen.core.jobs.compare.compare_arrays` through its job runner and shows what
 comes back: the two RGB renderings in one colour basis, the voxel-wise cosine map with a colour bar, the CKA
 summary and — in *pick voxel* mode — the similarity of every voxel of B to a clicked voxel of A.
 """
@@ -19,8 +19,8 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 from .._napari.layer_meta import CompareRecord, read_meta, with_meta
 from .._napari.layers import geometry_kwargs
 from ..core.compare import Comparison, describe_summary, similarity_to_voxel
-from ..core.compare_job import CompareArrays, CompareSettings, compare_arrays
 from ..core.features import FeatureSettings
+from ..core.jobs.compare import CompareArrays, CompareSettings, compare_arrays
 from ..io.geometry import display_affine_from_layer, voxel_to_world, world_to_voxel
 from ..models.weights import REGISTRY
 from ._choices import ExtractorChoice, file_value, grid_of, same_layer, volume_layers

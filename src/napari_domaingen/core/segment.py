@@ -207,10 +207,13 @@ def segment(
     settings: SegmentSettings = SegmentSettings(),
     spacing: tuple[float, float, float] | None = None,
     cancel: Callable[[], bool] | None = None,
+    loaded: tuple[SegUNet, ModelSpec] | None = None,
 ) -> Generator[Progress, None, Segmentation]:
     """Segment a ``(Z, Y, X)`` volume with the model in ``model_path`` → :class:`Segmentation`.
 
-    ``spacing`` (mm, display order) only serves a warning when it differs from the training data's. Raises
+    ``spacing`` (mm, display order) only serves a warning when it differs from the training data's; ``loaded``:
+    the model of ``model_path`` already loaded on the settings' device (a runner's), else it is loaded here (once
+    per process, :func:`cached_model`). Raises
     :class:`~napari_domaingen.core.maskgen.ModelCompatibilityError` for an extractor that does not fit the model,
     :class:`~napari_domaingen.progress.Cancelled` when cancelled.
     """
@@ -221,7 +224,7 @@ def segment(
         raise ValueError(f"overlap must be in [0, 1), got {settings.overlap}")
     device = resolve_device(settings.device)
     yield {"stage": "load", "fraction": 0.0, "message": f"loading {Path(model_path).name}"}
-    model, spec = cached_model(model_path, device)
+    model, spec = loaded if loaded is not None else cached_model(model_path, device)
     warnings = [w for w in [spacing_warning(spec, spacing)] if w]
     if settings.ablation != "none" and spec.features is None:
         ablate(torch.zeros(1, 1, 1, 1, 1), settings.ablation)  # raises the ERM message

@@ -128,39 +128,24 @@ def is_regular_file(path: PathLike) -> bool:
         return False
 
 
-def _input_folders(inputs: Iterable[Path]) -> list[Path]:
-    """Folders whose contents are inputs: an input that is a folder (a DICOM series, an OME-Zarr), and the folder
-    of an input DICOM file (its series lies beside it)."""
-    folders = []
-    for path in inputs:
-        if path.is_dir():
-            folders.append(path)
-        elif path.suffix.lower() in (".dcm", ".ima", "") and not path.name.lower().endswith((".nii", ".nii.gz")):
-            folders.append(path.parent)
-    return folders
-
-
 def check_outputs(
     outputs: Iterable[PathLike | None],
     inputs: Iterable[PathLike | None],
     *,
     series_folders: Iterable[PathLike | None] = (),
     distinct: bool = True,
-    single_files: Iterable[PathLike | None] = (),
 ) -> None:
     """Refuse, before anything runs, every output that would overwrite an input.
 
     ``outputs``: the files (or output folders) a job will write; ``inputs``: the files and folders it reads
     (``None`` entries are skipped). An output is refused when it resolves (symbolic links included) to an input,
     lies inside an input folder (a DICOM series' folder: writing there adds a file to the series), or, for an
-    output folder, holds an input. ``series_folders``: folders of DICOM series read from a single file or a zip
-    member, guarded like input folders. ``distinct``: two outputs may not be the same file either.
-    ``single_files``: inputs that stand alone although named ``.dcm`` (a DICOM Segmentation), guarded as files
-    but not their folder.
+    output folder, holds an input. ``series_folders``: folders of DICOM series read from one of their files or a
+    zip, guarded like input folders (the caller knows which inputs are series). ``distinct``: two outputs may not
+    be the same file either.
     """
     ins = [resolved(p) for p in inputs if p is not None]
-    folders = [resolved(p) for p in series_folders if p is not None] + _input_folders(ins)
-    ins += [resolved(p) for p in single_files if p is not None]
+    folders = [resolved(p) for p in series_folders if p is not None] + [p for p in ins if p.is_dir()]
     seen: dict[Path, PathLike] = {}
     for output in outputs:
         if output is None:

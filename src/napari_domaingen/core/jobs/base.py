@@ -86,7 +86,7 @@ def guard(outputs: list[Path | None], images: list[Path | None], segs: list[Path
     """The output guard of a job: ``images`` are NIfTI files or DICOM series (a series' folder is guarded, also
     when read from a file or a zip), ``segs`` stand-alone files (DICOM Segmentations, NIfTI labels)."""
     folders = [series_folder(p) for p in images if p is not None]
-    check_outputs(outputs, images, series_folders=folders, single_files=segs)
+    check_outputs(outputs, [*images, *segs], series_folders=folders)
 
 
 def read_image(path: Path, uid: str | None = None) -> Volume:

@@ -2,6 +2,11 @@
 the features vs of the intensities, voxel-wise cosine similarity, RGB renderings sharing A's colour projection;
 optionally written to a folder (RGB and cosine NIfTIs on A's grid, PNG montages, ``summary.json``).
 
+Two entry points on one computation: :func:`compare_arrays` takes two volumes in memory with their display affines
+(the *Compare representations* dock), :func:`run_compare` reads them from files and writes the outputs (the
+``compare`` command and the batch). B is resampled onto A's grid (linear) only when ``resample`` allows it and the
+grids differ.
+
 >>> job = CompareJob("t1.nii.gz", "flair.nii.gz", "cmp/", CompareSettings(FeatureSettings(weights="anatomix")))
 >>> # result = run(run_compare(job)); result.numbers["cka_features"]
 """
@@ -16,12 +21,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ...io.geometry import resample_to_grid
 from ...io.nifti import strip_nifti_suffix
 from ...progress import Progress
+from ..compare import Comparison, compare_volumes
 from ..features import FeatureSettings
+from ..stability import GridMismatchError, require_same_grid
 from .base import JobResult, as_path, check_feature_settings, guard, read_image, require_choice
 
-__all__ = ["CompareJob", "CompareResult", "CompareSettings", "run_compare"]
+__all__ = ["CompareArrays", "CompareJob", "CompareResult", "CompareSettings", "compare_arrays", "run_compare"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,53 @@ class CompareSettings:
         if len(channels) != 3 or min(channels) < 0:
             raise ValueError(f"channels must be three non-negative channel numbers, got {self.channels}")
         object.__setattr__(self, "channels", channels)
+
+
+@dataclass(frozen=True)
+class CompareArrays:
+    """Volumes A (the reference grid and colour basis) and B: ``(Z, Y, X)`` arrays (numpy, dask, … — read only in
+    the job), their (4, 4) display affines (index → ``(S, A, R)`` mm) and their names for messages."""
+
+    image_a: Any
+    image_b: Any
+    affine_a: np.ndarray
+    affine_b: np.ndarray
+    names: tuple[str, str] = ("A", "B")
+
+    @property
+    def shape_a(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in np.shape(self.image_a))
+
+    @property
+    def shape_b(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in np.shape(self.image_b))
+
+    def needs_resampling(self, allowed: bool) -> bool:
+        """Whether B must be resampled onto A's grid first: ``False`` on one grid, ``True`` off it when ``allowed``;
+        :class:`~napari_domaingen.core.stability.GridMismatchError` (a ``ValueError``) saying what differs
+        otherwise. Cheap: no voxel is read."""
+        try:
+            require_same_grid(self.shape_a, self.affine_a, self.shape_b, self.affine_b, names=self.names)
+        except GridMismatchError:
+            if not allowed:
+                raise
+            return True
+        return False
+
+
+def compare_arrays(
+    arrays: CompareArrays, settings: CompareSettings, cancel: Callable[[], bool] | None = None
+) -> Generator[Progress, None, Comparison]:
+    """Job: read A and B, resample B onto A's grid (linear) when ``settings.resample`` allows it and the grids
+    differ (:class:`~napari_domaingen.core.stability.GridMismatchError` when they differ and it does not), then
+    compare them."""
+    resample = arrays.needs_resampling(settings.resample)
+    image_a, image_b = np.asarray(arrays.image_a), np.asarray(arrays.image_b)
+    if resample:
+        yield {"stage": "resample", "fraction": 0.0, "message": "resampling B onto A's grid (linear)"}
+        image_b = resample_to_grid(image_b, arrays.affine_b, arrays.shape_a, arrays.affine_a)
+    job = compare_volumes(image_a, image_b, settings.features, settings.mode, settings.channels, cancel=cancel)
+    return (yield from job)
 
 
 @dataclass(frozen=True)
@@ -110,29 +165,16 @@ def run_compare(job: CompareJob, cancel: Callable[[], bool] | None = None) -> Ge
     """Run ``job``: check the outputs (each file, not the folder) against the inputs, read A and B, check or
     resample the grid, compare, write every output atomically."""
     from ...io.atomic import atomic_write_text
-    from ...io.geometry import resample_to_grid
     from ...io.nifti import write_nifti
     from ...io.preview import colour_map, rgb_montage, save_png
-    from ..compare import compare_volumes
-    from ..stability import require_same_grid
 
     job.guard()
     settings = job.settings
     volume_a, volume_b = read_image(job.a), read_image(job.b)
-    data_b = volume_b.data
-    if settings.resample:
-        data_b = resample_to_grid(data_b, volume_b.display_affine, volume_a.spatial_shape, volume_a.display_affine)
-    else:
-        require_same_grid(
-            volume_a.spatial_shape,
-            volume_a.display_affine,
-            volume_b.spatial_shape,
-            volume_b.display_affine,
-            names=(str(job.a), str(job.b)),
-        )
-    comparison = yield from compare_volumes(
-        volume_a.data, data_b, settings.features, mode=settings.mode, channels=settings.channels, cancel=cancel
+    arrays = CompareArrays(
+        volume_a.data, volume_b.data, volume_a.display_affine, volume_b.display_affine, (str(job.a), str(job.b))
     )
+    comparison = yield from compare_arrays(arrays, settings, cancel)
     numbers = comparison.summary.as_dict()
     numbers["nan_voxels_a"], numbers["nan_voxels_b"] = comparison.non_finite
     written: list[Path] = []

@@ -121,7 +121,8 @@ class SegmentRunner:
         from ..segment import segment
 
         settings = replace(self.options.settings, probabilities=probabilities, device=str(self.device))
-        job = segment(volume.data, self.options.model, settings, spacing=volume.spacing, cancel=cancel)
+        loaded = (self.model, self.spec)
+        job = segment(volume.data, self.options.model, settings, spacing=volume.spacing, cancel=cancel, loaded=loaded)
         return (yield from job)
 
     def run(
