@@ -126,3 +126,82 @@ def test_model_labels_corrected_by_hand_are_semiautomatic(dicom_with_labels, mak
     assert [k.algorithm_type.value for k in kinds] == ["AUTOMATIC", "SEMIAUTOMATIC"]
     assert kinds[1].algorithm_identification[0].AlgorithmName == "ERM"
     assert kinds[1].algorithm_identification[0].AlgorithmVersion == "ab" * 32
+
+
+def _two_series_on_one_grid(tmp_path):
+    """Two MR series (T1-like and FLAIR-like values) of one study written on one oblique grid."""
+    rng = np.random.default_rng(3)
+    affine = oblique_affine("LPS")
+    voxels = rng.integers(0, 400, (24, 20, 12)).astype(np.int16)
+    t1, _ = write_series(tmp_path / "t1", voxels, affine, modality="MR", description="T1")
+    flair, _ = write_series(tmp_path / "flair", voxels[::-1].copy(), affine, modality="MR", description="FLAIR")
+    return (tmp_path / "t1", t1), (tmp_path / "flair", flair)
+
+
+def _new_labels_drawn_on(viewer, qtbot, image):
+    """Select ``image``, press the layer list's *New labels* button and paint a block, as a user does."""
+    viewer.layers.selection.active = image
+    viewer.window._qt_viewer.layerButtons.newLabelsButton.click()
+    layer = viewer.layers.selection.active
+    assert layer._type_string == "labels" and layer.data.shape == image.data.shape
+    assert not layer.metadata  # napari's own layer: the grid of the image, no record of the series
+    layer.paint((5, 9, 9), 2)
+    layer.paint((6, 10, 10), 1)
+    return layer
+
+
+@pytest.mark.slow
+def test_new_labels_drawn_on_a_dicom_series_save_as_seg(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27.2: *New labels* on a DICOM volume was refused as 'not on a volume read from a DICOM series'."""
+    from ._gui import full_hd_window
+
+    (folder, uid), _ = _two_series_on_one_grid(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    (image,) = viewer.open(str(folder), plugin=PLUGIN)
+    layer = _new_labels_drawn_on(viewer, qtbot, image)
+    out = tmp_path / "drawn.dcm"
+    assert layer.save(str(out), plugin=PLUGIN) == [str(out)]
+    seg = hd.seg.segread(out)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
+    assert seg.get_segment_description(1).algorithm_type.value == "MANUAL"
+    (back,) = viewer.open(str(out), plugin=PLUGIN)
+    assert np.array_equal(back.data, layer.data)
+    for index in ([0, 0, 0], [5, 9, 9]):
+        np.testing.assert_allclose(_world(back, index), _world(image, index), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_new_labels_on_two_fitting_series_ask_which_one(make_napari_viewer, qtbot, tmp_path):
+    """Two series on one grid: a dialog lists both; the chosen one is referenced and remembered."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QComboBox, QInputDialog
+
+    from ._gui import full_hd_window
+
+    (t1_folder, _t1), (flair_folder, flair_uid) = _two_series_on_one_grid(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    (t1,) = viewer.open(str(t1_folder), plugin=PLUGIN)
+    viewer.open(str(flair_folder), plugin=PLUGIN)
+    layer = _new_labels_drawn_on(viewer, qtbot, t1)
+    shown: list[list[str]] = []
+
+    def pick_flair():
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QInputDialog):
+            QTimer.singleShot(50, pick_flair)
+            return
+        combo = dialog.findChild(QComboBox)
+        shown.append([combo.itemText(i) for i in range(combo.count())])
+        combo.setCurrentIndex(1)
+        dialog.accept()
+
+    QTimer.singleShot(50, pick_flair)
+    out = tmp_path / "drawn.dcm"
+    assert layer.save(str(out), plugin=PLUGIN) == [str(out)]
+    assert len(shown[0]) == 2 and "t1" in shown[0][0].lower() and "flair" in shown[0][1].lower()
+    assert hd.seg.segread(out).ReferencedSeriesSequence[0].SeriesInstanceUID == flair_uid
+    again = tmp_path / "again.dcm"
+    assert layer.save(str(again), plugin=PLUGIN) == [str(again)]  # remembered: no second dialog
+    assert hd.seg.segread(again).ReferencedSeriesSequence[0].SeriesInstanceUID == flair_uid

@@ -57,3 +57,23 @@ def test_demo_viewer_opens_with_radiological_view(make_napari_viewer, monkeypatc
     assert len(viewer.layers) == 3
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     assert tuple(camera.orientation2d) == ("up", "left")
+
+
+@pytest.mark.slow
+def test_first_swap_on_the_histology_sample_with_default_settings(make_napari_viewer, qtbot):
+    """Issue 27.1: File ▸ Open Sample ▸ histology pair, then Swap with every default (the shipped model, the style
+    point at the image centre, a tile border) renders the four layers; it used to fail with 'index 72 is out of
+    bounds for dimension 1 with size 64' at 70 %."""
+    from ._gui import full_hd_window, plugin_widget
+
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    viewer.open_sample(PLUGIN, "histology_pair")
+    widget = plugin_widget(viewer, "Anatomy / style swap")
+    widget._device.value = "cpu"
+    widget._swap_button.native.click()
+    qtbot.waitUntil(lambda: widget.runner.outcome is not None and not widget.runner.is_running, timeout=120000)
+    assert widget.runner.outcome.error is None, widget._status.value
+    assert widget._status.value.startswith("swapped in"), widget._status.value
+    assert "(y 256, x 256)" in widget._status.value  # the centre of the 512² style image
+    assert sum(" × " in layer.name for layer in viewer.layers) == 2

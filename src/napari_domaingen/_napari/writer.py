@@ -4,6 +4,7 @@ source grid, Image layers → NIfTI."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from ..io.errors import VolumeWriteError
 from ..io.geometry import display_affine_from_layer
 from ..io.nifti import save_labels_nifti, write_nifti
 from .label_layers import label_table_of
+from .label_series import series_for_labels
 from .layer_meta import nifti_source_of
 
 
@@ -33,15 +35,10 @@ def write_labels_dicom_seg(path: str, data: Any, attributes: dict[str, Any]) -> 
     from ..io.dicom_seg import write_dicom_seg
 
     array = _array_3d(path, data)
-    source = nifti_source_of(attributes.get("metadata"))
-    if source is None or source.dicom_series_uid is None or source.path is None:
-        raise VolumeWriteError(
-            path,
-            "these labels are not on a volume read from a DICOM series, so a DICOM Segmentation has nothing to "
-            "reference; save them as .nii.gz, or run `domaingen export LABELS.nii.gz --reference DICOM_DIR --out "
-            "SEG.dcm`",
-        )
+    source = series_for_labels(path, data, attributes)
     table = label_table_of(array, attributes)
+    if table.source_series_uid != source.dicom_series_uid:
+        table = replace(table, source_series_uid=source.dicom_series_uid)
     name = str(attributes.get("name") or "segmentation")
     written = write_dicom_seg(
         path,

@@ -45,6 +45,7 @@ __all__ = [
     "encode",
     "grid_shift",
     "patch_window",
+    "tile_layout",
 ]
 
 #: tile overlap of the plain tiling (the seamless tilings do not overlap)
@@ -138,16 +139,41 @@ class EncodedImage:
         return np.flatnonzero(self.grids == 0)
 
     def patch_index(self, y: float, x: float) -> tuple[int, int]:
-        """``(tile, patch)`` whose patch holds image pixel ``(y, x)``: of tiling 0, the tile whose centre is nearest
-        (most context around the point)."""
-        y = min(max(float(y), 0.0), self.shape[0] - 1)
-        x = min(max(float(x), 0.0), self.shape[1] - 1)
+        """``(tile, patch)`` whose patch holds image pixel ``(y, x)`` (clamped into the image): of the tiles of
+        tiling 0 that contain the pixel, the one whose centre is nearest (most context around the point)."""
+        tiles, patches = self.patch_indices(np.array([[y, x]], dtype=np.float64))
+        return int(tiles[0]), int(patches[0])
+
+    def patch_indices(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`patch_index` of ``(N, 2)`` image pixels ``(y, x)`` → ``(N,)`` tile and ``(N,)`` patch indices.
+
+        The tiles of a tiling form a grid of rows × columns, so the containing tile nearest the point is chosen per
+        axis: the tile row that holds ``y`` with its centre nearest ``y``, likewise for ``x``.
+        """
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        points = np.clip(points, 0.0, np.array(self.shape, dtype=np.float64) - 1) + self.margin  # canvas px
         candidates = self.first_tiling()
-        centres = self.origins[candidates] - self.margin + self.tile / 2
-        tile = int(candidates[np.argmin(((centres - np.array([y, x])) ** 2).sum(axis=1))])
-        row = int((y + self.margin - self.origins[tile, 0]) // self.patch)
-        col = int((x + self.margin - self.origins[tile, 1]) // self.patch)
-        return tile, row * self.grid + col
+        starts = [np.unique(self.origins[candidates, axis]) for axis in (0, 1)]
+        grid = np.full((len(starts[0]), len(starts[1])), -1, dtype=np.int64)
+        grid[
+            np.searchsorted(starts[0], self.origins[candidates, 0]),
+            np.searchsorted(starts[1], self.origins[candidates, 1]),
+        ] = candidates
+        chosen = []
+        for axis in (0, 1):
+            coordinate = points[:, axis, None]
+            low = starts[axis][None, :].astype(np.float64)
+            inside = (low <= coordinate) & (coordinate < low + self.tile)
+            if not inside.any(axis=1).all():
+                pixel = points[~inside.any(axis=1)][0] - self.margin
+                raise ValueError(f"no tile of the first tiling holds pixel {tuple(pixel)} of a {self.shape} image")
+            distance = np.where(inside, np.abs(low + self.tile / 2 - coordinate), np.inf)
+            chosen.append(np.argmin(distance, axis=1))
+        tiles = grid[chosen[0], chosen[1]]
+        if (tiles < 0).any():
+            raise ValueError("the first tiling is not a grid of rows × columns")
+        rows, cols = ((points - self.origins[tiles]) // self.patch).astype(np.int64).T
+        return tiles, rows * self.grid + cols
 
     def patch_centres(self, tile: int) -> np.ndarray:
         """``(P, 2)`` pixel centres (y, x) of the patches of ``tile`` in image coordinates."""
@@ -155,6 +181,26 @@ class EncodedImage:
         rows, cols = np.meshgrid(index, index, indexing="ij")
         centres = np.stack([rows.ravel(), cols.ravel()], axis=1) * self.patch + self.patch / 2
         return centres + self.origins[tile] - self.margin
+
+
+def tile_layout(
+    shape: tuple[int, int], tile: int, patch: int, seamless: bool = True, overlap: float = DEFAULT_OVERLAP
+) -> tuple[int, np.ndarray, np.ndarray, tuple[int, int]]:
+    """Where the tiles of an image of ``shape`` ``(Y, X)`` px lie: ``(margin, origins, grids, padded)`` with the
+    fields of :class:`EncodedImage` (the image at ``(margin, margin)`` of a mirrored ``padded`` canvas).
+
+    >>> margin, origins, grids, padded = tile_layout((100, 80), tile=64, patch=8)
+    >>> margin, padded, len(origins), sorted(set(grids.tolist()))
+    (28, (192, 172), 8, [0, 1])
+    """
+    height, width = shape
+    if seamless:
+        margin = grid_shift(tile, patch)
+        origins, grids = _seamless_tiles((height, width), tile, margin)
+        return margin, origins, grids, (height + margin + tile, width + margin + tile)
+    padded = (max(tile, height), max(tile, width))
+    origins = _plain_tiles(padded, tile, overlap)
+    return 0, origins, np.zeros(len(origins), dtype=np.int64), padded
 
 
 def _plain_tiles(size: tuple[int, int], tile: int, overlap: float) -> np.ndarray:
@@ -203,16 +249,9 @@ def encode(
     height, width = rgb.shape[:2]
     if height < patch or width < patch:
         raise ValueError(f"{name}: {height} × {width} px is smaller than one {patch} × {patch} patch of the model")
-    if seamless:
-        margin = grid_shift(tile, patch)
-        canvas = np.pad(rgb, ((margin, tile), (margin, tile), (0, 0)), mode="symmetric")
-        origins, grids = _seamless_tiles((height, width), tile, margin)
-    else:
-        margin = 0
-        pad = (max(0, tile - height), max(0, tile - width))
-        canvas = np.pad(rgb, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="symmetric") if any(pad) else rgb
-        origins = _plain_tiles(canvas.shape[:2], tile, overlap)
-        grids = np.zeros(len(origins), dtype=np.int64)
+    margin, origins, grids, padded = tile_layout((height, width), tile, patch, seamless, overlap)
+    after = (padded[0] - height - margin, padded[1] - width - margin)
+    canvas = np.pad(rgb, ((margin, after[0]), (margin, after[1]), (0, 0)), mode="symmetric") if any(after) else rgb
     precision = resolve_precision(precision, model.device)
     tensor = torch.from_numpy(np.ascontiguousarray(canvas)).permute(2, 0, 1)[None]
     anatomy, style = [], []
