@@ -182,3 +182,40 @@ def test_a_ct_preset_on_data_that_are_not_hounsfield_units_says_so(make_napari_v
     assert "use an MRI preset or 'full range'" in status
     widget.apply_preset("MRI 1–99 %")
     assert "Hounsfield" not in widget.status.text()
+
+
+def _patient(folder, right_mm: float, seed: int):
+    """T1 and FLAIR files of a synthetic patient whose head lies ``right_mm`` further right in scanner space."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    affine = np.diag([1.0, 1.0, 1.2, 1.0])
+    affine[:3, 3] = (-80.0 + right_mm, -100.0, -60.0)
+    for contrast in ("t1", "flair"):
+        volume = rng.random((160, 200, 120)).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, affine), str(folder / f"p{seed}_{contrast}.nii.gz"))
+    return folder
+
+
+@pytest.mark.slow
+def test_a_second_patient_opens_in_view_and_is_never_resampled_onto_the_first(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27.3: load one case, Clear list, load another patient: the camera stayed on the first patient (338 mm
+    away, a black canvas) and *Resample onto <the first patient's T1>* was offered."""
+    from ._gui import camera, full_hd_window
+
+    first, second = _patient(tmp_path / "a", 0.0, 1), _patient(tmp_path / "b", 338.0, 2)
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    widget = _widget(viewer)
+    for folder in (first, second):
+        widget.clear()
+        widget.add_paths([folder])
+        widget.load_selected()
+        _wait_done(qtbot, widget)
+    new = [layer for layer in viewer.layers if layer.name.startswith("p2")]
+    assert len(viewer.layers) == 4 and len(new) == 2
+    low, high = np.asarray(new[0].extent.world)
+    centre = np.asarray(camera(viewer).center)[-2:]
+    assert np.all(low[-2:] <= centre) and np.all(centre <= high[-2:])  # the second patient is on screen
+    assert low[0] <= viewer.dims.point[0] <= high[0]  # and the slider inside it
+    assert not widget.resample_button.isVisible()
+    assert widget.grid_label.text().startswith("2 volumes on one grid")  # this case only

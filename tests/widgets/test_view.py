@@ -103,3 +103,25 @@ def test_histology_after_the_volumes_are_gone_is_not_flipped(make_napari_viewer,
     viewer.layers.clear()
     viewer.open_sample(PLUGIN, "histology_pair")
     assert view.orientation(viewer) == ("down", "right")  # slides as stored: napari's own orientation
+
+
+@pytest.mark.slow
+def test_the_next_volume_after_the_last_one_closed_is_framed(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27.3: the last volume closed while another layer stays (napari then frames nothing), the next patient
+    opened with File ▸ Open lies 338 mm away: the camera and the slider move to it, as Home would."""
+    from ._gui import full_hd_window
+
+    first, second = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    _marked_volume(first, np.eye(4))
+    moved = np.eye(4)
+    moved[:3, 3] = (338.0, 20.0, -150.0)
+    marker = _marked_volume(second, moved)
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    (layer,) = viewer.open(str(first), plugin=PLUGIN)
+    viewer.add_points(np.array([[20.0, 20.0, 20.0]]), name="notes")  # a layer that stays
+    viewer.layers.remove(layer)
+    viewer.open(str(second), plugin=PLUGIN)
+    viewer.dims.set_point(0, marker[0])
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float).mean(-1)
+    assert (shot > 200).sum() > 4  # the marker of the new volume is on screen, without pressing Home

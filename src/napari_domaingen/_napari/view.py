@@ -9,7 +9,9 @@ left, coronal superior up with the patient's right on the left, sagittal superio
 
 A viewer is *followed* once (:func:`follow`): from then on, whenever its first medical volume arrives the camera
 takes the chosen convention, and when its last one leaves napari's default returns (so a histology image opened
-afterwards is not shown upside down). The readers, the sample data, *Load volumes* and the demo follow the viewer
+afterwards is not shown upside down). A medical volume that arrives apart from the other medical volumes (the
+last one was closed while other layers stayed, or another patient opened beside one) is framed: camera and
+sliders move to it, as napari does for a viewer's first layer. The readers, the sample data, *Load volumes* and the demo follow the viewer
 they fill. The choice is kept in ``settings.json`` in the user's configuration folder
 (``$DOMAINGEN_CONFIG_DIR``, else the platform's, e.g. ``~/.config/napari-domaingen``); ``$DOMAINGEN_VIEW`` overrides
 it for one session.
@@ -22,6 +24,8 @@ import os
 import weakref
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..io.atomic import atomic_write_text
 from .layer_meta import read_meta
@@ -138,18 +142,54 @@ def follow(viewer: Any) -> None:
     _followed[id(real)] = real
     state = {"medical": bool(_medical_layers(real))}
 
-    def on_change(_event: Any = None) -> None:
+    def on_change(event: Any = None) -> None:
         medical = bool(_medical_layers(real))
         if medical and not state["medical"]:
             _set_orientation(real, CONVENTIONS[view_convention()])
         elif not medical and state["medical"] and orientation(real) in CONVENTIONS.values():
             _set_orientation(real, NAPARI_DEFAULT)
         state["medical"] = medical
+        inserted = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        if inserted is not None and is_medical_volume(inserted) and _apart(real, inserted):
+            frame(real, [inserted])
 
     real.layers.events.inserted.connect(on_change)
     real.layers.events.removed.connect(on_change)
     if state["medical"]:
         _set_orientation(real, CONVENTIONS[view_convention()])
+
+
+def _world_box(layer: Any) -> np.ndarray:
+    """``(2, 3)`` world extent (min, max) of a layer's last three axes, in mm."""
+    return np.asarray(layer.extent.world, dtype=float)[:, -3:]
+
+
+def _apart(viewer: Any, layer: Any) -> bool:
+    """``layer`` is a medical volume that shares no space with the viewer's other medical volumes (none left, or
+    all elsewhere: another patient, another scanner space), while other layers keep napari from framing it."""
+    if len(viewer.layers) < 2:
+        return False  # napari frames a viewer's first layer itself
+    box = _world_box(layer)
+    for other in _medical_layers(viewer):
+        if other is layer:
+            continue
+        theirs = _world_box(other)
+        if np.all(box[0] <= theirs[1]) and np.all(theirs[0] <= box[1]):
+            return False
+    return True
+
+
+def frame(viewer: Any, layers: list[Any]) -> None:
+    """Fit the camera to ``layers`` and move the sliders to their centre (napari's Home, for these layers only)."""
+    if not layers:
+        return
+    viewer.reset_view(layers=layers)
+    boxes = np.stack([_world_box(layer) for layer in layers])
+    centre = (boxes[:, 0].min(axis=0) + boxes[:, 1].max(axis=0)) / 2
+    axes = range(viewer.dims.ndim - 3, viewer.dims.ndim)
+    for axis, value in zip(axes, centre):
+        if axis >= 0 and axis not in viewer.dims.displayed:
+            viewer.dims.set_point(axis, float(value))
 
 
 def follow_current_viewer() -> None:

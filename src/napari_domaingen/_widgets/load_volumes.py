@@ -177,9 +177,12 @@ class LoadVolumesWidget(QWidget):
         return new
 
     def clear(self) -> None:
-        """Empty the candidate list (loaded layers stay)."""
+        """Empty the candidate list and start a new case: loaded layers stay, but grid checks and resampling
+        concern only the volumes loaded from now on (never another patient's grid)."""
         self.candidates.clear()
         self.table.setRowCount(0)
+        self.group.clear()
+        self.check_grid()
         self._set_status("")
 
     def _add_row(self, c: Candidate) -> None:
