@@ -238,6 +238,11 @@ def batch(out: Path, work: Path) -> None:
         QApplication.processEvents()
         time.sleep(0.05)
     widget.open_case("TCGA-DU-7294")
+    for layer in viewer.layers:  # the two renderings and the map side by side, as a user compares them
+        layer.visible = True
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
+    grid.enabled, grid.shape = True, (1, 3)
+    viewer.reset_view()
     for _ in range(30):
         QApplication.processEvents()
     viewer.window._qt_window.grab().save(str(out))
@@ -279,19 +284,25 @@ def maskgen_train(out: Path, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(DOCS), help="folder for the PNG files (default: docs/images)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="make only these pictures, e.g. batch swap")
     args = parser.parse_args()
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
-    radiological_view(folder / "radiological_view.png")
-    window_1080(folder / "window_1080.png")
-    segment_statistics(folder / "segment_statistics.png")
-    swap(folder / "swap.png")
-    with tempfile.TemporaryDirectory() as work:
-        swap_slide(folder / "swap_slide.png", Path(work))
-    with tempfile.TemporaryDirectory() as work:
-        maskgen_train(folder / "maskgen_train.png", Path(work))
-    with tempfile.TemporaryDirectory() as work:
-        batch(folder / "batch.png", Path(work))
+    plain = {
+        "radiological_view": radiological_view,
+        "window_1080": window_1080,
+        "segment_statistics": segment_statistics,
+        "swap": swap,
+    }
+    with_work = {"swap_slide": swap_slide, "maskgen_train": maskgen_train, "batch": batch}
+    for name in args.only or [*plain, *with_work]:
+        if name in plain:
+            plain[name](folder / f"{name}.png")
+        elif name in with_work:
+            with tempfile.TemporaryDirectory() as work:
+                with_work[name](folder / f"{name}.png", Path(work))
+        else:
+            parser.error(f"unknown picture {name!r}; choose from {', '.join([*plain, *with_work])}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from napari_domaingen.core.batch_jobs import job_named
 from napari_domaingen.core.features import FeatureSettings
 from napari_domaingen.core.jobs import CompareSettings
 from napari_domaingen.io.cohort import read_cohort
-from napari_domaingen.progress import run
+from napari_domaingen.progress import Cancelled, run
 
 from ..conftest import shared_file
 
@@ -103,6 +103,16 @@ def test_in_process_batch_rows_statuses_and_rerun(cohort_dir, anatomix_weights, 
     assert [r["status"] for r in again] == ["skipped", "failed", "failed", "failed", "skipped"]
     assert _figures(_rows(out / "results.csv")["brats"]) == _figures(table["brats"])
     forced = BatchSettings(out, workers=1, threads=1, force=True)
+    # a redo cancelled after its first case keeps the rows of the cases whose earlier outputs are still there
+    stop = {"now": False}
+    updates = run_batch(read_cohort(cohort_dir), _job(anatomix_weights), forced, cancel=lambda: stop["now"])
+    with pytest.raises(Cancelled):
+        for update in updates:
+            if update["row"]["case"] == "brats" and update["row"]["status"] == "ok":
+                stop["now"] = True
+    kept = _rows(out / "results.csv")
+    assert kept["brats"]["status"] == "ok" and kept["tcga"]["status"] == "skipped"
+    assert _figures(kept["tcga"]) == _figures(table["tcga"])
     assert [r["status"] for r in run(run_batch(read_cohort(cohort_dir), _job(anatomix_weights), forced))][0] == "ok"
 
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+
+import nibabel as nib
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
+
+from napari_domaingen._napari.output_layers import COSINE_COLORMAP, COSINE_LIMITS
 
 from ..core.test_batch import cohort_dir  # noqa: F401 (the module-scoped cohort fixture)
 
@@ -19,7 +25,10 @@ def _widget(viewer, cohort, out, weights):
 
 @pytest.mark.slow
 def test_batch_dock_runs_cancels_and_opens_a_case(cohort_dir, anatomix_weights, make_napari_viewer, qtbot, tmp_path):  # noqa: F811
-    viewer = make_napari_viewer()
+    from ._gui import full_hd_window
+
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
     widget = _widget(viewer, cohort_dir, tmp_path / "out", anatomix_weights)
     assert not widget._a.native.isHidden() and widget._model.native.isHidden()  # compare: A, B, the extractor
     widget._run.native.click()
@@ -31,11 +40,22 @@ def test_batch_dock_runs_cancels_and_opens_a_case(cohort_dir, anatomix_weights, 
     assert "cka_features" in widget.table.item(4, 3).text()
     assert "5 cases: 2 done, 3 failed" in widget._status.value
 
-    layers = widget.open_case("tcga")  # what a double-click does
+    row = [widget.table.item(i, 0).text() for i in range(5)].index("tcga")
+    widget.table.scrollToItem(widget.table.item(row, 0))
+    cell = widget.table.visualItemRect(widget.table.item(row, 0)).center()
+    qtbot.mouseClick(widget.table.viewport(), Qt.MouseButton.LeftButton, pos=cell)  # a user's double-click:
+    qtbot.mouseDClick(widget.table.viewport(), Qt.MouseButton.LeftButton, pos=cell)  # press, release, press
+    assert widget._status.value.startswith("opened 3 layers of case tcga")
+    layers = list(viewer.layers)
     names = [layer.name for layer in layers]
-    assert "cosine_similarity" in names and all(layer.ndim >= 3 for layer in layers)
+    assert len(layers) == 3 and "cosine_similarity" in names and all(layer.ndim >= 3 for layer in layers)
     cosine = layers[names.index("cosine_similarity")]
     assert np.allclose(cosine.scale[-3:], (1.0, 1.0, 1.0)) and cosine.data.shape[-3:] == (32, 40, 40)
+    # Issue 27.4: as the Compare dock shows them, not three grey additive layers per rendering and a grey map
+    assert cosine.colormap.name == COSINE_COLORMAP and tuple(cosine.contrast_limits) == COSINE_LIMITS
+    renderings = [layer for layer in layers if layer.name.endswith("_features_rgb")]
+    assert len(renderings) == 2 and all(layer.rgb and layer.data.shape == (32, 40, 40, 3) for layer in renderings)
+    assert all(np.allclose(layer.scale, cosine.scale) for layer in renderings)
     assert widget.open_case("noflair") == [] and "has no outputs" in widget._status.value
 
     # cancel: a second run stops after the case in progress; finished rows stay
@@ -44,6 +64,43 @@ def test_batch_dock_runs_cancels_and_opens_a_case(cohort_dir, anatomix_weights, 
     widget.cancel()
     qtbot.waitUntil(lambda: widget._run.enabled, timeout=60000)
     assert widget._run.enabled and any(widget.table.item(i, 1).text() == "waiting" for i in range(5))
+    # Issue 27.7: a cancelled redo keeps the rows of the cases whose earlier outputs are still on disk
+    with open(tmp_path / "out" / "results.csv", newline="") as handle:
+        kept = {row["case"]: row["status"] for row in csv.DictReader(handle)}
+    assert kept["tcga"] in ("ok", "skipped") and kept["brats"] in ("ok", "skipped")
+    statuses = {widget.table.item(i, 0).text(): widget.table.item(i, 1).text() for i in range(5)}
+    assert statuses["tcga"] in ("ok", "skipped") and widget.open_case("tcga")
+
+
+@pytest.mark.slow
+def test_batch_dock_shows_why_a_case_failed_and_labels_the_cohort(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27.7: the error column was off-screen at 1920 × 1080 and the cohort field had no label."""
+    from qtpy.QtWidgets import QLabel
+
+    from napari_domaingen._widgets.batch import BatchWidget
+
+    from ._gui import full_hd_window
+
+    (tmp_path / "cohort" / "case-without-flair").mkdir(parents=True)
+    nib.save(
+        nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)),
+        tmp_path / "cohort" / "case-without-flair" / "x_t1.nii.gz",
+    )
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    widget = BatchWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Batch")
+    assert any(label.text() == "cohort" and label.isVisibleTo(widget) for label in widget.findChildren(QLabel))
+    widget._cohort.value, widget._out.value = tmp_path / "cohort", tmp_path / "out"
+    widget._run.native.click()
+    qtbot.waitUntil(lambda: "cases:" in widget._status.value, timeout=30000)
+    qtbot.wait(50)
+    text = widget.table.item(0, 3).text()
+    assert widget.table.item(0, 1).text() == "failed" and "FLAIR" in text
+    header, viewport = widget.table.horizontalHeader(), widget.table.viewport()
+    left = header.sectionViewportPosition(3)
+    assert 0 <= left and left + 120 <= viewport.width()  # the reason starts on screen, with room to read it
+    assert widget.table.item(0, 3).toolTip() == text
 
 
 def test_batch_dock_says_what_is_missing(make_napari_viewer, tmp_path):

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..io.histology import is_histology_path, read_histology
-from ..io.nifti import is_nifti_path, read_nifti
+from ..io.nifti import is_nifti_path
 from .layers import LayerDataTuple, histology_layer_data, volume_layer_data
+from .output_layers import output_layer_data
 from .reader_paths import ReaderFunction, reader_paths
 from .view import follow_current_viewer
 
@@ -19,9 +20,10 @@ def get_nifti_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 
 def read_nifti_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
-    """Each file → one Image or Labels layer (4D files: one Image layer per volume), in RAS display order; the
-    viewer they open in shows them in the radiological (or chosen) view."""
-    layers = [volume_layer_data(read_nifti(p)) for p in reader_paths(path)]
+    """Each file → one Image or Labels layer (4D files: one Image layer per volume; the plugin's own outputs styled
+    as the docks show them, :mod:`.output_layers`), in RAS display order; the viewer they open in shows them in
+    the radiological (or chosen) view."""
+    layers = [layer for p in reader_paths(path) for layer in output_layer_data(p)]
     follow_current_viewer()
     return layers
 

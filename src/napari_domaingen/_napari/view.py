@@ -11,8 +11,8 @@ A viewer is *followed* once (:func:`follow`): from then on, whenever its first m
 takes the chosen convention, and when its last one leaves napari's default returns (so a histology image opened
 afterwards is not shown upside down). A medical volume that arrives apart from the other medical volumes (the
 last one was closed while other layers stayed, or another patient opened beside one) is framed: camera and
-sliders move to it, as napari does for a viewer's first layer. The readers, the sample data, *Load volumes* and the demo follow the viewer
-they fill. The choice is kept in ``settings.json`` in the user's configuration folder
+sliders move to it, as napari does for a viewer's first layer. The readers, the sample data, *Load volumes* and
+the demo follow the viewer they fill. The choice is kept in ``settings.json`` in the user's configuration folder
 (``$DOMAINGEN_CONFIG_DIR``, else the platform's, e.g. ``~/.config/napari-domaingen``); ``$DOMAINGEN_VIEW`` overrides
 it for one session.
 """

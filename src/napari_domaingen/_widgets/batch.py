@@ -10,11 +10,13 @@ layers with their geometry (the NIfTI files in ``DIR/<case>/``, through this plu
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
-from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QTableWidget, QTableWidgetItem, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem, QWidget
 
 from ..core.batch import BatchSettings, run_batch
 from ..core.batch_jobs import JOBS, job_named
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchWidget", "case_outputs"]
 
 CONTRAST_CHOICES = ["T1", "T1c", "T2", "FLAIR"]
-HEADERS = ("case", "status", "seconds", "figures", "error")
+HEADERS = ("case", "status", "seconds", "figures / error")
 TABLE_HEIGHT = 220
 
 
@@ -61,7 +63,11 @@ class BatchWidget(QWidget):
         self.viewer = napari_viewer
         self.rows: dict[str, dict[str, Any]] = {}
         self._cohort = FileEdit(label="cohort", mode="d", tooltip="a folder with one sub-folder per case")
-        self._manifest = CheckBox(text="CSV manifest", tooltip="the cohort is a .csv manifest, not a folder")
+        self._manifest = CheckBox(
+            label="",
+            text="the cohort is a CSV manifest",
+            tooltip="a .csv manifest (case, contrast columns), not a folder",
+        )
         self._job = ComboBox(label="job", choices=list(JOBS), value="compare")
         self._a = ComboBox(label="A (reference)", choices=CONTRAST_CHOICES, value="T1")
         self._b = ComboBox(label="B", choices=CONTRAST_CHOICES, value="FLAIR")
@@ -84,9 +90,16 @@ class BatchWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(120)
         self.table.setMaximumHeight(TABLE_HEIGHT)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)  # the whole text is the cell's tooltip
+        header = self.table.horizontalHeader()
+        for column in range(len(HEADERS) - 1):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # in view, never off-screen
         self._container = Container(
             widgets=[
-                Container(widgets=[self._cohort, self._manifest], layout="horizontal", labels=False),
+                self._cohort,
+                self._manifest,
                 self._job,
                 self._a,
                 self._b,
@@ -105,9 +118,7 @@ class BatchWidget(QWidget):
         layout.addWidget(self._container.native)
         layout.addWidget(self.table)
         layout.addStretch(1)
-        self.runner = JobRunner(
-            label_status(self._status), button_busy(self._run, self._cancel_button), self._done, self._on_update
-        )
+        self.runner = JobRunner(label_status(self._status), self._set_busy, self._done, self._on_update)
         self._job.changed.connect(self._show_job_options)
         self._manifest.changed.connect(lambda value: setattr(self._cohort, "mode", "r" if value else "d"))
         self._run.changed.connect(self.run)
@@ -168,6 +179,27 @@ class BatchWidget(QWidget):
     def worker(self) -> Any:
         return self.runner.worker
 
+    def _set_busy(self, busy: bool) -> None:
+        button_busy(self._run, self._cancel_button)(busy)
+        if not busy:
+            self._reload_rows()
+
+    def _reload_rows(self) -> None:
+        """After a run (finished, cancelled or failed), rows still waiting take what ``results.csv`` records (e.g. a
+        case whose redo was cancelled keeps its earlier outputs)."""
+        out = getattr(self, "_out_dir", None)
+        if out is None:
+            return
+        try:
+            with open(out / "results.csv", newline="") as handle:
+                recorded = {row["case"]: row for row in csv.DictReader(handle)}
+        except (OSError, ValueError, KeyError):
+            return
+        for index, name in enumerate(self._order):
+            if name in recorded and self.rows.get(name, {}).get("status", "waiting") == "waiting":
+                self.rows[name] = recorded[name]
+                self._set_row(index, recorded[name])
+
     def _on_update(self, update: Progress) -> None:
         row = update.get("row")
         if row is not None:
@@ -179,8 +211,7 @@ class BatchWidget(QWidget):
             row["case"],
             row["status"],
             "" if row.get("seconds") in (None, "") else f"{float(row['seconds']):.1f}",
-            _figures_text(row),
-            row.get("error", ""),
+            row.get("error") or _figures_text(row),  # a failed case: why; else its figures
         )
         for column, text in enumerate(cells):
             item = QTableWidgetItem(str(text))

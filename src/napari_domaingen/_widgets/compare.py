@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
 from .._napari.layer_meta import CompareRecord, read_meta, with_meta
 from .._napari.layers import geometry_kwargs
+from .._napari.output_layers import COSINE_COLORMAP, COSINE_LIMITS, cosine_style
 from ..core.compare import Comparison, describe_summary, similarity_to_voxel
 from ..core.features import FeatureSettings
 from ..core.jobs.compare import CompareArrays, CompareSettings, compare_arrays
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 #: key in ``metadata["domaingen"]`` marking the layers this widget made (they are not offered as inputs)
 OUTPUT_KEY = "compare"
-COSINE_COLORMAP = "PiYG"  # diverging: pink = opposite, white = unrelated (0), green = the same direction
-COSINE_LIMITS = (-1.0, 1.0)
 SIMILARITY_COLORMAP = "inferno"
 MAX_CHANNELS = 64  # spin-box ceiling when the model's channel count is unknown (a file)
 
@@ -286,8 +285,7 @@ class CompareRepresentationsWidget(QWidget):
             f"cosine {layer_a.name} ↔ {layer_b.name}",
             geometry,
             tag,
-            colormap=COSINE_COLORMAP,
-            contrast_limits=COSINE_LIMITS,
+            **cosine_style(),
         )
         self._show_colorbar(layer)
         grid_of(self.viewer).enabled = True

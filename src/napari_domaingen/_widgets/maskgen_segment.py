@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
 from .._napari.layer_meta import MaskGenRecord, read_meta, with_meta
 from .._napari.layers import geometry_kwargs, stack_geometry_kwargs
+from .._napari.output_layers import probability_style
 from ..core.device import available_devices
 from ..core.maskgen import ModelCompatibilityError, ModelSpec, extractor_location, read_model_file
 from ..core.segment import Segmentation, SegmentSettings, segment
@@ -315,9 +316,7 @@ class MaskGenSegmentWidget(QWidget):
             self.viewer.add_image(
                 result.probabilities,
                 name=f"{src.name} {spec.method} probabilities{suffix}",
-                visible=False,
-                colormap="magma",
-                contrast_limits=(0.0, 1.0),
+                **probability_style(),
                 **stack,
             )
         text = result.describe()

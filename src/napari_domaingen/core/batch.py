@@ -10,8 +10,9 @@
   another worker by the Dask scheduler (its ``allowed-failures`` setting, 3 by default); a case that kills
   every worker it lands on is recorded as failed.
 * **Rerun**: a case whose completion record ``DIR/<case>/batch.json`` matches the job (command, inputs,
-  settings) and whose outputs exist is ``skipped``, its figures read again from its outputs; ``force`` redoes it.
-  The record is written last and every output atomically, so an interrupted case never counts as done.
+  settings) and whose outputs exist is ``skipped``, its figures read again from its outputs; ``force`` redoes it,
+  and until it is redone (a cancelled redo) its row stays ``skipped`` with the earlier outputs' figures. The record
+  is written last and every output atomically, so an interrupted case never counts as done.
 * **Guard**: before anything is created, ``DIR`` is refused when it is the cohort folder, lies in a case folder or
   holds a case's file (:func:`~napari_domaingen.io.output_guard.check_batch_out`); a case whose name could leave
   ``DIR`` fails without running; each case's outputs are proved to lie in ``DIR/<case>/`` and checked against all
@@ -192,22 +193,24 @@ def run_batch(
             problems = f" ({'; '.join(case.problems)})" if case.problems else ""
             rows[case.name] = {"case": case.name, "status": "failed", "error": f"{exc}{problems}", "seconds": 0.0}
             continue
-        if not settings.force and _completed(job, inputs, out / case.name):
+        if _completed(job, inputs, out / case.name):
             try:
                 figures = job.figures(out / case.name)
             except (OSError, ValueError, KeyError):
                 figures = None
-            if figures is not None:
+            if figures is not None:  # its outputs stay listed until they are redone (a cancelled redo keeps them)
                 rows[case.name] = {"case": case.name, "status": "skipped", "error": "", "seconds": 0.0, **figures}
-                continue
+                if not settings.force:
+                    continue
         pending.append((case.name, inputs))
     total, start = len(cohort.cases), time.perf_counter()
+    remaining = {name for name, _ in pending}
 
     def update(name: str, where: str = "") -> Progress:
         ordered = [rows[c.name] for c in cohort.cases if c.name in rows]
         write_results(results, ordered)
-        done = len(rows)
-        ran = done - (total - len(pending))
+        done = total - len(remaining)
+        ran = len(pending) - len(remaining)
         elapsed = time.perf_counter() - start
         eta = elapsed / ran * (total - done) if ran > 0 else None
         failed = sum(r["status"] == "failed" for r in rows.values())
@@ -234,13 +237,14 @@ def run_batch(
             if cancel():
                 raise Cancelled("batch cancelled")
             rows[name] = case_task(job, name, inputs, str(out), threads, files[name])
+            remaining.discard(name)
             yield update(name)
     else:
-        yield from _run_on_dask(job, pending, files, settings, workers, threads, out, rows, update, cancel)
+        yield from _run_on_dask(job, pending, files, settings, workers, threads, out, rows, remaining, update, cancel)
     return [rows[c.name] for c in cohort.cases]
 
 
-def _run_on_dask(job, pending, files, settings, workers, threads, out, rows, update, cancel):
+def _run_on_dask(job, pending, files, settings, workers, threads, out, rows, remaining, update, cancel):
     from distributed import as_completed
 
     client = _client(settings, workers, threads)
@@ -260,6 +264,7 @@ def _run_on_dask(job, pending, files, settings, workers, threads, out, rows, upd
             except Exception as exc:  # the worker died every time (KilledWorker), or the scheduler went away
                 error = f"the case's worker died ({_one_line(exc)})" if "KilledWorker" in type(exc).__name__ else ""
                 rows[name] = {"case": name, "status": "failed", "error": error or _one_line(exc), "seconds": 0.0}
+            remaining.discard(name)
             yield update(name, where)
             if cancel():
                 client.cancel(list(futures))

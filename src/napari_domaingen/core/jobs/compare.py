@@ -29,7 +29,20 @@ from ..features import FeatureSettings
 from ..stability import GridMismatchError, require_same_grid
 from .base import JobResult, as_path, check_feature_settings, guard, read_image, require_choice
 
-__all__ = ["CompareArrays", "CompareJob", "CompareResult", "CompareSettings", "compare_arrays", "run_compare"]
+__all__ = [
+    "COSINE_STEM",
+    "RGB_SUFFIX",
+    "CompareArrays",
+    "CompareJob",
+    "CompareResult",
+    "CompareSettings",
+    "compare_arrays",
+    "run_compare",
+]
+
+#: ``<stem of A or B>_features_rgb.nii.gz`` / ``.png``: the feature renderings; ``cosine_similarity.*``: the map
+RGB_SUFFIX = "_features_rgb"
+COSINE_STEM = "cosine_similarity"
 
 
 @dataclass(frozen=True)
@@ -127,12 +140,12 @@ class CompareJob:
             return []
         stem_a, stem_b = strip_nifti_suffix(self.a), strip_nifti_suffix(self.b)
         names = [
-            f"{stem_a}_features_rgb.nii.gz",
-            f"{stem_b}_features_rgb.nii.gz",
-            "cosine_similarity.nii.gz",
-            f"{stem_a}_features_rgb.png",
-            f"{stem_b}_features_rgb.png",
-            "cosine_similarity.png",
+            f"{stem_a}{RGB_SUFFIX}.nii.gz",
+            f"{stem_b}{RGB_SUFFIX}.nii.gz",
+            f"{COSINE_STEM}.nii.gz",
+            f"{stem_a}{RGB_SUFFIX}.png",
+            f"{stem_b}{RGB_SUFFIX}.png",
+            f"{COSINE_STEM}.png",
             "summary.json",
         ]
         return [self.out / name for name in names]
