@@ -9,12 +9,14 @@ Every dock widget puts its controls in :func:`scroll_layout`: the dock may be as
 from __future__ import annotations
 
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
-from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 #: the least height (px) a dock widget asks for; its contents scroll below that
 MIN_DOCK_HEIGHT = 100
 #: the least width (px) of a dock widget: room for its controls and napari's title "<name> (napari-domaingen)"
 MIN_DOCK_WIDTH = 380
+#: characters a drop-down list keeps room for (longer entries are elided in the closed list)
+CHOICE_CHARACTERS = 16
 
 
 class _Contents(QWidget):
@@ -30,6 +32,21 @@ class _Contents(QWidget):
 
     def hasHeightForWidth(self) -> bool:
         return False
+
+    def showEvent(self, event) -> None:
+        narrow_choices(self)
+        super().showEvent(event)
+
+
+def narrow_choices(widget: QWidget) -> None:
+    """Drop-down lists do not widen the dock to their longest entry (a layer named after a long file): they keep
+    room for :data:`CHOICE_CHARACTERS` characters, elide the rest, and the open list shows whole entries."""
+    for combo in widget.findChildren(QComboBox):
+        if combo.sizeAdjustPolicy() != QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon:
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(CHOICE_CHARACTERS)
+            QApplication.sendEvent(combo, QEvent(QEvent.Type.StyleChange))  # Qt caches the old minimum size hint
+            combo.updateGeometry()
 
 
 class _ScrollArea(QScrollArea):
