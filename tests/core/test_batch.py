@@ -84,8 +84,10 @@ def test_in_process_batch_rows_statuses_and_rerun(cohort_dir, anatomix_weights, 
     assert list(table["brats"])[:8] == [
         "case", "status", "error", "seconds", "worker", "cka_features", "cka_intensity", "mean_cosine"
     ]  # fmt: skip
-    assert table["corrupt"]["error"].startswith("case corrupt has no T1 volume (it has FLAIR) (")
+    # issue 27.6: not "has no T1 volume (it has FLAIR) (…t1.nii.gz: not a readable NIfTI file)", a contradiction
+    assert table["corrupt"]["error"].startswith("case corrupt: its T1 file cannot be used: ")
     assert "corrupt_t1.nii.gz: not a readable NIfTI file" in table["corrupt"]["error"]
+    assert table["corrupt"]["error"].count("not a readable NIfTI file") == 1
     assert "grid" in table["offgrid"]["error"] and table["offgrid"]["worker"] == "local"
     assert table["noflair"]["error"] == "case noflair has no FLAIR volume (it has T1)"
     # each case's outputs are exactly the single-case command's

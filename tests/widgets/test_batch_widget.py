@@ -39,6 +39,8 @@ def test_batch_dock_runs_cancels_and_opens_a_case(cohort_dir, anatomix_weights, 
     assert statuses == {"brats": "ok", "corrupt": "failed", "noflair": "failed", "offgrid": "failed", "tcga": "ok"}
     assert "cka_features" in widget.table.item(4, 3).text()
     assert "5 cases: 2 done, 3 failed" in widget._status.value
+    why = {widget.table.item(i, 0).text(): widget.table.item(i, 3).text() for i in range(5)}
+    assert why["corrupt"].startswith("case corrupt: its T1 file cannot be used: ")  # issue 27.6: no contradiction
 
     row = [widget.table.item(i, 0).text() for i in range(5)].index("tcga")
     widget.table.scrollToItem(widget.table.item(row, 0))
@@ -58,18 +60,18 @@ def test_batch_dock_runs_cancels_and_opens_a_case(cohort_dir, anatomix_weights, 
     assert all(np.allclose(layer.scale, cosine.scale) for layer in renderings)
     assert widget.open_case("noflair") == [] and "has no outputs" in widget._status.value
 
-    # cancel: a second run stops after the case in progress; finished rows stay
+    # cancel: a second run stops after the case in progress; every row then shows what results.csv records (issue
+    # 27.7: a cancelled redo kept the rows of cases whose earlier outputs are still on disk), or "waiting"
     widget._force.value = True
     widget._run.native.click()
     widget.cancel()
     qtbot.waitUntil(lambda: widget._run.enabled, timeout=60000)
-    assert widget._run.enabled and any(widget.table.item(i, 1).text() == "waiting" for i in range(5))
-    # Issue 27.7: a cancelled redo keeps the rows of the cases whose earlier outputs are still on disk
     with open(tmp_path / "out" / "results.csv", newline="") as handle:
         kept = {row["case"]: row["status"] for row in csv.DictReader(handle)}
     assert kept["tcga"] in ("ok", "skipped") and kept["brats"] in ("ok", "skipped")
     statuses = {widget.table.item(i, 0).text(): widget.table.item(i, 1).text() for i in range(5)}
-    assert statuses["tcga"] in ("ok", "skipped") and widget.open_case("tcga")
+    assert statuses == {name: kept.get(name, "waiting") for name in statuses}
+    assert widget.open_case("tcga")
 
 
 @pytest.mark.slow

@@ -122,7 +122,10 @@ def test_swap_makes_the_four_layers_and_the_point_rerenders(make_napari_viewer, 
 
 
 @pytest.mark.slow
-def test_mean_and_region_styles(make_napari_viewer, qtbot, tiny_model, crops):
+def test_mean_and_region_styles(make_napari_viewer, qtbot, tiny_model, crops, monkeypatch):
+    from napari_domaingen._widgets import _jobs
+    from napari_domaingen._widgets.swap import AUTO_RENDER_MS
+
     viewer = make_napari_viewer()
     _add_pair(viewer, crops)
     widget = _widget(viewer, tiny_model)
@@ -134,10 +137,15 @@ def test_mean_and_region_styles(make_napari_viewer, qtbot, tiny_model, crops):
     assert "style point" not in viewer.layers
 
     before = widget.last_outcome
+    alarms = []
+    monkeypatch.setattr(_jobs, "notify_error", alarms.append)
     widget._mode.value = "region"
     region = viewer.layers["style region"]
     assert region.data.shape == (96, 96) and tuple(region.scale) == STYLE_SCALE and region.mode == "paint"
-    widget._swap_button.native.click()  # nothing painted yet
+    qtbot.wait(3 * AUTO_RENDER_MS)  # issue 27.6: choosing 'region' raised a red error before one could paint
+    assert alarms == [] and widget._status.value.startswith("paint the region on 'he'")
+    widget._swap_button.native.click()  # nothing painted yet: pressing Swap is a mistake worth a notification
+    assert len(alarms) == 1
     assert "is empty: paint the region" in widget._status.value and widget.last_outcome is before
     region.data[:24, :24] = 1
     widget._swap_button.native.click()

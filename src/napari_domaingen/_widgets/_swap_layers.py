@@ -210,6 +210,11 @@ class StylePickers:
 
     # ------------------------------------------------------------------------------------------ grid mode
 
+    def region_painted(self) -> bool:
+        """Whether the 'style region' layer exists and holds a painted pixel."""
+        layer = self.region_layer
+        return layer is not None and bool(np.asarray(layer.data).any())
+
     def picker(self, mode: str) -> Any:
         """The picker layer of a style ``mode`` (``"point"``, ``"region"``), or ``None``."""
         return self.point_layer if mode == "point" else self.region_layer if mode == "region" else None

@@ -347,12 +347,15 @@ class SwapWidget(QWidget):
         return anatomy, style
 
     def _request(self, what: str) -> SwapRequest | None:
-        """A swap request from the controls, or ``None`` after telling the user what is wrong."""
+        """A swap request from the controls, or ``None`` after telling the user what is wrong: a red notification
+        when the user pressed a button, the status line only for a re-render the widget started by itself (the
+        style mode changed, the point moved), so choosing *region* does not raise an alarm before any painting."""
+        tell = show_problem if what != "cross" else set_status
         try:
             anatomy, style = self._images()
             model_key, source, device = self._model_key()
         except (OSError, ValueError) as err:
-            show_problem(self._status, str(err))
+            tell(self._status, str(err))
             return None
         tiling = self.options.tiling()
 
@@ -382,7 +385,7 @@ class SwapWidget(QWidget):
             except SwapSettingsError as err:
                 problem = str(err)
         if problem is not None:
-            show_problem(self._status, problem)
+            tell(self._status, problem)
             return None
         self._job = {"anatomy": anatomy, "style": style, "notes": notes}
         return request
@@ -419,6 +422,8 @@ class SwapWidget(QWidget):
             return
         if self._mode.value == "mean":
             return
+        if self._mode.value == "region" and not self.pickers.region_painted():
+            return  # nothing painted yet: the status line already says to paint
         if self.runner.is_running:
             self._pending_auto = True
             return

@@ -190,7 +190,8 @@ def run_batch(
             check_case_name(case.name)
             inputs = _inputs(job, case)
         except (ValueError, OutputError) as exc:
-            problems = f" ({'; '.join(case.problems)})" if case.problems else ""
+            others = [problem for problem in case.problems if problem not in str(exc)]  # each reason once
+            problems = f" ({'; '.join(others)})" if others else ""
             rows[case.name] = {"case": case.name, "status": "failed", "error": f"{exc}{problems}", "seconds": 0.0}
             continue
         if _completed(job, inputs, out / case.name):

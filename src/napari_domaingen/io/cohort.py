@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .contrast_names import CONTRASTS
+from .contrast_names import CONTRASTS, contrast_of
 from .errors import DomaingenIOError, VolumeReadError
 from .nifti import is_nifti_path
 from .output_guard import OutputError, check_case_name
@@ -58,9 +58,13 @@ class Case:
     name: str
     volumes: dict[str, Candidate] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    unusable: dict[str, str] = field(default_factory=dict)  # contrast → why its file cannot be used
 
     def path_of(self, contrast: str) -> str:
-        """The file or DICOM folder of ``contrast``; raises ``ValueError`` saying what the case has instead."""
+        """The file or DICOM folder of ``contrast``; raises ``ValueError`` saying why its file cannot be used, or
+        what the case has instead."""
+        if contrast not in self.volumes and contrast in self.unusable:
+            raise ValueError(f"case {self.name}: its {contrast} file cannot be used: {self.unusable[contrast]}")
         if contrast not in self.volumes:
             have = ", ".join(sorted(self.volumes, key=_ORDER.__getitem__)) or "no recognised volume"
             raise ValueError(f"case {self.name} has no {contrast} volume (it has {have})")
@@ -114,8 +118,15 @@ def read_cohort(path: str | os.PathLike) -> Cohort:
 def _case_from_folder(folder: Path) -> Case:
     case = Case(folder.name)
     errors: list[str] = []
-    # file by file, so one unreadable volume does not hide the case's others
-    candidates = scan(sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_path(p)), errors)
+    # file by file, so one unreadable volume does not hide the case's others, and its contrast is known
+    candidates = []
+    for file in sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_path(p)):
+        file_errors: list[str] = []
+        candidates += scan([file], file_errors)
+        contrast = contrast_of(file)
+        if file_errors and contrast is not None:
+            case.unusable.setdefault(contrast, file_errors[0])
+        errors += file_errors
     if any(p.is_file() and not is_nifti_path(p) for p in folder.rglob("*")):
         try:
             candidates += _dicom_candidates(folder)
@@ -175,10 +186,13 @@ def _read_manifest(path: Path) -> Cohort:
             file = Path(value) if Path(value).is_absolute() else path.parent / value
             errors: list[str] = []
             found = scan([file], errors) if file.exists() else []
+            contrast = _CANONICAL[column.lower()]
             if not file.exists():
-                case.problems.append(f"{_CANONICAL[column.lower()]}: {file}: no such file or folder")
+                case.problems.append(f"{contrast}: {file}: no such file or folder")
+                case.unusable[contrast] = f"{file}: no such file or folder"
             elif not found:
                 case.problems += errors or [f"{file}: no NIfTI volume or DICOM series"]
+                case.unusable[contrast] = (errors or [f"{file}: no NIfTI volume or DICOM series"])[0]
             else:
                 case.volumes[_CANONICAL[column.lower()]] = found[0]
         cases.append(case)
