@@ -122,6 +122,16 @@ def test_segment_adds_labels_with_class_names_on_the_image_grid(make_napari_view
             assert row.mean == pytest.approx(float(case[0][labels.data == row.value].mean()), rel=1e-5)
     labels.paint((20, 20, 20), 1)  # a correction by hand: the labels are now semi-automatic
     assert labels.metadata["domaingen"]["maskgen"]["edited"] is True
+    # issue 27.6: the statistics follow the painting by themselves (they stayed at the model's figures until Compute)
+    painted = int((labels.data == 1).sum())
+    assert painted != rows[0].voxels
+
+    def shown_voxels() -> str:
+        table = widget.stats.table
+        return next(table.item(i, 2).text() for i in range(table.rowCount()) if table.item(i, 0).text() == "1")
+
+    qtbot.waitUntil(lambda: shown_voxels() == str(painted), timeout=5000)
+    assert widget.stats.rows[0].voxels == painted
     saved = widget.stats.save(tmp_path / "stats.csv").read_text().splitlines()
     assert saved[0] == "value,name,voxels,volume_mm3,mean,std" and saved[2].startswith("4,oedema,")
 

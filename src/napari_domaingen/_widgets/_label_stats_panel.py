@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QAbstractItemView, QComboBox, QFileDialog, QTableWidget, QTableWidgetItem
 
 from ..core.label_stats import ClassStats, label_statistics, write_stats_csv
@@ -22,6 +23,7 @@ __all__ = ["LabelStatsPanel"]
 
 HEADERS = ("value", "name", "voxels", "volume (mm³)", "mean", "std")
 TABLE_HEIGHT = 170  # px: about six rows; the dock scrolls, and the whole dock must fit a 1080-px screen
+REFRESH_MS = 400  # the table refreshes this long after the last paint stroke
 
 
 def _affine(layer: Any):
@@ -67,6 +69,56 @@ class LabelStatsPanel(Container):
         self._compute.changed.connect(self.compute)
         self._save.changed.connect(self._ask_and_save)
         follow_layer_list(viewer, self.reset_choices)
+        self._watched: Any = None  # the Labels layer whose painting refreshes the table
+        self._refresh = QTimer(self.native)
+        self._refresh.setSingleShot(True)
+        self._refresh.setInterval(REFRESH_MS)
+        self._refresh.timeout.connect(self._recompute_in_background)
+        self._worker: Any = None
+        self._labels_layer.changed.connect(self._watch)
+
+    def _watch(self, _value: Any = None) -> None:
+        """Refresh the table after painting on the chosen Labels layer (a stroke, a fill, an erase, undo)."""
+        layer = self._labels_layer.value
+        if layer is self._watched:
+            return
+        for event in ("paint", "data"):
+            if self._watched is not None:
+                getattr(self._watched.events, event).disconnect(self._on_painted)
+            if layer is not None:
+                getattr(layer.events, event).connect(self._on_painted)
+        self._watched = layer
+
+    def _on_painted(self, _event: Any = None) -> None:
+        if self.rows:  # a table is shown: keep it current, a moment after the last stroke
+            self._refresh.start()
+
+    def _recompute_in_background(self) -> None:
+        """:meth:`compute`'s figures in a worker thread (0.4 s for a 7-million-voxel brain with intensities),
+        shown if the same layers are still chosen."""
+        from napari.qt.threading import create_worker
+
+        labels, image = self._labels_layer.value, self._image_layer.value
+        if labels is None or (image is not None and tuple(image.data.shape) != tuple(labels.data.shape)):
+            return
+        if self._worker is not None and self._worker.is_running:
+            self._refresh.start()  # one computation at a time: try again after it
+            return
+        data, pixels, affine, names = (
+            labels.data.copy(),
+            None if image is None else image.data,
+            _affine(labels),
+            layer_class_names(labels),
+        )
+        worker = create_worker(label_statistics, data, affine, pixels, names, _start_thread=False)
+
+        def show(rows: list[ClassStats]) -> None:
+            if self._labels_layer.value is labels and self._image_layer.value is image:
+                self._show(rows)
+
+        worker.returned.connect(show)
+        self._worker = worker
+        worker.start()
 
     def show_for(self, labels: Any, image: Any | None) -> None:
         """Choose ``labels`` (and ``image``) and compute their statistics."""
@@ -87,7 +139,10 @@ class LabelStatsPanel(Container):
                 show_problem(self._status, f"{image.name} is not on the grid of {labels.name}: shapes differ")
                 return []
             pixels = image.data
-        self.rows = label_statistics(labels.data, _affine(labels), pixels, layer_class_names(labels))
+        return self._show(label_statistics(labels.data, _affine(labels), pixels, layer_class_names(labels)))
+
+    def _show(self, rows: list[ClassStats]) -> list[ClassStats]:
+        self.rows = rows
         self._fill()
         self._save.enabled = True
         total = sum(row.volume_mm3 for row in self.rows)
