@@ -1,6 +1,8 @@
 """Segmenting with a trained checkpoint: labels on the image grid, NIfTI with the image's affine, feature modes,
 ablation, probabilities, extractor checks."""
 
+import dataclasses
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -155,3 +157,10 @@ def test_spacing_warning(trained):
     _, spec = load_model(trained[0])
     assert spacing_warning(spec, (1.0, 1.0, 1.0)) is None
     assert "differ from the training data" in spacing_warning(spec, (3.0, 1.0, 1.0))
+    # the advice names the model's own spacing (a 2 mm model: not the 1 mm Load volumes used to offer)
+    two_mm = dataclasses.replace(spec, spacing=(2.0, 2.0, 2.0))
+    assert "resample the image to 2 mm voxels (Load volumes ▸ isotropic, set to 2 mm)" in spacing_warning(
+        two_mm, (1.0, 1.0, 1.0)
+    )
+    anisotropic = dataclasses.replace(spec, spacing=(3.0, 1.0, 1.0))
+    assert "resample the image onto 3 × 1 × 1 mm voxels" in spacing_warning(anisotropic, (1.0, 1.0, 1.0))

@@ -219,3 +219,26 @@ def test_a_second_patient_opens_in_view_and_is_never_resampled_onto_the_first(ma
     assert low[0] <= viewer.dims.point[0] <= high[0]  # and the slider inside it
     assert not widget.resample_button.isVisible()
     assert widget.grid_label.text().startswith("2 volumes on one grid")  # this case only
+
+
+def test_isotropic_loading_at_the_spacing_a_model_asks_for(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27.6: a 2 mm model's spacing warning pointed to *Load volumes ▸ isotropic*, which resampled to 1 mm."""
+    from types import SimpleNamespace
+
+    from napari_domaingen.core.segment import spacing_warning
+
+    path = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 36, 30)).astype(np.float32), np.eye(4)), str(path))
+    spec = SimpleNamespace(spacing=(2.0, 2.0, 2.0))  # a model trained on 2 mm voxels (the warning reads only that)
+    advice = spacing_warning(spec, (1.0, 1.0, 1.0))
+    assert "Load volumes ▸ isotropic, set to 2 mm" in advice
+    viewer = make_napari_viewer()
+    widget = _widget(viewer)
+    widget.add_paths([path])
+    widget.isotropic.setChecked(True)
+    widget.isotropic_mm.setValue(2.0)  # what the advice says
+    widget.load_button.click()
+    _wait_done(qtbot, widget)
+    (layer,) = viewer.layers
+    assert tuple(layer.scale) == pytest.approx((2.0, 2.0, 2.0)) and layer.data.shape == (15, 18, 20)
+    assert spacing_warning(spec, tuple(layer.scale)) is None

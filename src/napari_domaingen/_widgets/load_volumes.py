@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -88,8 +89,17 @@ class LoadVolumesWidget(QWidget):
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keep the contrast suffix of long names
         self.table.horizontalHeader().setStretchLastSection(True)
         self.setMinimumWidth(520)
-        self.isotropic = QCheckBox(f"isotropic {ISOTROPIC_MM:g} mm")
+        self.isotropic = QCheckBox("isotropic")
         self.isotropic.setToolTip("resample each volume to isotropic voxels while loading (linear; labels nearest)")
+        self.isotropic_mm = QDoubleSpinBox()
+        self.isotropic_mm.setRange(0.1, 10.0)
+        self.isotropic_mm.setSingleStep(0.25)
+        self.isotropic_mm.setDecimals(2)
+        self.isotropic_mm.setValue(ISOTROPIC_MM)
+        self.isotropic_mm.setSuffix(" mm")
+        self.isotropic_mm.setToolTip(
+            "the voxel size to resample to, e.g. the spacing a segmentation model was trained on"
+        )
         self.load_button = QPushButton("Load selected")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -120,6 +130,7 @@ class LoadVolumesWidget(QWidget):
         layout.addWidget(self.table, 1)
         row = QHBoxLayout()
         row.addWidget(self.isotropic)
+        row.addWidget(self.isotropic_mm)
         row.addStretch(1)
         row.addWidget(self.load_button)
         row.addWidget(self.cancel_button)
@@ -241,7 +252,7 @@ class LoadVolumesWidget(QWidget):
             return
         self._loading = rows
         candidates = [self.candidates[r] for r in rows]
-        isotropic = ISOTROPIC_MM if self.isotropic.isChecked() else None
+        isotropic = float(self.isotropic_mm.value()) if self.isotropic.isChecked() else None
         self.runner.start(
             lambda cancel: iter_load_group(candidates, isotropic, cancel),
             f"loading {len(rows)} volume(s)",

@@ -194,9 +194,13 @@ def spacing_warning(spec: ModelSpec, spacing: tuple[float, ...] | None) -> str |
     if np.any(np.abs(ratio - 1.0) > _SPACING_TOLERANCE):
         have = " × ".join(f"{s:.2g}" for s in spacing)
         want = " × ".join(f"{s:.2g}" for s in spec.spacing)
+        if len(set(spec.spacing)) == 1:  # isotropic training data: the Load volumes option makes that grid
+            how = f"to {spec.spacing[0]:g} mm voxels (Load volumes ▸ isotropic, set to {spec.spacing[0]:g} mm)"
+        else:
+            how = f"onto {want} mm voxels"
         return (
             f"the image's voxels ({have} mm) differ from the training data's ({want} mm); the model sees "
-            "structures at another scale — resample the image (Load volumes ▸ isotropic) for best results"
+            f"structures at another scale — resample the image {how} for best results"
         )
     return None
 
