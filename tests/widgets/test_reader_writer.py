@@ -162,3 +162,20 @@ def test_dicom_folder_opens_through_the_plugin(make_napari_viewer, tmp_path):
         from_dicom.translate, from_nifti.translate, atol=1e-3
     )
     assert from_dicom.name == "T1 crop"
+
+
+def test_file_open_on_a_folder_of_nifti_files(make_napari_viewer, tmp_path):
+    """Issue 27.6: File ▸ Open on a folder of NIfTI files said only "no DICOM files found"; it now opens them, and a
+    folder with neither says where a subject's volumes go."""
+    from napari_domaingen.io.errors import VolumeReadError
+
+    case = tmp_path / "case"
+    case.mkdir()
+    for name in ("sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"):
+        nib.save(nib.Nifti1Image(np.ones((6, 7, 8), np.float32), np.eye(4)), str(case / name))
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(case), plugin=PLUGIN)
+    assert sorted(layer.name for layer in layers) == ["sub-01_FLAIR", "sub-01_T1w"]
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(VolumeReadError, match="Load volumes ▸ Add folder"):
+        viewer.open(str(tmp_path / "empty"), plugin=PLUGIN)

@@ -63,6 +63,12 @@ def _is_dicom_input(path: str) -> bool:
     return candidate.is_dir() or candidate.suffix.lower() in (".zip", ".dcm")
 
 
+def _nifti_files(folder: str) -> list[Path]:
+    """The NIfTI files directly in ``folder`` (a subject's volumes, a batch case's outputs), by name."""
+    root = Path(folder)
+    return sorted(p for p in root.iterdir() if p.is_file() and is_nifti_path(p)) if root.is_dir() else []
+
+
 def get_dicom_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     """Return :func:`read_dicom_layers` for DICOM folders, zips of a series, and ``.dcm`` files."""
     paths = reader_paths(path)
@@ -71,7 +77,8 @@ def get_dicom_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 def read_dicom_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
     """Every image series in each folder/zip → one Image layer (a ``.dcm`` file → its whole series); every DICOM
-    Segmentation (a ``.dcm`` file, or in a folder) → one Labels layer with its class names and colours."""
+    Segmentation (a ``.dcm`` file, or in a folder) → one Labels layer with its class names and colours; the NIfTI
+    files directly in a folder → their layers (as :func:`read_nifti_layers` opens them)."""
     from ..io.dicom import list_series, read_series
     from ..io.dicom_seg import is_dicom_seg, read_dicom_seg
     from ..io.errors import VolumeReadError
@@ -82,12 +89,18 @@ def read_dicom_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
             read = read_dicom_seg if is_dicom_seg(item) else read_series
             layers.append(volume_layer_data(read(item)))
         else:
+            niftis = _nifti_files(item)
             segs = [p for p in sorted(Path(item).rglob("*")) if p.is_file() and is_dicom_seg(p)]
             try:
                 layers += [volume_layer_data(read_series(series)) for series in list_series(item)]
-            except VolumeReadError:
-                if not segs:  # a folder of segmentations only is fine; anything else is the user's to know
-                    raise
+            except VolumeReadError as exc:
+                if not segs and not niftis:  # a folder of segmentations or NIfTI files only is fine
+                    raise VolumeReadError(
+                        item,
+                        f"{exc.problem}, and no NIfTI files directly in it; for a subject's volumes in sub-folders "
+                        "use Plugins ▸ napari-domaingen ▸ Load volumes ▸ Add folder",
+                    ) from None
             layers += [volume_layer_data(read_dicom_seg(p)) for p in segs]
+            layers += [layer for p in niftis for layer in output_layer_data(p)]
     follow_current_viewer()
     return layers
