@@ -411,3 +411,25 @@ def test_both_training_widgets_share_the_training_panel(make_napari_viewer, qtbo
     assert status.startswith("stopped early at step 4/10: no better validation score") and str(out) in status
     assert "best model (validation PSNR (dB) 21.5 at step 2)" in status and "ft.history.csv" in status
     assert swap.last_training is result and swap._model.value == "finetuned"
+
+
+@pytest.mark.slow
+def test_skipped_steps_are_counted_with_their_reason(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27.6: an ERM run skipped 4 of 12 steps (crops of empty background) and the closing status did not say
+    so, or why."""
+    image = np.zeros((96, 96, 96), np.float32)
+    labels = np.zeros((96, 96, 96), np.uint8)
+    image[4:14, 4:14, 4:14], labels[6:12, 6:12, 6:12] = 1.0, 1  # the rest of the volume is empty
+    viewer = make_napari_viewer()
+    src = viewer.add_image(image, name="t1")
+    lab = viewer.add_labels(labels, name="lesion")
+    widget = _widget(viewer, None, tmp_path / "erm.pt", steps=12, _method="erm", _validate_every=0)
+    widget._image.value, widget._labels.value = src, lab
+    widget._start.native.click()
+    _wait_done(qtbot, widget)
+    result = widget.last_result
+    skipped = len(result.history.get("skipped", []))
+    assert result.steps_done == 12 and 0 < skipped < 12, widget._status.value
+    assert f"{skipped} of 12 steps skipped: the crops carry no signal (constant input) ({skipped})" in (
+        widget._status.value
+    )

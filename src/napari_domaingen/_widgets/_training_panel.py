@@ -47,6 +47,8 @@ def result_summary(result: FitResult, score_label: str) -> str:
     else:
         text = f"done: {result.steps_done} steps in {format_seconds(result.seconds)}"
     text += f", final loss {result.final_loss:.4f}; model saved to {result.checkpoint}"
+    if result.skipped_summary:
+        text += f" ({result.skipped_summary})"
     best = best_validation(result.history)
     if result.best is not None:
         scored = f" ({score_label} {best[1]:.4g} at step {best[0]})" if best else ""

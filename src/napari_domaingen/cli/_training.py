@@ -160,6 +160,8 @@ def closing_lines(result: FitResult) -> list[str]:
         f"{result.steps_done} steps, final loss {result.final_loss:.4f}; {format_seconds(result.seconds)}"
         + (f"; stopped early: {result.stopped}" if result.stopped else "")
     ]
+    if result.skipped_summary:
+        lines.append(result.skipped_summary)
     best = best_validation(result.history)
     if result.best is not None and best is not None:
         lines.append(f"best model (validation score {best[1]:.4g} at step {best[0]}): {result.best}")

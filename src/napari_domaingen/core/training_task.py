@@ -72,3 +72,14 @@ class FitResult:
     def final_loss(self) -> float:
         finite = [v for v in self.history.get("loss", [])[-10:] if math.isfinite(v)]
         return sum(finite) / len(finite) if finite else math.nan
+
+    @property
+    def skipped_summary(self) -> str:
+        """How many steps of the run were skipped and why, e.g. ``"4 of 12 steps skipped: the crops carry no
+        signal (constant input) (4)"``; empty when none was."""
+        reasons = [str(reason) for _, reason in self.history.get("skipped", [])]
+        if not reasons:
+            return ""
+        counts = {reason: reasons.count(reason) for reason in dict.fromkeys(reasons)}
+        why = "; ".join(f"{reason} ({count})" for reason, count in counts.items())
+        return f"{len(reasons)} of {self.steps_done} steps skipped: {why}"
