@@ -173,3 +173,33 @@ def test_a_rerun_replaces_its_own_layers(make_napari_viewer, qtbot, weights_file
     _wait_done(qtbot, widget)
     assert len(viewer.layers) == 5 and not any("[1]" in layer.name for layer in viewer.layers)
     assert viewer.layers[1].unique_id == first and viewer.layers[1].visible  # the same layer, updated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("closed", ["source layer", "dock"])
+def test_a_job_whose_source_layer_or_dock_is_closed_adds_nothing(make_napari_viewer, qtbot, weights_file, closed):
+    """Issue 27.8: closing the image a job reads, or the dock that started it, left the job running and its layers
+    appeared when it finished."""
+    from ._gui import full_hd_window, plugin_widget
+
+    viewer = make_napari_viewer(show=True)
+    full_hd_window(viewer, qtbot)
+    image = viewer.add_image(_volume((96, 128, 128), seed=1), name="big")
+    widget = plugin_widget(viewer, "Extract features")
+    widget._weights_file.value = weights_file
+    widget._strategy.value, widget._roi.value, widget._precision.value = "sliding", 32, "fp32"
+    stages = []
+    widget._run.native.click()
+    widget.worker.yielded.connect(lambda update: stages.append(update["stage"]))
+    qtbot.waitUntil(lambda: "inference" in stages, timeout=30000)
+    if closed == "source layer":
+        viewer.layers.remove(image)
+    else:
+        viewer.window.remove_dock_widget(widget)  # what the dock's close button does
+    qtbot.waitUntil(lambda: not widget.runner.is_running, timeout=30000)
+    qtbot.wait(200)
+    expected = [] if closed == "source layer" else ["big"]
+    assert [layer.name for layer in viewer.layers] == expected  # no feature stack, no RGB preview
+    assert widget.last_result is None
+    reason = "'big' was closed" if closed == "source layer" else "its dock was closed"
+    assert widget._status.value == f"cancelled: {reason}"

@@ -7,7 +7,7 @@ progress dicts, see :mod:`napari_domaingen.progress`) and says what to do with i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +147,8 @@ class JobRunner:
         self.activity = activity
         self.worker: Any = None
         self.outcome: JobOutcome | None = None
+        self.abandoned = ""  # why the running job's result is not wanted any more (its dock or an input closed)
+        self._inputs: list[Any] = []
         self._cancel = threading.Event()
         self._pbar: Any = None
         self._job: Generator[Progress, None, JobOutcome] | None = None
@@ -157,8 +159,46 @@ class JobRunner:
     def is_running(self) -> bool:
         return self.worker is not None and self.worker.is_running
 
-    def start(self, make_job: JobFactory, description: str, on_result: Callable[[Any], None] | None = None) -> None:
-        """Build the job with this run's cancel flag and start it (a no-op while a job runs)."""
+    def bind(self, owner: Any, viewer: Any) -> None:
+        """Tie jobs to the dock ``owner`` (a QWidget) and the layers of ``viewer``: closing the dock, or removing a
+        layer the running job reads (:meth:`start`'s ``inputs``), cancels the job and drops its result, so no
+        layer appears for a dock or an image that is gone."""
+        from qtpy.QtCore import QEvent, QObject
+
+        runner = self
+
+        class _Closed(QObject):
+            def eventFilter(self, watched: Any, event: Any) -> bool:
+                if event.type() == QEvent.Type.ParentChange and watched.parent() is None:
+                    runner.abandon("its dock was closed")  # napari's close button takes the widget out of the window
+                return False
+
+        self._close_filter = _Closed(owner)
+        owner.installEventFilter(self._close_filter)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    def _on_layer_removed(self, event: Any) -> None:
+        layer = getattr(event, "value", None)
+        if self.is_running and any(layer is other for other in self._inputs):
+            self.abandon(f"'{layer.name}' was closed")
+
+    def abandon(self, reason: str) -> None:
+        """Cancel the running job and drop whatever it returns (``reason`` goes into the status line)."""
+        if not self.is_running:
+            return
+        self.abandoned = reason
+        self.cancel()
+        self.set_status(f"cancelled: {reason}")
+
+    def start(
+        self,
+        make_job: JobFactory,
+        description: str,
+        on_result: Callable[[Any], None] | None = None,
+        inputs: Sequence[Any] = (),
+    ) -> None:
+        """Build the job with this run's cancel flag and start it (a no-op while a job runs); ``inputs``: the layers
+        it reads (see :meth:`bind`)."""
         from napari.qt.threading import thread_worker
         from napari.utils import progress
 
@@ -166,6 +206,8 @@ class JobRunner:
             return
         self._cancel.clear()
         self.outcome = None
+        self.abandoned = ""
+        self._inputs = list(inputs)
         self._current_result = on_result or self.on_result
         cancelled = self._cancel.is_set
         self._job = job = _guarded(make_job(cancelled), cancelled)
@@ -220,8 +262,12 @@ class JobRunner:
                 pbar.update(percent - pbar.n)
 
     def _on_returned(self, outcome: JobOutcome) -> None:
+        if self.abandoned:  # finished before the cancel reached it: the result is not wanted
+            outcome = JobOutcome(cancelled=True)
         self.outcome = outcome
-        if outcome.cancelled:
+        if self.abandoned:
+            self.set_status(f"cancelled: {self.abandoned}")
+        elif outcome.cancelled:
             self.set_status("cancelled")
         elif outcome.error is not None:
             self.fail(outcome.error)
@@ -242,7 +288,7 @@ class JobRunner:
         if job is not None:
             threading.Thread(target=job.close, name="domaingen-job-close", daemon=True).start()
         self.outcome = JobOutcome(cancelled=True)
-        self.set_status("cancelled")
+        self.set_status(f"cancelled: {self.abandoned}" if self.abandoned else "cancelled")
 
     def _on_finished(self) -> None:
         if self._pbar is not None:

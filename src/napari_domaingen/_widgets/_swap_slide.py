@@ -165,7 +165,8 @@ class SlidePanel(Container):
             return
         self._names = (dock._anatomy.value.name, dock._style.value.name)
         dock._progress.value = 0
-        dock.runner.start(request.job, f"swapping the whole slide into {request.out.name}", self._done)
+        inputs = [dock._anatomy.value, dock._style.value]
+        dock.runner.start(request.job, f"swapping the whole slide into {request.out.name}", self._done, inputs=inputs)
 
     def _done(self, result: SlideSwapResult) -> None:
         """Open the written slide as a multiscale layer."""

@@ -119,6 +119,7 @@ class BatchWidget(QWidget):
         layout.addWidget(self.table)
         layout.addStretch(1)
         self.runner = JobRunner(label_status(self._status), self._set_busy, self._done, self._on_update)
+        self.runner.bind(self, self.viewer)
         self._job.changed.connect(self._show_job_options)
         self._manifest.changed.connect(lambda value: setattr(self._cohort, "mode", "r" if value else "d"))
         self._run.changed.connect(self.run)

@@ -151,6 +151,7 @@ class CompareRepresentationsWidget(QWidget):
         layout.addStretch(1)
 
         self.runner = JobRunner(label_status(self._status), button_busy(self._run, self._cancel_button), self._show)
+        self.runner.bind(self, self.viewer)
         self._cancel_button.changed.connect(self.cancel)
         self._run.changed.connect(self.run)
         self._mode.changed.connect(self._on_mode)
@@ -251,6 +252,7 @@ class CompareRepresentationsWidget(QWidget):
         self.runner.start(
             lambda cancel: compare_arrays(arrays, settings, cancel),
             f"compare {layer_a.name} ↔ {layer_b.name} ({weights_name})",
+            inputs=[layer_a, layer_b],
         )
 
     def cancel(self, _value: Any = None) -> None:

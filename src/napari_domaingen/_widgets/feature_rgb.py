@@ -1,13 +1,14 @@
 """Dock widget: a feature stack ``(C, Z, Y, X)`` → one live RGB layer (PCA or three chosen channels).
 
 Thin by design: every parameter change restarts a short timer (150 ms); when it fires the projection
-(:func:`~napari_domaingen.core.rgb.render_rgb`) is fitted and applied in a ``thread_worker`` (a PCA of
+(:func:`~napari_domaingen.core.rgb.render_rgb`) is fitted and applied by the job runner, off the GUI thread (a PCA of
 a 16×155×240×240 stack takes seconds), and the result replaces the data of the same output layer.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,8 +20,9 @@ from .._napari.layer_meta import FeatureRgbRecord, FeaturesRecord, read_meta, wi
 from .._napari.layers import spatial_geometry_kwargs
 from ..core.foreground import foreground_mask
 from ..core.rgb import render_rgb
+from ..progress import Progress
 from ._choices import follow_layer_list, layer_key, volume_layers
-from ._jobs import clear_error_notifications, notify_error, set_status
+from ._jobs import JobRunner, set_status
 from ._layout import scroll_layout, wrap_text
 
 if TYPE_CHECKING:
@@ -37,17 +39,17 @@ def features_entry(layer: Any) -> FeaturesRecord | None:
     return entry if isinstance(entry, dict) else None
 
 
-def _render_job(features: Any, image: Any, mode: str, channels: tuple[int, int, int], mask: Any) -> Any:
-    """Worker body: ``(rgb, seconds, masked, mask)`` or the exception (returned, not raised). ``mask``: the image's
-    foreground when already found (else it is found here and handed back, to be reused by the next render)."""
-    try:
-        start = time.perf_counter()
-        if mask is None and image is not None:
-            mask = foreground_mask(np.asarray(image))
-        rgb, masked = render_rgb(np.asarray(features), mode=mode, channels=channels, mask=mask)
-        return rgb, time.perf_counter() - start, masked, mask
-    except Exception as exc:  # shown to the user by the widget
-        return exc
+def _render_job(
+    features: Any, image: Any, mode: str, channels: tuple[int, int, int], mask: Any
+) -> Generator[Progress, None, tuple[np.ndarray, float, bool, Any]]:
+    """Job: ``(rgb, seconds, masked, mask)``. ``mask``: the image's foreground when already found (else it is found
+    here and handed back, to be reused by the next render)."""
+    start = time.perf_counter()
+    yield {"stage": "colour", "fraction": 0.0, "message": "colouring …"}
+    if mask is None and image is not None:
+        mask = foreground_mask(np.asarray(image))
+    rgb, masked = render_rgb(np.asarray(features), mode=mode, channels=channels, mask=mask)
+    return rgb, time.perf_counter() - start, masked, mask
 
 
 class FeatureRGBWidget(QWidget):
@@ -56,7 +58,6 @@ class FeatureRGBWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.worker: Any = None
         self.output: Any = None  # the RGB layer of the current feature layer
         self._outputs: dict[Any, tuple[Any, Any]] = {}  # layer_key(features layer) → (features layer, RGB layer)
         self._dirty = False
@@ -95,6 +96,8 @@ class FeatureRGBWidget(QWidget):
         layout.addWidget(container.native)
         layout.addStretch(1)
 
+        self.runner = JobRunner(self._set_status, lambda _busy: None, activity=False)
+        self.runner.bind(self, self.viewer)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -165,15 +168,18 @@ class FeatureRGBWidget(QWidget):
         """(Re)start the debounce timer: many quick changes → one render."""
         self._timer.start()
 
+    @property
+    def worker(self) -> Any:
+        """The worker of the last render (for tests and scripts)."""
+        return self.runner.worker
+
     def render(self) -> None:
         """Fit and apply the projection in a worker; while one runs, remember to render again afterwards."""
-        from napari.qt.threading import thread_worker
-
         layer = self._features.value
         if layer is None:
             self._set_status("no feature stack: run 'Extract features' first")
             return
-        if self.worker is not None and self.worker.is_running:
+        if self.runner.is_running:
             self._dirty = True
             return
         self._dirty = False
@@ -188,23 +194,18 @@ class FeatureRGBWidget(QWidget):
         mask_key = None if source is None else (layer_key(source), id(source.data), tuple(source.data.shape))
         mask = self._mask[1] if self._mask is not None and self._mask[0] == mask_key else None
         job = {"layer": layer, "mode": mode, "channels": channels, "name": self.output_name(layer), "mask": mask_key}
-        self._set_status("colouring …")
-        worker = thread_worker(
-            _render_job, connect={"returned": lambda result: self._on_rendered(job, result)}, start_thread=False
-        )(layer.data, None if source is None else source.data, mode, channels, mask)
-        self.worker = worker
-        worker.start()
+        image = None if source is None else source.data
+        self.runner.start(
+            lambda _cancel: _render_job(layer.data, image, mode, channels, mask),
+            "colouring",
+            lambda result: self._on_rendered(job, result),
+            inputs=[layer] if source is None else [layer, source],
+        )
 
     def _on_rendered(self, job: dict[str, Any], result: Any) -> None:
         if self._dirty:  # parameters changed meanwhile: this result is already stale
             QTimer.singleShot(0, self.render)
             return
-        if isinstance(result, Exception):
-            message = f"error: {str(result) or type(result).__name__}"
-            self._set_status(message)
-            notify_error(message)
-            return
-        clear_error_notifications()
         rgb, seconds, masked, mask = result
         if job["mask"] is not None:
             self._mask = (job["mask"], mask)  # the foreground of this source, for the next render

@@ -115,6 +115,7 @@ class ExtractFeaturesWidget(QWidget):
         self.runner = JobRunner(
             label_status(self._status), button_busy(self._run, self._cancel_button), self._add_layers
         )
+        self.runner.bind(self, self.viewer)
         self._cancel_button.changed.connect(self.cancel)
         self._run.changed.connect(self.run)
         self._strategy.changed.connect(self._on_strategy)
@@ -167,6 +168,7 @@ class ExtractFeaturesWidget(QWidget):
         self.runner.start(
             lambda cancel: features_with_preview(layer.data, settings, cancel),
             f"features of {layer.name} ({weights_name})",
+            inputs=[layer],
         )
 
     def cancel(self, _value: Any = None) -> None:

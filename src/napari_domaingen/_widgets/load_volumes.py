@@ -153,6 +153,7 @@ class LoadVolumesWidget(QWidget):
         self.clear_button.clicked.connect(self.clear)
         self.load_button.clicked.connect(self.load_selected)
         self.runner = JobRunner(self._set_status, self._set_busy)
+        self.runner.bind(self, self.viewer)
         self.cancel_button.clicked.connect(self.cancel)
         self.resample_button.clicked.connect(self.resample_group)
         self.apply_preset_button.clicked.connect(lambda: self.apply_preset(self.preset.currentText()))
@@ -336,6 +337,7 @@ class LoadVolumesWidget(QWidget):
             lambda cancel: iter_resample_group(volumes, reference, cancel),
             f"resampling onto {volumes[reference].name}",
             self._on_resampled,
+            inputs=[layer for layer, _ in self.group],
         )
 
     def _on_resampled(self, resampled: list[tuple[int, Volume]]) -> None:

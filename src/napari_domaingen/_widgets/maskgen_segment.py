@@ -173,6 +173,7 @@ class MaskGenSegmentWidget(QWidget):
         self.runner = JobRunner(
             label_status(self._status), button_busy(self._run, self._cancel_button), self._add_layers
         )
+        self.runner.bind(self, self.viewer)
         self._model.changed.connect(self._on_model)
         self._use_last.changed.connect(lambda _value=None: self.use_last_trained("last"))
         self._use_best.changed.connect(lambda _value=None: self.use_last_trained("best"))
@@ -273,6 +274,7 @@ class MaskGenSegmentWidget(QWidget):
         self.runner.start(
             lambda cancel: segment(layer.data, path, settings, spacing=spacing, cancel=cancel),  # type: ignore[arg-type]
             f"segmenting {layer.name} with {path.name}",  # type: ignore[union-attr]
+            inputs=[layer],
         )
 
     def cancel(self, _value: Any = None) -> None:

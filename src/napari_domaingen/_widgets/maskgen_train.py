@@ -242,6 +242,7 @@ class MaskGenTrainWidget(QWidget):
             lines=(self._cost,),
         )
         self.runner, self.plot, self._on_progress = self.training.runner, self.training.plot, self.training.on_progress
+        self.runner.bind(self, self.viewer)  # closing the dock stops the run (its last checkpoint is kept)
         self._start, self._cancel_button = self.training.start_button, self.training.cancel_button
         self._progress, self._status = self.training.progress, self.training.status
         self._checkpoint_line = self.training.checkpoint_line

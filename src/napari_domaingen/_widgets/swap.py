@@ -142,7 +142,7 @@ class SwapWidget(QWidget):
 
         # ---- fine-tune: its parameters and the training panel shared with MaskGen — train
         self.finetune = FinetunePanel(self._finetune_inputs, self._on_trained)
-        training = self.finetune.training
+        (training := self.finetune.training).runner.bind(self, self.viewer)
         self._ft_steps, self._ft_lr, self._ft_batch = self.finetune.steps, self.finetune.lr, self.finetune.batch
         self._ft_output, self._ft_start, self._ft_cancel = (
             self.finetune.output,
@@ -188,6 +188,7 @@ class SwapWidget(QWidget):
         self.runner = JobRunner(
             self._show_status, self._set_busy, self._on_swapped, on_yield=self._on_swap_progress, activity=False
         )
+        self.runner.bind(self, self.viewer)
         self._auto_timer = QTimer(self)
         self._auto_timer.setSingleShot(True)
         self._auto_timer.setInterval(AUTO_RENDER_MS)
@@ -283,15 +284,15 @@ class SwapWidget(QWidget):
             set_status(self._status, "")
         self._update_grid()
         if value != "mean" and self._cached(style) is not None:
-            self._schedule_auto()
+            self._auto_timer.start()
 
     def _on_point_moved(self) -> None:
         if self._mode.value == "point":
-            self._schedule_auto()
+            self._auto_timer.start()
 
     def _on_paint(self) -> None:
         if self._mode.value == "region":
-            self._schedule_auto()
+            self._auto_timer.start()
 
     def style_point(self, style: Any) -> tuple[float, float] | None:
         """The style point in the style image's pixel coordinates ``(y, x)`` (``None``: no point)."""
@@ -409,10 +410,9 @@ class SwapWidget(QWidget):
 
     def _start(self, request: SwapRequest, description: str) -> None:
         self._progress.value = 0
-        self.runner.start(lambda cancel: swap_run(request, cancel), description)
-
-    def _schedule_auto(self) -> None:
-        self._auto_timer.start()
+        self.runner.start(
+            lambda c: swap_run(request, c), description, inputs=[self._job["anatomy"], self._job["style"]]
+        )
 
     def _auto_render(self) -> None:
         """Re-render A × S's style after the style point moved or the region was painted, if A and S are encoded
