@@ -265,10 +265,8 @@ class JobRunner:
         if self.abandoned:  # finished before the cancel reached it: the result is not wanted
             outcome = JobOutcome(cancelled=True)
         self.outcome = outcome
-        if self.abandoned:
-            self.set_status(f"cancelled: {self.abandoned}")
-        elif outcome.cancelled:
-            self.set_status("cancelled")
+        if outcome.cancelled:
+            self.set_status(self._cancelled_text())
         elif outcome.error is not None:
             self.fail(outcome.error)
         else:
@@ -288,7 +286,7 @@ class JobRunner:
         if job is not None:
             threading.Thread(target=job.close, name="domaingen-job-close", daemon=True).start()
         self.outcome = JobOutcome(cancelled=True)
-        self.set_status(f"cancelled: {self.abandoned}" if self.abandoned else "cancelled")
+        self.set_status(self._cancelled_text())
 
     def _on_finished(self) -> None:
         if self._pbar is not None:
@@ -297,4 +295,7 @@ class JobRunner:
         self._job = None
         self.set_busy(False)
         if self.outcome is None:  # cancelled before anything came back
-            self.set_status("cancelled" if self._cancel.is_set() else "stopped")
+            self.set_status(self._cancelled_text() if self._cancel.is_set() else "stopped")
+
+    def _cancelled_text(self) -> str:
+        return f"cancelled: {self.abandoned}" if self.abandoned else "cancelled"
