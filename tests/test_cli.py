@@ -75,6 +75,14 @@ def test_demo_writes_samples(tmp_path, capsys, offline, quick_demo):
     assert (tmp_path / "mni152_t1_erm_model.pt").is_file()
     assert imread(str(tmp_path / "mni152_t1_erm_labels_preview.png")).shape[2] == 3
     assert not (tmp_path / "mni152_t1_maskgen_labels.nii.gz").exists()
+    # issue 27.9: the label files carry their class names (JSON and ITK-SNAP sidecars), as any save from napari does
+    from napari_domaingen.io.label_table import read_label_sidecars
+
+    tissue = read_label_sidecars(tmp_path / "mni152_tissue_labels.nii.gz")
+    assert tissue is not None and tissue.names()[2] == "white matter"
+    assert (tmp_path / "mni152_tissue_labels.txt").is_file()
+    model = read_label_sidecars(tmp_path / "mni152_t1_erm_labels.nii.gz")
+    assert model is not None and model.names()[1] == "grey matter" and model.algorithm["name"] == "ERM"
 
 
 @pytest.mark.slow

@@ -179,3 +179,18 @@ def test_file_open_on_a_folder_of_nifti_files(make_napari_viewer, tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(VolumeReadError, match="Load volumes ▸ Add folder"):
         viewer.open(str(tmp_path / "empty"), plugin=PLUGIN)
+
+
+def test_file_open_shows_volumes_with_the_load_volumes_contrast(make_napari_viewer, tmp_path):
+    """Issue 27.9: File ▸ Open gave napari's full range (a dim image), Load volumes the 1–99 % preset."""
+    from napari_domaingen.io.intensity_presets import DEFAULT_PRESET, contrast_limits_for
+
+    rng = np.random.default_rng(1)
+    data = rng.gamma(2.0, 50.0, (20, 24, 28)).astype(np.float32)
+    data[0, 0, 0] = 20000.0  # one hot voxel: the full range would make everything else dark
+    path = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    expected = contrast_limits_for(layer.data, DEFAULT_PRESET)
+    assert tuple(layer.contrast_limits) == pytest.approx(expected) and expected[1] < 1000.0

@@ -125,3 +125,49 @@ def test_the_next_volume_after_the_last_one_closed_is_framed(make_napari_viewer,
     viewer.dims.set_point(0, marker[0])
     shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float).mean(-1)
     assert (shot > 200).sum() > 4  # the marker of the new volume is on screen, without pressing Home
+
+
+@pytest.mark.slow
+def test_an_oblique_series_says_what_the_user_sees_and_loads_straight_on_request(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27.9: an oblique DICOM raised napari's 'Non-orthogonal slicing' warning on every slice and showed a
+    stepped sagittal view without a word; now one plain note, and Load volumes ▸ isotropic + scanner axes resamples
+    it onto a straight grid."""
+    import warnings
+
+    from napari.utils.notifications import notification_manager
+
+    from napari_domaingen.io.volume_resample import obliquity_degrees
+
+    from .._oblique import oblique_affine
+    from ..io.test_dicom import write_series
+    from .test_load_volumes_widget import _wait_done, _widget
+
+    voxels = np.random.default_rng(0).integers(0, 300, (24, 20, 12)).astype(np.int16)
+    write_series(tmp_path / "series", voxels, oblique_affine("LPS"), modality="MR", description="T1 oblique")
+    viewer = make_napari_viewer()
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (layer,) = viewer.open(str(tmp_path / "series"), plugin=PLUGIN)
+        for axis in (0, 1, 2):
+            viewer.dims.order = tuple(np.roll([0, 1, 2], axis))
+            viewer.dims.set_point(0, viewer.dims.point[0] + 1.0)
+        qtbot.wait(50)
+    notes = [text for text in seen if "is oblique" in text]
+    assert len(notes) == 1 and "napari draws each slice without that tilt" in notes[0]
+    assert "isotropic + scanner axes" in notes[0]
+    assert not [w for w in caught if "Non-orthogonal slicing" in str(w.message)]
+
+    widget = _widget(viewer)
+    widget.add_paths([tmp_path / "series"])
+    widget.isotropic.setChecked(True)
+    widget.straight.setChecked(True)
+    widget.load_button.click()
+    _wait_done(qtbot, widget)
+    straight = viewer.layers[-1]
+    assert obliquity_degrees(straight.metadata["domaingen"]["display_affine"]) < 1e-6
+    assert np.allclose(straight.scale, 1.0) and np.allclose(straight.affine.affine_matrix, np.eye(4))
+    centre = np.asarray(layer.data_to_world(np.array(layer.data.shape) / 2 - 0.5))
+    inside = np.round(np.asarray(straight.world_to_data(centre))).astype(int)
+    assert np.all(inside >= 0) and np.all(inside < straight.data.shape)  # the same anatomy, on a straight grid

@@ -13,20 +13,26 @@ import numpy as np
 
 from ..io.geometry import layer_geometry
 from ..io.histology import HistologyImage
+from ..io.intensity_presets import DEFAULT_PRESET, contrast_limits_for
 from ..io.nifti import Volume
+from ..io.volume_resample import OBLIQUE_DEGREES, obliquity_degrees
 from .label_layers import label_table_kwargs
 from .layer_meta import META_KEY as META_KEY  # re-exported: the swap widgets import it from here
 from .layer_meta import LayerMeta, read_meta, with_meta
+from .view import quiet_oblique_slicing
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
 
 def volume_layer_data(volume: Volume, **kwargs: Any) -> LayerDataTuple:
-    """A napari layer-data tuple for a volume: Labels for label volumes, Image otherwise.
+    """A napari layer-data tuple for a volume: Labels for label volumes, Image otherwise (contrast limits of the
+    default preset, :data:`~napari_domaingen.io.intensity_presets.DEFAULT_PRESET`).
 
     A ``(C, Z, Y, X)`` volume becomes one Image layer per channel (``channel_axis=0``), each with the geometry.
     """
     geometry = layer_geometry(volume.display_affine)
+    if obliquity_degrees(volume.display_affine) > OBLIQUE_DEGREES:
+        quiet_oblique_slicing()  # the viewer says it once, plainly (view.say_if_oblique)
     meta = LayerMeta(nifti_source=volume.source, display_affine=volume.display_affine)
     attrs: dict[str, Any] = {"name": volume.name, **geometry}
     if volume.is_label and volume.label_table is not None:
@@ -41,6 +47,10 @@ def volume_layer_data(volume: Volume, **kwargs: Any) -> LayerDataTuple:
         attrs["channel_axis"] = 0
         attrs["name"] = [f"{volume.name} [{c}]" for c in range(channels)]
         attrs["blending"] = "additive"
+    elif "contrast_limits" not in kwargs:  # as Load volumes shows it, not napari's dim full range
+        low, high = contrast_limits_for(volume.data, DEFAULT_PRESET)
+        if high > low:  # a constant volume keeps napari's own
+            attrs["contrast_limits"] = (low, high)
     attrs.setdefault("colormap", "gray")
     attrs.update(kwargs)
     return volume.data, attrs, "image"

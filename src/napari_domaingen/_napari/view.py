@@ -150,8 +150,10 @@ def follow(viewer: Any) -> None:
             _set_orientation(real, NAPARI_DEFAULT)
         state["medical"] = medical
         inserted = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
-        if inserted is not None and is_medical_volume(inserted) and _apart(real, inserted):
-            frame(real, [inserted])
+        if inserted is not None and is_medical_volume(inserted):
+            if _apart(real, inserted):
+                frame(real, [inserted])
+            say_if_oblique(inserted)
 
     real.layers.events.inserted.connect(on_change)
     real.layers.events.removed.connect(on_change)
@@ -190,6 +192,51 @@ def frame(viewer: Any, layers: list[Any]) -> None:
     for axis, value in zip(axes, centre):
         if axis >= 0 and axis not in viewer.dims.displayed:
             viewer.dims.set_point(axis, float(value))
+
+
+#: napari's own warning for an oblique layer, repeated on every slice; :func:`say_if_oblique` says it once, plainly
+NAPARI_OBLIQUE_WARNING = "Non-orthogonal slicing is being requested"
+
+
+def oblique_note(layer: Any) -> str | None:
+    """What the user sees for an oblique medical volume (``None`` for one along the scanner axes)."""
+    from ..io.volume_resample import OBLIQUE_DEGREES, obliquity_degrees
+
+    affine = read_meta(layer).get("display_affine")
+    if affine is None or getattr(layer, "_type_string", "") not in ("image", "labels"):
+        return None
+    degrees = obliquity_degrees(np.asarray(affine))
+    if degrees <= OBLIQUE_DEGREES:
+        return None
+    return (
+        f"'{layer.name}' is oblique ({degrees:.0f}° from the scanner axes): napari draws each slice without that "
+        "tilt, so planes across the slices look stepped. Positions, measurements and saved files stay exact; to see "
+        "every plane straight, load it with Load volumes ▸ isotropic + scanner axes."
+    )
+
+
+def quiet_oblique_slicing() -> None:
+    """Silence napari's per-slice warning for oblique layers (called when the plugin builds an oblique volume's
+    layer, before napari slices it: :func:`say_if_oblique` tells the user instead)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=NAPARI_OBLIQUE_WARNING)
+
+
+def say_if_oblique(layer: Any) -> str | None:
+    """Tell the user once (a napari notification) what an oblique volume looks like, instead of napari's warning on
+    every slice; returns the note."""
+    note = oblique_note(layer)
+    if note is None:
+        return None
+    quiet_oblique_slicing()
+    try:
+        from napari.utils.notifications import show_info
+
+        show_info(note)
+    except Exception:  # no napari notification manager (a script): the note is still returned
+        pass
+    return note
 
 
 def follow_current_viewer() -> None:

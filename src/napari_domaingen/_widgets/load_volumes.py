@@ -32,6 +32,7 @@ from .._napari.layer_meta import ResampledFrom, read_meta, with_meta
 from .._napari.layers import volume_layer_data
 from .._napari.view import CONVENTIONS, follow, set_view_convention, view_convention
 from ..io.geometry import layer_geometry
+from ..io.intensity_presets import DEFAULT_PRESET
 from ..io.nifti import Volume
 from ..io.volume_set import (
     CONTRASTS,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 COLUMNS = ("load", "contrast", "file / series", "kind", "modality", "dims", "spacing (mm)", "orient.", "dtype", "range")
 NO_CONTRAST = "—"
 ISOTROPIC_MM = 1.0
-DEFAULT_PRESET = "MRI 1–99 %"
 WARNING_STYLE = "color: #ffb347; font-weight: bold;"
 OK_STYLE = "color: #8fd18f;"
 NIFTI_FILTER = "NIfTI or DICOM (*.nii *.nii.gz *.dcm *.zip);;All files (*)"
@@ -100,6 +100,11 @@ class LoadVolumesWidget(QWidget):
         self.isotropic_mm.setToolTip(
             "the voxel size to resample to, e.g. the spacing a segmentation model was trained on"
         )
+        self.straight = QCheckBox("scanner axes")
+        self.straight.setToolTip(
+            "with isotropic: resample oblique volumes onto a grid along the scanner axes, so napari shows every plane "
+            "straight (napari draws an oblique grid's slices without their tilt: the other planes look stepped)"
+        )
         self.load_button = QPushButton("Load selected")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -131,6 +136,7 @@ class LoadVolumesWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.isotropic)
         row.addWidget(self.isotropic_mm)
+        row.addWidget(self.straight)
         row.addStretch(1)
         row.addWidget(self.load_button)
         row.addWidget(self.cancel_button)
@@ -254,8 +260,9 @@ class LoadVolumesWidget(QWidget):
         self._loading = rows
         candidates = [self.candidates[r] for r in rows]
         isotropic = float(self.isotropic_mm.value()) if self.isotropic.isChecked() else None
+        straight = self.straight.isChecked()
         self.runner.start(
-            lambda cancel: iter_load_group(candidates, isotropic, cancel),
+            lambda cancel: iter_load_group(candidates, isotropic, cancel, straight),
             f"loading {len(rows)} volume(s)",
             self._on_loaded,
         )

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         open_demo_viewer(run=True)
         return 0
     from ..io import samples
-    from ..io.nifti import write_nifti
+    from ..io.label_table import LabelTable
+    from ..io.nifti import save_labels_nifti, write_nifti
     from ..io.output_guard import output_folder
     from ..io.preview import mid_slice_montage, save_png
 
@@ -51,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
         "mni152_tissue_labels": samples.mni152_tissue_labels(),
     }
     for stem, volume in volumes.items():
-        written.append(write_nifti(out / f"{stem}.nii.gz", volume.data, source=volume.source, is_label=volume.is_label))
+        if volume.is_label:  # with its class names beside it (<stem>.json, ITK-SNAP <stem>.txt)
+            table = LabelTable.from_names(sorted(samples.TISSUE_LABEL_NAMES), samples.TISSUE_LABEL_NAMES)
+            written += save_labels_nifti(out / f"{stem}.nii.gz", volume.data, table, source=volume.source)[0]
+        else:
+            written.append(write_nifti(out / f"{stem}.nii.gz", volume.data, source=volume.source))
         written.append(save_png(out / f"{stem}_preview.png", mid_slice_montage(volume)))
     for stem, image in {"ihc": samples.ihc(), "he_like_restain_synthetic": samples.he_like_restain()}.items():
         written.append(save_png(out / f"{stem}.png", image.data))
@@ -144,10 +149,12 @@ def _demo_segmentation(t1, labels, out: Path, weights: str | None, steps: int, m
     from ..core.segmentation_data import labelled_volume
     from ..core.training import format_seconds
     from ..io.geometry import resample_to_grid
-    from ..io.nifti import write_nifti
+    from ..io.label_table import LabelTable
+    from ..io.nifti import save_labels_nifti
     from ..io.preview import save_png
     from ..io.samples import TISSUE_LABEL_NAMES
     from ..io.volume_set import resample_isotropic
+    from ..models.weights import sha256_file
     from ..progress import run
 
     method = "maskgen" if weights else "erm"
@@ -218,11 +225,11 @@ def _demo_segmentation(t1, labels, out: Path, weights: str | None, steps: int, m
         f"  mni152_t1_{method}_labels_preview.png: top row the template's tissue labels (the training labels), "
         f"bottom row the {'MaskGen' if weights else 'ERM'} model's labels"
     )
-    return [
-        trained.checkpoint,
-        write_nifti(out / f"mni152_t1_{method}_labels.nii.gz", predicted, source=t1.source, is_label=True),
-        save_png(out / f"mni152_t1_{method}_labels_preview.png", preview),
-    ]
+    names = dict(zip(trained.spec.label_values, trained.spec.class_names))
+    made_by = {"name": "MaskGen" if weights else "ERM", "version": sha256_file(trained.checkpoint), "type": "AUTOMATIC"}
+    table = LabelTable.from_names(sorted(names), names, algorithm={**made_by, "model": str(trained.checkpoint)})
+    labelled, _notes = save_labels_nifti(out / f"mni152_t1_{method}_labels.nii.gz", predicted, table, source=t1.source)
+    return [trained.checkpoint, *labelled, save_png(out / f"mni152_t1_{method}_labels_preview.png", preview)]
 
 
 def _overlay_montage(image: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:

@@ -14,6 +14,8 @@ from .intensity import CT_WINDOWS
 _CT_PRESETS = {"CT brain": "brain", "CT subdural": "subdural", "CT bone": "bone", "CT soft tissue": "soft tissue"}
 _PERCENTILE_PRESETS = {"MRI 1–99 %": (1.0, 99.0), "MRI 0.5–99.5 %": (0.5, 99.5)}
 PRESETS: tuple[str, ...] = ("full range", *_PERCENTILE_PRESETS, *_CT_PRESETS)
+#: the contrast every volume opens with, however it is opened (File ▸ Open, Load volumes, the samples)
+DEFAULT_PRESET = "MRI 1–99 %"
 _MAX_SAMPLES = 2_000_000
 
 

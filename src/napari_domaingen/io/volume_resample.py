@@ -53,12 +53,25 @@ class ResampledSource(NiftiSource):
     original_spacing: tuple[float, float, float] | None = None
 
 
-def isotropic_grid(display_affine: np.ndarray, shape: Sequence[int], spacing: float) -> tuple[np.ndarray, tuple]:
-    """(display affine, shape) of a grid with ``spacing`` mm voxels covering the same field of view:
-    same direction cosines and origin (the centre of voxel 0), ``ceil(extent / spacing)`` voxels per axis."""
+def isotropic_grid(
+    display_affine: np.ndarray, shape: Sequence[int], spacing: float, straight: bool = False
+) -> tuple[np.ndarray, tuple]:
+    """(display affine, shape) of a grid with ``spacing`` mm voxels covering the same field of view: same direction
+    cosines and origin (the centre of voxel 0), ``ceil(extent / spacing)`` voxels per axis. ``straight``: along the
+    scanner axes instead (display axes = world (S, A, R)), covering the volume's bounding box — an oblique volume
+    then shows every plane without napari's stepped out-of-plane slicing."""
     if spacing <= 0:
         raise ValueError(f"spacing must be positive, got {spacing}")
     affine = np.asarray(display_affine, float)
+    if straight:
+        last = np.asarray(shape[-3:], float) - 1
+        corners = np.array([[z, y, x, 1.0] for z in (0, last[0]) for y in (0, last[1]) for x in (0, last[2])])
+        world = (affine @ corners.T)[:3].T
+        low, high = world.min(axis=0), world.max(axis=0)
+        new = np.diag([spacing, spacing, spacing, 1.0])
+        new[:3, 3] = low
+        new_shape = tuple(int(math.floor((h - lo) / spacing + 1e-6)) + 1 for lo, h in zip(low, high))
+        return new, new_shape
     old = np.linalg.norm(affine[:3, :3], axis=0)
     extent = np.asarray(shape[-3:], float) * old
     new_shape = tuple(max(1, int(math.ceil(e / spacing - 1e-6))) for e in extent)
@@ -68,17 +81,32 @@ def isotropic_grid(display_affine: np.ndarray, shape: Sequence[int], spacing: fl
     return new, new_shape
 
 
-def resample_isotropic(volume: Volume, spacing: float = 1.0) -> Volume:
-    """``volume`` on an isotropic grid (see :func:`isotropic_grid`), linear for images, nearest for labels.
+#: a grid tilted by more than this (degrees) from the scanner axes counts as oblique
+OBLIQUE_DEGREES = 0.5
+
+
+def obliquity_degrees(display_affine: np.ndarray) -> float:
+    """The largest angle (degrees) between a voxel axis and the nearest scanner axis: 0 for a grid along the
+    scanner axes."""
+    directions = np.asarray(display_affine, float)[:3, :3]
+    directions = directions / np.linalg.norm(directions, axis=0)
+    cosines = np.clip(np.abs(directions).max(axis=0), 0.0, 1.0)
+    return float(np.degrees(np.arccos(cosines)).max())
+
+
+def resample_isotropic(volume: Volume, spacing: float = 1.0, straight: bool = False) -> Volume:
+    """``volume`` on an isotropic grid (see :func:`isotropic_grid`; ``straight``: along the scanner axes), linear
+    for images, nearest for labels.
 
     The result's ``source`` is a :class:`ResampledSource` describing the new grid (RAS-ordered, header dims and
     zooms updated, ``resampled_from`` = the original file), so
     ``write_nifti(path, result.data, source=result.source)`` writes a NIfTI file on the new grid.
-    Already isotropic at ``spacing`` → the volume itself.
+    Already isotropic at ``spacing`` (and, with ``straight``, not oblique) → the volume itself.
     """
-    if np.allclose(volume.spacing, spacing, atol=1e-4):
+    oblique = obliquity_degrees(volume.display_affine) > OBLIQUE_DEGREES
+    if np.allclose(volume.spacing, spacing, atol=1e-4) and not (straight and oblique):
         return volume
-    affine, shape = isotropic_grid(volume.display_affine, volume.spatial_shape, spacing)
+    affine, shape = isotropic_grid(volume.display_affine, volume.spatial_shape, spacing, straight)
     data = _resample(volume.data, volume.display_affine, shape, affine, volume.is_label)
     old = volume.source
     ras = display_to_ras_affine(affine)

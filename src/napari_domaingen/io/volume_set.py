@@ -29,7 +29,7 @@ from .intensity import label_dtype
 from .intensity_presets import PRESETS, contrast_limits_for, preset_problem
 from .nifti import Volume, read_nifti
 from .volume_grids import grid_report, off_grid, reference_index
-from .volume_resample import ResampledSource, isotropic_grid, resample_isotropic, resample_onto
+from .volume_resample import ResampledSource, isotropic_grid, obliquity_degrees, resample_isotropic, resample_onto
 from .volume_scan import Candidate, scan
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "contrast_of",
     "grid_report",
     "isotropic_grid",
+    "obliquity_degrees",
     "iter_load_group",
     "iter_resample_group",
     "layer_names",
@@ -84,8 +85,10 @@ def iter_load_group(
     candidates: Sequence[Candidate],
     isotropic: float | None = None,
     cancel: Callable[[], bool] | None = None,
+    straight: bool = False,
 ) -> Generator[Progress, None, list[Volume]]:
-    """Load candidates one by one (progress dicts between them); ``isotropic`` (mm) resamples each volume.
+    """Load candidates one by one (progress dicts between them); ``isotropic`` (mm) resamples each volume (onto
+    the scanner axes with ``straight``, see :func:`~.volume_resample.isotropic_grid`).
 
     Raises :class:`~napari_domaingen.progress.Cancelled` when ``cancel()`` turns true.
     """
@@ -105,7 +108,7 @@ def iter_load_group(
                 "fraction": (index + 0.5) / n,
                 "message": f"resampling {name} to {isotropic:g} mm",
             }
-            volume = resample_isotropic(volume, isotropic)
+            volume = resample_isotropic(volume, isotropic, straight)
         volumes.append(volume)
     yield {"stage": "done", "fraction": 1.0, "message": f"{len(volumes)} volume(s) read"}
     return volumes
