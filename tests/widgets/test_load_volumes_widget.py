@@ -232,7 +232,10 @@ def test_isotropic_loading_at_the_spacing_a_model_asks_for(make_napari_viewer, q
     spec = SimpleNamespace(spacing=(2.0, 2.0, 2.0))  # a model trained on 2 mm voxels (the warning reads only that)
     advice = spacing_warning(spec, (1.0, 1.0, 1.0))
     assert "Load volumes ▸ isotropic, set to 2 mm" in advice
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
+    from ._gui import full_hd_window
+
+    full_hd_window(viewer, qtbot)  # a user's 1920 × 1080 window
     widget = _widget(viewer)
     widget.add_paths([path])
     widget.isotropic.setChecked(True)

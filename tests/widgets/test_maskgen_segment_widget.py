@@ -77,7 +77,10 @@ def _run(qtbot, widget, layers_before, viewer, added=1, timeout=30000):
 
 @pytest.mark.slow
 def test_segment_adds_labels_with_class_names_on_the_image_grid(make_napari_viewer, qtbot, case, trained, tmp_path):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
+    from ._gui import full_hd_window
+
+    full_hd_window(viewer, qtbot)  # a user's 1920 × 1080 window
     src = _image(viewer, case)
     widget = _widget(viewer)
     widget._model.value = trained["maskgen"]

@@ -420,7 +420,10 @@ def test_skipped_steps_are_counted_with_their_reason(make_napari_viewer, qtbot, 
     image = np.zeros((96, 96, 96), np.float32)
     labels = np.zeros((96, 96, 96), np.uint8)
     image[4:14, 4:14, 4:14], labels[6:12, 6:12, 6:12] = 1.0, 1  # the rest of the volume is empty
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
+    from ._gui import full_hd_window
+
+    full_hd_window(viewer, qtbot)  # a user's 1920 × 1080 window
     src = viewer.add_image(image, name="t1")
     lab = viewer.add_labels(labels, name="lesion")
     widget = _widget(viewer, None, tmp_path / "erm.pt", steps=12, _method="erm", _validate_every=0)

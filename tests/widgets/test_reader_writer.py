@@ -164,7 +164,7 @@ def test_dicom_folder_opens_through_the_plugin(make_napari_viewer, tmp_path):
     assert from_dicom.name == "T1 crop"
 
 
-def test_file_open_on_a_folder_of_nifti_files(make_napari_viewer, tmp_path):
+def test_file_open_on_a_folder_of_nifti_files(make_napari_viewer, qtbot, tmp_path):
     """Issue 27.6: File ▸ Open on a folder of NIfTI files said only "no DICOM files found"; it now opens them, and a
     folder with neither says where a subject's volumes go."""
     from napari_domaingen.io.errors import VolumeReadError
@@ -173,7 +173,10 @@ def test_file_open_on_a_folder_of_nifti_files(make_napari_viewer, tmp_path):
     case.mkdir()
     for name in ("sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"):
         nib.save(nib.Nifti1Image(np.ones((6, 7, 8), np.float32), np.eye(4)), str(case / name))
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
+    from ._gui import full_hd_window
+
+    full_hd_window(viewer, qtbot)  # a user's 1920 × 1080 window
     layers = viewer.open(str(case), plugin=PLUGIN)
     assert sorted(layer.name for layer in layers) == ["sub-01_FLAIR", "sub-01_T1w"]
     (tmp_path / "empty" / "sub").mkdir(parents=True)
@@ -181,7 +184,7 @@ def test_file_open_on_a_folder_of_nifti_files(make_napari_viewer, tmp_path):
         viewer.open(str(tmp_path / "empty"), plugin=PLUGIN)
 
 
-def test_file_open_shows_volumes_with_the_load_volumes_contrast(make_napari_viewer, tmp_path):
+def test_file_open_shows_volumes_with_the_load_volumes_contrast(make_napari_viewer, qtbot, tmp_path):
     """Issue 27.9: File ▸ Open gave napari's full range (a dim image), Load volumes the 1–99 % preset."""
     from napari_domaingen.io.intensity_presets import DEFAULT_PRESET, contrast_limits_for
 
@@ -190,7 +193,10 @@ def test_file_open_shows_volumes_with_the_load_volumes_contrast(make_napari_view
     data[0, 0, 0] = 20000.0  # one hot voxel: the full range would make everything else dark
     path = tmp_path / "t1.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
+    from ._gui import full_hd_window
+
+    full_hd_window(viewer, qtbot)  # a user's 1920 × 1080 window
     (layer,) = viewer.open(str(path), plugin=PLUGIN)
     expected = contrast_limits_for(layer.data, DEFAULT_PRESET)
     assert tuple(layer.contrast_limits) == pytest.approx(expected) and expected[1] < 1000.0

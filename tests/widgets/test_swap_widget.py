@@ -126,7 +126,10 @@ def test_mean_and_region_styles(make_napari_viewer, qtbot, tiny_model, crops, mo
     from napari_domaingen._widgets import _jobs
     from napari_domaingen._widgets.swap import AUTO_RENDER_MS
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
+    from ._gui import full_hd_window
+
+    full_hd_window(viewer, qtbot)  # a user's 1920 × 1080 window
     _add_pair(viewer, crops)
     widget = _widget(viewer, tiny_model)
     widget._mode.value = "mean"

@@ -33,6 +33,9 @@ def _marked_volume(path, affine):
 def _marker_quadrant(viewer, world, order):
     """Where the marker appears on screen in the view with dims ``order``: ``("top"|"bottom", "left"|"right")``."""
     viewer.dims.order = order
+    for layer in viewer.layers:  # the whole range: the two-valued test head is not an MRI for the 1–99 % preset
+        if layer._type_string == "image":
+            layer.contrast_limits = (0.0, 1000.0)
     for axis in order[:1]:
         viewer.dims.set_point(axis, world[axis])
     viewer.reset_view()
@@ -144,7 +147,10 @@ def test_an_oblique_series_says_what_the_user_sees_and_loads_straight_on_request
 
     voxels = np.random.default_rng(0).integers(0, 300, (24, 20, 12)).astype(np.int16)
     write_series(tmp_path / "series", voxels, oblique_affine("LPS"), modality="MR", description="T1 oblique")
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
+    from ._gui import full_hd_window
+
+    full_hd_window(viewer, qtbot)  # a user's 1920 × 1080 window
     seen = []
     notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
     with warnings.catch_warnings(record=True) as caught:
