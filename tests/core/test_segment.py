@@ -72,6 +72,22 @@ def test_segment_gives_labels_on_the_image_grid_written_with_its_affine(case, tr
 
 
 @pytest.mark.slow
+def test_whole_volume_window_for_erm_only(case, trained):
+    """Issue 28: an ERM model runs over the whole volume on request (one window, padded to 2**levels); its labels
+    stay close to the training-crop ones on this crop; a MaskGen model refuses it (its features are normalised per
+    training crop). bf16 (the default where fast) agrees with fp32."""
+    _, image, _ = case
+    crop = run(segment(image, trained[1], SegmentSettings(precision="fp32")))
+    whole = run(segment(image, trained[1], SegmentSettings(window="whole", precision="fp32")))
+    assert (crop.window, whole.window) == ("12 windows of 32×32×32", "whole volume")
+    assert (crop.labels == whole.labels).mean() > 0.9
+    with pytest.raises(ValueError, match="MaskGen model.*training-crop window"):
+        run(segment(image, trained[0], SegmentSettings(window="whole")))
+    bf16 = run(segment(image, trained[1], SegmentSettings(precision="bf16")))
+    assert bf16.precision == "bf16" and (bf16.labels == crop.labels).mean() > 0.99
+
+
+@pytest.mark.slow
 def test_shared_features_agree_with_per_window_features(case, trained, monkeypatch):
     _, image, _ = case
     shared = run(segment(image, trained[0], SegmentSettings(feature_mode="shared", probabilities=True)))

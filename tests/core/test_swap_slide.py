@@ -9,7 +9,8 @@ import torch
 
 from napari_domaingen.core.swap import encode, mean_style, render, style_at
 from napari_domaingen.core.swap_job import slide_style
-from napari_domaingen.core.swap_slide import slide_alignment, swap_slide
+from napari_domaingen.core.swap_slide import glass_cells, glass_pixels, slide_alignment, swap_slide
+from napari_domaingen.core.tissue import glass_level, tissue_mask
 from napari_domaingen.io.slide import open_slide
 from napari_domaingen.progress import Cancelled, run
 
@@ -89,6 +90,31 @@ def test_block_size_does_not_matter_on_real_histology(model, tmp_path):
         difference = np.abs(out - reference)
         assert difference.max() <= 1, (difference.max(), (difference > 0).mean())
     assert np.abs(outs[0] - outs[1]).max() <= 1
+
+
+@pytest.mark.slow
+def test_glass_is_the_style_s_glass_without_the_model(model, style, tmp_path):
+    """Issue 28: a 1024 × 1024 px slide of glass (236, 234, 238 ± 3) holding a 384 × 320 px piece of tissue.
+    Blocks with no tissue within the halo are written without the model; 256 and 512 px blocks give the same
+    pixels; off the glass cells (64 px cells with no tissue within 128 px) every pixel is the whole-image swap's,
+    on them the style's glass colour, which is the model's own glass render to within a few grey levels."""
+    rng = np.random.default_rng(0)
+    image = np.clip(np.array([236, 234, 238]) + rng.integers(-3, 4, (1024, 1024, 1)), 0, 255).astype(np.uint8)
+    image[320:704, 448:768] = _image((384, 320))
+    whole = render(model, encode(model, image, precision="fp32"), style).astype(int)
+    glass = glass_pixels(glass_cells(tissue_mask(image, glass_level(image)), 64, 128), 64, image.shape[:2])
+    assert 0.5 < glass.mean() < 0.9
+    outs = []
+    for block, skipped in ((256, 4), (512, 0)):
+        result = run(swap_slide(model, image, style, tmp_path / f"{block}.ome.zarr", block=block, precision="fp32"))
+        assert result.glass_blocks == skipped and result.glass is not None
+        assert result.glass_share == pytest.approx(glass.mean())
+        outs.append(open_slide(result.path).levels[0].compute().astype(int))
+    assert np.array_equal(outs[0], outs[1])
+    out = outs[0]
+    assert np.abs(out[~glass] - whole[~glass]).max() <= 1
+    assert (out[glass] == np.array(result.glass)).all()
+    assert np.abs(whole[glass].mean(0) - np.array(result.glass)).max() < 4, whole[glass].mean(0)
 
 
 def test_cancel_and_errors_leave_no_output(model, style, tmp_path):

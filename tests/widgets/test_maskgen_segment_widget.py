@@ -146,6 +146,7 @@ def test_ablation_changes_what_the_model_sees(make_napari_viewer, qtbot, case, t
     widget = _widget(viewer)
     widget._model.value = trained["maskgen"]
     widget._probabilities.value = True
+    widget._window.value = "crop"  # the paper's windows on both sides: only the ablation differs in what it sees
     assert "Fig. 4" in widget._ablation.tooltip
     _run(qtbot, widget, 1, viewer, added=2)
     full = viewer.layers["t1 MaskGen probabilities"].data

@@ -7,6 +7,7 @@ progress dicts, see :mod:`napari_domaingen.progress`) and says what to do with i
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,32 @@ def _guarded(job: Generator[Progress, None, Any], cancel: Callable[[], bool]) ->
     if cancel():
         return JobOutcome(cancelled=True)
     return JobOutcome(value=value)
+
+
+#: a job's updates reach the GUI thread at most this often (seconds); the ones in between travel with the next
+COALESCE_SECONDS = 0.2
+#: the key of a forwarded update that lists every update since the previous one (itself last)
+BATCH_KEY = "coalesced"
+
+
+def coalesced(job: Generator[Progress, None, Any]) -> Generator[Progress, None, Any]:
+    """``job`` with its progress coalesced: at most one update per :data:`COALESCE_SECONDS` reaches the GUI thread
+    (the latest, listing all since the previous under :data:`BATCH_KEY`, so a loss plot misses no step), whatever
+    the job yields; stage changes go at once. Returns the job's value."""
+    pending: list[Progress] = []
+    last, stage = 0.0, None
+    while True:
+        try:
+            update = next(job)
+        except StopIteration as stop:
+            if pending:
+                yield {**pending[-1], BATCH_KEY: pending}  # type: ignore[typeddict-unknown-key]
+            return stop.value
+        pending.append(update)
+        now = time.monotonic()
+        if now - last >= COALESCE_SECONDS or update.get("stage") != stage:
+            yield {**update, BATCH_KEY: pending}  # type: ignore[typeddict-unknown-key]
+            pending, last, stage = [], now, update.get("stage")
 
 
 def show_fraction(bar: ProgressBar, update: Progress) -> None:
@@ -216,7 +243,7 @@ class JobRunner:
         self.set_status(f"{description} …")
 
         def drive() -> Generator[Progress, None, JobOutcome]:
-            return (yield from job)
+            return (yield from coalesced(job))
 
         self.worker = thread_worker(
             drive,
@@ -252,7 +279,8 @@ class JobRunner:
         if not self._cancel.is_set():
             self.set_status(message)
         if self.on_yield is not None:
-            self.on_yield(update)
+            for each in update.get(BATCH_KEY, [update]):  # type: ignore[attr-defined]
+                self.on_yield(each)
         # last: updating napari's progress bar processes pending events, which may deliver the result (and close
         # the bar) right here, inside this call
         pbar = self._pbar

@@ -120,12 +120,16 @@ class LabelStatsPanel(Container):
         self._worker = worker
         worker.start()
 
-    def show_for(self, labels: Any, image: Any | None) -> None:
-        """Choose ``labels`` (and ``image``) and compute their statistics."""
+    def show_for(self, labels: Any, image: Any | None, rows: list[ClassStats] | None = None) -> None:
+        """Choose ``labels`` (and ``image``) and show their statistics: ``rows`` when a job computed them already,
+        else computed here."""
         self.reset_choices()
         self._labels_layer.value = labels
         self._image_layer.value = image
-        self.compute()
+        if rows is None:
+            self.compute()
+        else:
+            self._show(rows)
 
     def compute(self, _value: Any = None) -> list[ClassStats]:
         """Statistics of the chosen layers into the table (a problem is shown, not raised)."""

@@ -249,8 +249,13 @@ class CompareRepresentationsWidget(QWidget):
             return
         _, weights_name = self._extractor.choice()
         self._started = _CompareRun(layer_a, layer_b, arrays, settings, resampled, weights_name)
+
+        def job(cancel: Any) -> Any:
+            comparison = yield from compare_arrays(arrays, settings, cancel)
+            return comparison, np.where(comparison.mask, comparison.cosine, np.nan).astype(np.float32)  # off the GUI
+
         self.runner.start(
-            lambda cancel: compare_arrays(arrays, settings, cancel),
+            job,
             f"compare {layer_a.name} ↔ {layer_b.name} ({weights_name})",
             inputs=[layer_a, layer_b],
         )
@@ -268,7 +273,8 @@ class CompareRepresentationsWidget(QWidget):
 
     # ------------------------------------------------------------------------------------------- results
 
-    def _show(self, comparison: Comparison) -> None:
+    def _show(self, done: tuple[Comparison, np.ndarray]) -> None:
+        comparison, cosine = done
         run = self._started
         assert run is not None  # the runner calls back only for a run started here
         self.comparison = comparison
@@ -280,7 +286,6 @@ class CompareRepresentationsWidget(QWidget):
         )
         self._put_layer("rgb_a", comparison.rgb_a, f"{layer_a.name} features RGB", geometry, tag, rgb=True)
         self._put_layer("rgb_b", comparison.rgb_b, f"{layer_b.name} features RGB", geometry, tag, rgb=True)
-        cosine = np.where(comparison.mask, comparison.cosine, np.nan).astype(np.float32)
         layer = self._put_layer(
             "cosine",
             cosine,

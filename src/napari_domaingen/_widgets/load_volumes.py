@@ -172,17 +172,33 @@ class LoadVolumesWidget(QWidget):
     def _choose_files(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Add volumes", "", NIFTI_FILTER)
         if paths:
-            self.add_paths(paths)
+            self.scan_in_background(paths)
 
     def _choose_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Add a folder of NIfTI files or DICOM series")
         if path:
-            self.add_paths([path])
+            self.scan_in_background([path])
 
-    def add_paths(self, paths: Sequence[str | Path]) -> list[Candidate]:
-        """Scan files/folders/zips and list what they hold (checked for loading); returns the new candidates."""
+    def scan_in_background(self, paths: Sequence[str | Path]) -> None:
+        """:meth:`add_paths` with the reading of headers (a DICOM folder: every file's) in the job runner."""
+        if self.runner.is_running:
+            return
+
+        def job(_cancel: Any) -> Any:
+            yield {"stage": "scan", "fraction": 0.0, "message": f"reading the headers of {len(paths)} path(s)"}
+            errors: list[str] = []
+            return scan(paths, errors=errors), errors
+
+        self.runner.start(job, "reading headers", lambda found: self.add_paths(paths, scanned=found))
+
+    def add_paths(
+        self, paths: Sequence[str | Path], scanned: tuple[list[Candidate], list[str]] | None = None
+    ) -> list[Candidate]:
+        """Scan files/folders/zips (unless ``scanned`` holds the result already) and list what they hold (checked
+        for loading); returns the new candidates."""
         errors: list[str] = []
-        found = scan(paths, errors=errors)
+        found = scan(paths, errors=errors) if scanned is None else scanned[0]
+        errors = errors if scanned is None else scanned[1]
         known = {(str(c.path.resolve()), c.uid) for c in self.candidates}
         new = [c for c in found if (str(c.path.resolve()), c.uid) not in known]
         for candidate in new:
@@ -260,35 +276,36 @@ class LoadVolumesWidget(QWidget):
         self._loading = rows
         candidates = [self.candidates[r] for r in rows]
         isotropic = float(self.isotropic_mm.value()) if self.isotropic.isChecked() else None
-        straight = self.straight.isChecked()
-        self.runner.start(
-            lambda cancel: iter_load_group(candidates, isotropic, cancel, straight),
-            f"loading {len(rows)} volume(s)",
-            self._on_loaded,
-        )
+        straight, preset = self.straight.isChecked(), self.preset.currentText()
 
-    def _on_loaded(self, volumes: list[Volume]) -> None:
-        from napari.layers import Image
+        def job(cancel: Any) -> Any:
+            volumes = yield from iter_load_group(candidates, isotropic, cancel, straight)
+            return [(volume, _display_window(volume, preset)) for volume in volumes]  # not on the GUI thread
+
+        self.runner.start(job, f"loading {len(rows)} volume(s)", self._on_loaded)
+
+    def _on_loaded(self, loaded: list[tuple[Volume, tuple[Any, str | None]]]) -> None:
+        from napari.utils.notifications import show_warning
 
         for row in self._loading:  # loaded: unchecked, so the next "Load selected" does not load them again
             self.set_checked(row, False)
-        added = []
-        for volume in volumes:
-            layer = self._add_layer(volume)
+        added, problems = [], []
+        for volume, (limits, problem) in loaded:
+            layer = self._add_layer(volume, limits)
+            if problem is not None:
+                problems.append(problem)
+                show_warning(problem)
             if layer is not None:
                 self.group.append((layer, volume))
                 added.append(layer)
-        images = [layer for layer in added if isinstance(layer, Image)]
-        preset = self.preset.currentText()
-        problems = self._apply(preset, images) if preset != "full range" else []
         self._set_status(
             f"loaded {len(added)} layer(s): {', '.join(layer.name for layer in added)}"
             + "".join(f". Note: {problem}" for problem in problems)
         )
         self.check_grid()
 
-    def _add_layer(self, volume: Volume) -> Any:
-        data, attrs, kind = volume_layer_data(volume)
+    def _add_layer(self, volume: Volume, limits: Any = None) -> Any:
+        data, attrs, kind = volume_layer_data(volume, **({"contrast_limits": limits} if limits is not None else {}))
         source = volume.source
         if isinstance(source, ResampledSource):
             meta = read_meta(attrs["metadata"])
@@ -441,6 +458,15 @@ class LoadVolumesWidget(QWidget):
         self.status.setText(text)
         self.status.setToolTip(text)
         show_all_lines(self.status)
+
+
+def _display_window(volume: Volume, preset: str) -> tuple[tuple[float, float] | None, str | None]:
+    """``(contrast limits, problem)`` of a loaded image volume for ``preset`` (``None`` limits: labels, channel
+    stacks and constant volumes)."""
+    if volume.is_label or volume.data.ndim != 3:
+        return None, None
+    low, high = contrast_limits_for(volume.data, preset)
+    return ((low, high) if high > low else None), preset_problem(volume.data, preset, volume.name)
 
 
 def _num(value: float) -> str:

@@ -23,8 +23,10 @@ from .._napari.layer_meta import MaskGenRecord, read_meta, with_meta
 from .._napari.layers import geometry_kwargs, stack_geometry_kwargs
 from .._napari.output_layers import probability_style
 from ..core.device import available_devices
+from ..core.label_stats import ClassStats
 from ..core.maskgen import ModelCompatibilityError, ModelSpec, extractor_location, read_model_file
-from ..core.segment import Segmentation, SegmentSettings, segment
+from ..core.segment import Segmentation, SegmentSettings, segment_with_statistics
+from ..io.geometry import display_affine_from_layer
 from ._choices import file_value, follow_layer_list, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from ._label_stats_panel import LabelStatsPanel
@@ -115,13 +117,21 @@ class MaskGenSegmentWidget(QWidget):
             tooltip="optional: the anatomix weights the model was trained with, when the file it recorded is "
             "elsewhere on this machine (they must be the same weights; checked by fingerprint)",
         )
+        self._window = ComboBox(
+            label="window",
+            choices=[("training crop", "crop"), ("whole volume (ERM)", "whole")],
+            value=defaults.window,
+            tooltip="training crop: slide the crop the model was trained on, as the MaskGen code does; whole volume: "
+            "ERM models only, the network runs once over the whole volume (about 2× faster; labels differ somewhat "
+            "from the crop's, and MaskGen models need the crop for their feature normalisation)",
+        )
         self._overlap = FloatSpinBox(
             label="overlap",
             value=defaults.overlap,
             min=0.0,
             max=0.9,
             step=0.05,
-            tooltip="fraction by which sliding windows (the training crop) overlap; 0.5 as in the MaskGen code",
+            tooltip="with the training-crop window: fraction by which the windows overlap; 0.5 as in the MaskGen code",
         )
         self._feature_mode = ComboBox(
             label="features",
@@ -153,6 +163,7 @@ class MaskGenSegmentWidget(QWidget):
                 Container(widgets=[self._use_last, self._use_best], layout="horizontal", labels=False),
                 self._model_info,
                 self._weights_file,
+                self._window,
                 self._overlap,
                 self._feature_mode,
                 self._ablation,
@@ -163,6 +174,8 @@ class MaskGenSegmentWidget(QWidget):
             ]
         )
         self.stats = LabelStatsPanel(napari_viewer)
+        self._window.changed.connect(lambda value: setattr(self._overlap, "enabled", value == "crop"))
+        self._overlap.enabled = self._window.value == "crop"
         for combo in (self._image, self._feature_mode, self._ablation):
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         layout = scroll_layout(self)
@@ -242,6 +255,7 @@ class MaskGenSegmentWidget(QWidget):
             probabilities=bool(self._probabilities.value),
             device=self._device.value,
             weights=weights,
+            window=self._window.value,
         )
 
     # ------------------------------------------------------------------------------------------- running
@@ -271,8 +285,9 @@ class MaskGenSegmentWidget(QWidget):
             return
         self._started = _SegmentRun(layer, path, settings)  # type: ignore[arg-type]
         spacing = tuple(float(s) for s in layer.scale)
+        affine = display_affine_from_layer(layer)
         self.runner.start(
-            lambda cancel: segment(layer.data, path, settings, spacing=spacing, cancel=cancel),  # type: ignore[arg-type]
+            lambda cancel: segment_with_statistics(layer.data, path, settings, affine, spacing, cancel),  # type: ignore[arg-type]
             f"segmenting {layer.name} with {path.name}",  # type: ignore[union-attr]
             inputs=[layer],
         )
@@ -283,9 +298,10 @@ class MaskGenSegmentWidget(QWidget):
 
     # ------------------------------------------------------------------------------------------- layers
 
-    def _add_layers(self, result: Segmentation) -> None:
+    def _add_layers(self, done: tuple[Segmentation, list[ClassStats]]) -> None:
         from napari.utils.notifications import show_warning
 
+        result, rows = done
         self.last_result = result
         run = self._started
         assert run is not None  # the runner calls back only for a run started here
@@ -327,7 +343,7 @@ class MaskGenSegmentWidget(QWidget):
         if result.warnings:
             text += " — warning: " + " ".join(result.warnings)
         set_status(self._status, text)
-        self.stats.show_for(labels, src)
+        self.stats.show_for(labels, src, rows)
 
 
 def _algorithm_entry(result: Segmentation, model: Path) -> MaskGenRecord:

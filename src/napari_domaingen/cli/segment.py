@@ -33,7 +33,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="PROB.nii.gz",
         help="also write the softmax probabilities (4D, one channel per class, channels last)",
     )
-    seg.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (default: 0.5)")
+    windows = (
+        "crop (default): slide the model's training crop, as the MaskGen code does; whole: ERM models only, the "
+        "whole volume at once (or large windows when it does not fit half the free memory), about 2× faster, labels "
+        "differ somewhat from the crop's (docs/maskgen.md#segmenting)"
+    )
+    choice(seg, "--window", ["crop", "whole"], windows)
+    seg.add_argument("--overlap", type=float, default=0.5, help="overlap of the training-crop windows (default: 0.5)")
+    precisions = "the network's arithmetic: auto (default: bf16 where the CPU or GPU runs it fast), fp32 or bf16"
+    choice(seg, "--precision", ["auto", "fp32", "bf16"], precisions)
     modes = (
         "shared: features of the whole volume once (fast); per-window: each window's own features, as in the "
         "MaskGen code; auto (default): shared when they fit in half the free memory"
@@ -61,6 +69,8 @@ def settings_from_args(args: argparse.Namespace):
         ablation=args.ablate,
         device=args.device,
         weights=args.weights,
+        window=args.window,
+        precision=args.precision,
     )
     return SegmentOptions(Path(args.model), settings)
 

@@ -12,6 +12,14 @@ come only from the render (``a, b`` are fitted to it, ``G`` is grey), so the old
 the structure at scales under the window is the anatomy image's; anything that repeats with the patch in the
 render but not in the anatomy image averages out.
 
+Computation (1.4–1.6 × faster than the first version on a 2304² px block, 2 cores, same output within 4e-6:
+``benchmarks/bench_swap_slide.py``, ``tests/core/test_detail.py``):
+the full-resolution work is one logarithm per value (in log intensity ``L = −OD``, so that no pass negates
+anything), the cell means of the coarse grid by contiguous float32 adds, the bilinear interpolation of ``a, b``
+and one fused multiply-add and exponential per output value; on the coarse grid (``subsample²`` times fewer
+values) everything is float64 and every window mean is a difference of two cumulative sums, one pass per axis for
+all channels at once, whatever the radius.
+
 Example::
 
     >>> import numpy as np
@@ -37,24 +45,49 @@ DETAIL_RADIUS = 16
 _MIN = 1.0 / 255.0
 
 
-def _density(values: np.ndarray) -> torch.Tensor:
-    return -torch.log(torch.from_numpy(np.maximum(values, _MIN)))
+def _log_intensity(values: np.ndarray) -> np.ndarray:
+    """``ln(max(I, 1/255))`` of ``values`` in [0, 1], float32, the input's shape: minus the optical density."""
+    out = np.empty(values.shape, np.float32)  # C order whatever the input's (a render is often a permuted view)
+    np.maximum(values, np.float32(_MIN), out=out)
+    return np.log(out, out=out)
 
 
-def _coarse(x: torch.Tensor, step: int) -> torch.Tensor:
-    """Means over ``step × step`` cells anchored at pixel (0, 0); the last, partial cells average their pixels.
-    Anchored cells (rather than cells stretched over the image) make the filter commute with crops whose origin is
-    a multiple of ``step``: a slide block gives the whole image's values."""
-    return F.avg_pool2d(x, step, stride=step, ceil_mode=True) if step > 1 else x
+def _coarse(x: np.ndarray, step: int) -> np.ndarray:
+    """``(C, ⌈Y/step⌉, ⌈X/step⌉)`` float64: means of ``x`` ``(Y, X, C)`` float32 over ``step × step`` cells anchored
+    at pixel (0, 0); the last, partial cells average their own pixels. Anchored cells (rather than cells stretched
+    over the image) make the filter commute with crops whose origin is a multiple of ``step``: a slide block gives
+    the whole image's values. Summed ``step`` rows, then ``step`` columns at a time (contiguous float32 adds)."""
+    height, width, channels = x.shape
+    rows, cols = -(-height // step), -(-width // step)
+    if rows * step != height or cols * step != width:
+        x = np.pad(x, ((0, rows * step - height), (0, cols * step - width), (0, 0)))
+    parts = x.reshape(rows, step, cols * step * channels)
+    sums = parts[:, 0].copy()
+    for k in range(1, step):
+        sums += parts[:, k]
+    parts = sums.reshape(rows, cols, step, channels)
+    sums = parts[:, :, 0].copy()
+    for k in range(1, step):
+        sums += parts[:, :, k]
+    counts = [np.full(n, float(step)) for n in (rows, cols)]
+    counts[0][-1], counts[1][-1] = height - step * (rows - 1), width - step * (cols - 1)
+    return sums.transpose(2, 0, 1) / np.outer(*counts)
 
 
-def _fine(x: torch.Tensor, step: int, height: int, width: int) -> torch.Tensor:
-    """Bilinear interpolation of cell values back to ``(height, width)`` px, cell ``i`` centred on pixel
-    ``(i + ½) · step − ½`` (clamped at the edges), so again anchored at pixel (0, 0)."""
-    if step == 1:
-        return x
-    size = (x.shape[-2] * step, x.shape[-1] * step)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[..., :height, :width]
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    """Means of ``x`` ``(C, H, W)`` float64 over ``(2·radius + 1)²`` windows clipped at the edges (only the cells
+    inside count): differences of cumulative sums along the last axis, whatever the radius, then the same along
+    the other (float64: sums of a few hundred cells lose nothing that matters)."""
+    for _ in range(2):
+        size = x.shape[-1]
+        # ext[..., i + 2r + 1] − ext[..., i] is the sum over the window of i clipped to [0, size)
+        ext = np.zeros((*x.shape[:-1], size + 2 * radius + 1))
+        np.cumsum(x, -1, out=ext[..., radius + 1 : radius + 1 + size])
+        ext[..., radius + 1 + size :] = ext[..., radius + size : radius + 1 + size]
+        index = np.arange(size)
+        counts = np.minimum(index + radius, size - 1) - np.maximum(index - radius, 0) + 1.0
+        x = ((ext[..., 2 * radius + 1 :] - ext[..., :size]) / counts).swapaxes(-1, -2)
+    return x
 
 
 def carry_detail(
@@ -68,23 +101,30 @@ def carry_detail(
         raise ValueError(f"the render {render.shape} and the grey image {grey.shape} must be (Y, X, C) and (Y, X)")
     if radius < 1 or eps <= 0 or subsample < 1:
         raise ValueError(f"radius and subsample must be ≥ 1 and eps > 0, got {radius}, {subsample} and {eps}")
-    height, width = grey.shape
+    height, width, channels = render.shape
     step = max(1, min(subsample, radius, height, width))
     low_radius = max(1, round(radius / step))
 
-    def box(x: torch.Tensor) -> torch.Tensor:
-        size = 2 * low_radius + 1
-        return F.avg_pool2d(x, size, stride=1, padding=low_radius, count_include_pad=False)
-
     with torch.inference_mode():
-        guide = _density(grey)[None, None]  # (1, 1, Y, X)
-        target = _density(render).permute(2, 0, 1)[None]  # (1, C, Y, X)
-        guide_low, target_low = _coarse(guide, step), _coarse(target, step)
-        mean_guide, mean_target = box(guide_low), box(target_low)
-        variance = box(guide_low * guide_low) - mean_guide**2
-        covariance = box(guide_low * target_low) - mean_guide * mean_target
+        # in log intensity L = −OD throughout: the fit of OD_render on OD_grey has the same slope and the offset's
+        # sign flips, so out = exp(slope · L_grey + offset), with no negation pass over the pixels
+        guide = _log_intensity(grey)  # (Y, X)
+        guide_low = _coarse(guide[..., None], step)  # (1, H, W); float64 on the coarse grid
+        target_low = _coarse(_log_intensity(render), step)  # (C, H, W)
+        centre = guide_low.mean()  # variances and covariances do not depend on it; centred, they round less
+        centred = guide_low - centre
+        stats = _box(np.concatenate([centred, target_low, centred**2, centred * target_low]), low_radius)
+        mean_guide, mean_target = stats[:1], stats[1 : 1 + channels]
+        variance = stats[1 + channels : 2 + channels] - mean_guide**2
+        covariance = stats[2 + channels :] - mean_guide * mean_target
         slope = covariance / (variance + eps)
-        offset = mean_target - slope * mean_guide
-        slope, offset = _fine(box(slope), step, height, width), _fine(box(offset), step, height, width)
-        out = torch.exp(-(slope * guide + offset)).clamp(0.0, 1.0)
-    return out[0].permute(1, 2, 0).numpy().astype(np.float32)
+        offset = mean_target - slope * (mean_guide + centre)
+        fits = torch.from_numpy(np.ascontiguousarray(_box(np.concatenate([slope, offset]), low_radius), np.float32))
+        if step > 1:  # cell i centred on pixel (i + ½)·step − ½, clamped at the edges: anchored at pixel (0, 0)
+            size = (fits.shape[-2] * step, fits.shape[-1] * step)
+            fits = F.interpolate(fits[None], size=size, mode="bilinear", align_corners=False)[0]
+        fits = fits[:, :height, :width]  # (2C, Y, X)
+        out = torch.empty(height, width, channels)
+        torch.addcmul(fits[channels:], fits[:channels], torch.from_numpy(guide), out=out.permute(2, 0, 1))
+        out.clamp_max_(0.0).exp_()  # OD ≥ 0: intensities ≤ 1
+    return out.numpy()

@@ -1,8 +1,12 @@
 """Segment a volume with a MaskGen / ERM checkpoint: MONAI sliding window, optional probabilities and ablation.
 
 :func:`segment` is a job (generator of progress dicts, see :mod:`napari_domaingen.progress`) returning a
-:class:`Segmentation`. The window is the model's training crop; windows overlap by ``overlap`` (0.5) and are
-blended with Gaussian weights.
+:class:`Segmentation`. ``window="crop"`` (default) slides the model's training crop, overlapping by ``overlap``
+(0.5), blended with Gaussian weights; ``window="whole"`` runs an ERM model over the whole volume (or large windows)
+at once (:mod:`~napari_domaingen.core.inference_window`, where the two are compared). ``precision="auto"`` runs the
+network in bf16 autocast where that is fast (:func:`~napari_domaingen.core.device.fast_bf16`), channels-last on
+CPU: 3–4 × faster than fp32 here, labels within Dice 0.996 per class of fp32 ones. Before the network starts, the
+job reports the plan and an estimate of its time (stage ``"plan"``).
 
 Features (MaskGen models) come in one of two ways, both instance-normalised per window as in training:
 
@@ -33,19 +37,22 @@ import torch
 from ..io.label_table import LabelTable
 from ..models.segunet import SegUNet
 from ..progress import Cancelled, Progress, in_background, rescaled
-from .device import available_memory_bytes, memory_format, resolve_device
-from .features import (
-    FeatureSettings,
-    check_volume,
-    estimated_peak_bytes,
-    extract_features,
-    preprocess,
-    sliding_window_count,
-)
+from ..typing import Precision
+from .device import available_memory_bytes, memory_format, resolve_device, resolve_precision
+from .features import FeatureSettings, check_volume, estimated_peak_bytes, extract_features, preprocess
+from .inference_window import Window, estimate_seconds, plan_window
 from .maskgen import Ablation, FeatureInput, ModelSpec, ablate, extractor_location, instance_normalise, load_model
 from .segmentation_data import LabelMap
 
-__all__ = ["FeatureMode", "SegmentSettings", "Segmentation", "cached_model", "predict_logits", "segment"]
+__all__ = [
+    "FeatureMode",
+    "SegmentSettings",
+    "Segmentation",
+    "cached_model",
+    "predict_logits",
+    "segment",
+    "segment_with_statistics",
+]
 
 FeatureMode = Literal["auto", "shared", "per-window"]
 _SPACING_TOLERANCE = 0.25  # relative difference of voxel size from the training data that earns a warning
@@ -53,9 +60,11 @@ _SPACING_TOLERANCE = 0.25  # relative difference of voxel size from the training
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    """``overlap`` of sliding windows; ``feature_mode`` (module docstring); ``ablation``: zero the ``"image"`` or the
-    ``"features"`` channels (MaskGen only); ``probabilities``: also return softmax maps; ``device``; ``weights``:
-    extractor file to use instead of the one recorded in the model (it must have the same weights)."""
+    """``overlap`` of the training-crop windows (``window="crop"``); ``feature_mode`` (module docstring);
+    ``ablation``: zero the ``"image"`` or the ``"features"`` channels (MaskGen only); ``probabilities``: also return
+    softmax maps; ``device``; ``weights``: extractor file to use instead of the one recorded in the model (it must
+    have the same weights); ``window``: ``"crop"`` (the training crop) or ``"whole"`` (ERM models only: the whole
+    volume or large windows); ``precision`` of the network: ``"auto"``, ``"fp32"`` or ``"bf16"``."""
 
     overlap: float = 0.5
     feature_mode: FeatureMode = "auto"
@@ -63,6 +72,8 @@ class SegmentSettings:
     probabilities: bool = False
     device: str = "auto"
     weights: str | None = None
+    window: Window = "crop"
+    precision: Precision = "auto"
 
 
 @dataclass
@@ -78,6 +89,8 @@ class Segmentation:
     device: str
     warnings: list[str] = field(default_factory=list)
     feature_mode: str = "none"  # what ran: "shared", "per-window", or "none" (ERM)
+    window: str = ""  # what ran, e.g. "whole volume" or "196 windows of 64×64×64"
+    precision: str = "fp32"
 
     def describe(self) -> str:
         counts = ", ".join(
@@ -86,7 +99,10 @@ class Segmentation:
         )
         ablated = "" if self.settings.ablation == "none" else f", {self.settings.ablation} zeroed"
         how = "" if self.feature_mode == "none" else f", {self.feature_mode} features"
-        return f"{self.spec.method}{ablated}: voxels per class: {counts}; {self.seconds:.1f} s on {self.device}{how}"
+        ran = f" ({self.window}, {self.precision})" if self.window else ""
+        return (
+            f"{self.spec.method}{ablated}: voxels per class: {counts}; {self.seconds:.1f} s on {self.device}{ran}{how}"
+        )
 
     def algorithm(self, model_path: str | os.PathLike) -> dict[str, str]:
         """What made these labels, as label sidecars and DICOM-SEG record it: the method (with the ablation, if
@@ -139,24 +155,29 @@ def predict_logits(
     overlap: float = 0.5,
     ablation: Ablation = "none",
     on_window: Callable[[], None] | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
-    """Class logits ``(K, Z, Y, X)`` of ``volume`` ``(1, C0, Z, Y, X)`` by MONAI sliding window.
+    """Class logits ``(K, Z, Y, X)`` float32 of ``volume`` ``(1, C0, Z, Y, X)`` by MONAI sliding window of ``roi``
+    (one window, padded, when ``roi`` covers the volume).
 
-    Each window goes through ``make_input`` (→ the network's input channels), ``ablation``, and the model.
-    ``on_window()`` runs before every window (progress, cancellation: it may raise). The model is put in the
-    device's fastest memory layout (:func:`~napari_domaingen.core.device.memory_format`), in place.
+    Each window goes through ``make_input`` (→ the network's input channels), ``ablation``, and the model (in bf16
+    autocast with ``precision="bf16"``). ``on_window()`` runs before every window (progress, cancellation: it may
+    raise). The model is put in the device's fastest memory layout
+    (:func:`~napari_domaingen.core.device.memory_format`), in place.
     """
     from monai.inferers import sliding_window_inference
 
     device = next(model.parameters()).device
     layout = memory_format(device)
     model = model.to(memory_format=layout)
+    bf16 = precision == "bf16"
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         if on_window is not None:
             on_window()
         x = ablate(make_input(window.to(device)), ablation).contiguous(memory_format=layout)
-        return model(x).float().contiguous()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return model(x).float().contiguous()
 
     out = sliding_window_inference(
         volume,
@@ -232,6 +253,12 @@ def segment(
     warnings = [w for w in [spacing_warning(spec, spacing)] if w]
     if settings.ablation != "none" and spec.features is None:
         ablate(torch.zeros(1, 1, 1, 1, 1), settings.ablation)  # raises the ERM message
+    if settings.window == "whole" and spec.features is not None:
+        raise ValueError(
+            f"{Path(model_path).name} is a MaskGen model: its feature channels are normalised over each training "
+            "crop, so it segments with the training-crop window (a whole-volume window changes its labels; "
+            "docs/maskgen.md#segmenting). Use the crop window."
+        )
     scaled = preprocess(image, spec.clip_percentiles)
 
     share = 0.0
@@ -246,6 +273,18 @@ def segment(
         mode = settings.feature_mode
         if mode == "auto":
             mode = "shared" if fits_shared_features(image.shape, features, device) else "per-window"
+    precision = resolve_precision(settings.precision, device)
+    window = settings.window
+    channels = 1 + (spec.features.channels if spec.features is not None else 0)
+    plan = plan_window(image.shape, spec.unet, channels, spec.num_classes, spec.crop, settings.overlap, window, device)
+    estimate = estimate_seconds(model, plan, channels, precision)
+    yield {
+        "stage": "plan",
+        "fraction": 0.0,
+        "message": f"{plan.describe()}, {precision}: the network takes about {estimate:.0f} s",
+        "eta": estimate,
+    }
+    if spec.features is not None:
         if mode == "per-window":
             make_input, volume = features, torch.from_numpy(scaled)[None, None]
         elif mode == "shared":
@@ -268,7 +307,7 @@ def segment(
         else:
             raise ValueError(f"unknown feature mode {settings.feature_mode!r}; use 'shared' or 'per-window'")
 
-    total = sliding_window_count(image.shape, spec.crop, settings.overlap)
+    total = plan.windows
     done = [0]
     stop = [False]
 
@@ -283,7 +322,9 @@ def segment(
 
     yield report()
     logits = yield from in_background(
-        lambda: predict_logits(model, make_input, volume, spec.crop, settings.overlap, settings.ablation, on_window),
+        lambda: predict_logits(
+            model, make_input, volume, plan.roi, plan.overlap, settings.ablation, on_window, precision
+        ),
         report,
         lambda: stop.__setitem__(0, True),
         name="domaingen-segment",
@@ -300,6 +341,27 @@ def segment(
         device=str(device),
         warnings=warnings,
         feature_mode=mode,
+        window=plan.describe(),
+        precision=precision,
     )
     yield {"stage": "done", "fraction": 1.0, "message": result.describe()}
     return result
+
+
+def segment_with_statistics(
+    image: np.ndarray,
+    model_path: str | os.PathLike[str],
+    settings: SegmentSettings,
+    display_affine: np.ndarray,
+    spacing: tuple[float, float, float] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, tuple[Segmentation, list]]:
+    """:func:`segment`, then the per-class statistics of its labels with ``image``'s intensities
+    (:func:`~napari_domaingen.core.label_stats.label_statistics`, ``display_affine`` (4, 4) for the voxel volume),
+    in the same job: a dock shows both without computing on the GUI thread."""
+    from .label_stats import label_statistics
+
+    result = yield from segment(image, model_path, settings, spacing=spacing, cancel=cancel)
+    yield {"stage": "statistics", "fraction": 0.99, "message": "statistics per class"}
+    names = dict(zip(result.spec.label_values, result.spec.class_names))
+    return result, label_statistics(result.labels, display_affine, np.asarray(image), names)

@@ -70,6 +70,9 @@ def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
         raise ValueError(f"{name}: the image is empty ({array.shape[0]} × {array.shape[1]} px)")
     if array.dtype == bool:
         values = array.astype(np.float32)
+    elif array.dtype == np.uint8:  # the common case, without a pass for the maximum or the clip: 8 bits
+        values = array.astype(np.float32)
+        values /= np.float32(255.0)
     elif np.issubdtype(array.dtype, np.integer):
         top = float(max(int(array.max()), 0))
         bits = max(8, int(np.ceil(np.log2(top + 1))) if top > 0 else 8)
@@ -232,12 +235,15 @@ def encode(
     name: str = "image",
     seamless: bool = True,
     precision: Precision = "auto",
+    needed: np.ndarray | None = None,
 ) -> EncodedImage:
     """Encode every tile of ``image`` (any input :func:`as_rgb` takes) → :class:`EncodedImage`.
 
     ``seamless``: the two shifted tilings (module docstring); else one tiling overlapping by ``overlap``.
     ``precision``: the encoder's arithmetic (``"auto"``: bf16 where fast, which changes reconstructions by about
-    0.1 dB PSNR; the synthesis is always fp32).
+    0.1 dB PSNR; the synthesis is always fp32). ``needed``: ``(Y, X)`` bool; tiles that cover no needed pixel are
+    not run and get zero tokens, so a render is the model's only on pixels whose every tile was run (a slide's
+    glass, :mod:`~napari_domaingen.core.swap_slide`).
     """
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"tile overlap must be in [0, 1), got {overlap}")
@@ -254,30 +260,36 @@ def encode(
     canvas = np.pad(rgb, ((margin, after[0]), (margin, after[1]), (0, 0)), mode="symmetric") if any(after) else rgb
     precision = resolve_precision(precision, model.device)
     tensor = torch.from_numpy(np.ascontiguousarray(canvas)).permute(2, 0, 1)[None]
+    run = (
+        np.arange(len(origins))
+        if needed is None
+        else np.flatnonzero(_covers(needed, canvas.shape[:2], margin, origins, tile))
+    )
     anatomy, style = [], []
     with (
         torch.inference_mode(),
         torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
     ):
-        for start in range(0, len(origins), TILE_BATCH):
+        for start in range(0, len(run), TILE_BATCH):
             if cancel is not None and cancel():
                 from ..progress import Cancelled
 
                 raise Cancelled("encoding cancelled")
             batch = torch.cat(
-                [tensor[:, :, y : y + tile, x : x + tile] for y, x in origins[start : start + TILE_BATCH]]
+                [tensor[:, :, y : y + tile, x : x + tile] for y, x in origins[run[start : start + TILE_BATCH]]]
             )
             tokens = model.encoder(model.normalise(batch.to(model.device)))
             a, s = split_tokens(tokens.float())
             anatomy.append(a.cpu())
             style.append(s.cpu())
+    anatomy_tokens, style_tokens = _scatter(anatomy, run, len(origins)), _scatter(style, run, len(origins))
     grey = rgb @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)  # scikit-image's rgb2gray weights
     return EncodedImage(
         shape=(height, width),
         padded=canvas.shape[:2],
         origins=origins,
-        anatomy=torch.cat(anatomy),
-        style=torch.cat(style),
+        anatomy=anatomy_tokens,
+        style=style_tokens,
         tile=tile,
         patch=patch,
         grids=grids,
@@ -287,3 +299,30 @@ def encode(
         tissue=tissue_mask(rgb),
         precision=precision,
     )
+
+
+def _covers(
+    needed: np.ndarray, canvas_shape: tuple[int, int], margin: int, origins: np.ndarray, tile: int
+) -> np.ndarray:
+    """``(T,)`` bool: the tiles at ``origins`` (canvas px, image at ``(margin, margin)``) that hold a ``needed``
+    pixel of the image (a summed-area table of the mask)."""
+    height, width = needed.shape
+    table = np.zeros((canvas_shape[0] + 1, canvas_shape[1] + 1), np.int64)
+    table[margin + 1 : margin + 1 + height, margin + 1 : margin + 1 + width] = needed.cumsum(0).cumsum(1)
+    table[margin + 1 + height :, :] = table[margin + height : margin + 1 + height, :]
+    table[:, margin + 1 + width :] = table[:, margin + width : margin + 1 + width]
+    y0, x0 = origins[:, 0], origins[:, 1]
+    y1, x1 = np.minimum(y0 + tile, canvas_shape[0]), np.minimum(x0 + tile, canvas_shape[1])
+    return (table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]) > 0
+
+
+def _scatter(parts: list[torch.Tensor], run: np.ndarray, tiles: int) -> torch.Tensor:
+    """``(tiles, …)``: the concatenated ``parts`` at the indices ``run``, zeros elsewhere."""
+    if not parts:
+        raise ValueError("no tile of the image was needed")
+    done = torch.cat(parts)
+    if len(run) == tiles:
+        return done
+    out = done.new_zeros((tiles, *done.shape[1:]))
+    out[torch.from_numpy(run)] = done
+    return out

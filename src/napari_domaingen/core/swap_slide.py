@@ -17,6 +17,27 @@ sizes that are not multiples of the block: it equals the whole image's swap (:fu
 the float rounding of differently batched encoder runs, measured 0 (bitwise equal) in
 ``tests/core/test_swap_slide.py``; the documented bound is 1 grey level (docs/large_slides.md).
 
+**Glass** is not sent through the model. A pixel counts as tissue by the rule of :mod:`.tissue`, judged against
+the *slide's* glass colour (:func:`~.tissue.glass_level` of an overview: the smallest pyramid level of at least
+0.25 Mpx, or level 0 read with a stride), so that the decision does not depend on the block. The slide is cut into
+**cells** of the alignment (64 px; anchored at pixel (0, 0)); a cell is **glass** when no tissue pixel lies within
+``halo`` px of it (the box of the cell grown by the halo), i.e. when nothing the model could draw there (its tiles
+reach 36 px, the detail carry-over under 48 px) comes from tissue. Glass cells are written as **the style's glass**:
+the colour the model renders, with this style, tilings, precision and detail option, for a uniform image of the
+slide's glass (the per-channel median of the overview's non-tissue pixels; the overview's glass level when it has
+none), averaged over one ``alignment``² px image — computed once per job, the first time a glass cell is met, from
+the overview alone, so it is the same whatever the block size or order. A block all of whose cells are glass
+(equivalently: no tissue pixel in its canvas, the block with its halo) is written with that colour without encoding,
+synthesizing or filtering; in a block that holds tissue the model runs on the bounding box of its
+non-glass cells grown by the halo (the rest of the canvas cannot reach them), its encoder only on the tiles that
+touch those cells or the cells next to them (64 px, beyond the detail filter's reach: the other tiles' tokens can
+only change glass cells), and its glass cells are overwritten.
+Every other pixel is the model's render, exactly as without the rule; the output therefore
+still does not depend on the block size (glass cells are a property of the slide, not of the blocks). The seam
+between a glass cell and a rendered one lies at least ``halo`` px from tissue, where the model renders glass from
+glass alone: the step there is the model's faint patch texture on glass, a few grey levels. ``glass=False``
+renders every block (the whole-image swap everywhere).
+
 Memory: one block's canvas, its tokens and the render's working arrays, about 0.8 GB for the default
 ``block=2048`` (a 2304 px canvas) on top of the model and libraries (about 0.65 GB), whatever the slide's size;
 the output is written as it comes, and freed memory is handed back after every block.
@@ -45,18 +66,23 @@ from .swap import render
 from .swap_encoding import DEFAULT_OVERLAP, encode
 from .swap_model import SwapModel
 from .swap_settings import DEFAULT_BLOCK
+from .tissue import glass_level, tissue_mask
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_HALO", "SlideSwapResult", "slide_alignment", "swap_slide"]
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_HALO", "SlideSwapResult", "glass_cells", "slide_alignment", "swap_slide"]
 
 #: context read around every block, px (rounded up to the alignment)
 DEFAULT_HALO = 128
 _SWAP_SHARE = 0.95  # of the progress fraction; the rest is the pyramid
+_OVERVIEW_PX = 250_000  # the slide's glass is measured on a level of at least this many pixels …
+_OVERVIEW_MAX_PX = 4_000_000  # … read with a stride when it has more
 
 
 @dataclass
 class SlideSwapResult:
     """What :func:`swap_slide` wrote: ``path``, the level shapes ``(Y, X)`` (level 0 first), ``mpp`` of level 0
-    (µm, ``None`` when unknown), the number of ``blocks``, wall ``seconds`` and the encoder ``precision``."""
+    (µm, ``None`` when unknown), the number of ``blocks``, wall ``seconds`` and the encoder ``precision``;
+    ``glass_blocks``: blocks written as glass without the model; ``glass_share``: the share of level 0's pixels
+    written as the style's glass; ``glass``: that RGB colour (``None`` when no glass cell was met)."""
 
     path: Path
     levels: list[tuple[int, int]]
@@ -65,6 +91,9 @@ class SlideSwapResult:
     seconds: float
     precision: str = "fp32"
     notes: list[str] = field(default_factory=list)
+    glass_blocks: int = 0
+    glass_share: float = 0.0
+    glass: tuple[int, int, int] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -116,6 +145,105 @@ def _read(level0: Any, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(part)[..., :3], dtype=np.uint8)
 
 
+def glass_cells(tissue: np.ndarray, cell: int, halo: int) -> np.ndarray:
+    """``(⌈Y/cell⌉, ⌈X/cell⌉)`` bool: the ``cell × cell`` px cells of a ``(Y, X)`` ``tissue`` mask (anchored at pixel
+    (0, 0); the last ones partial) that have no tissue pixel within ``halo`` px (a multiple of ``cell``): glass
+    cells (module docstring). Exact for every cell whose grown box lies inside the mask or beyond the image."""
+    from scipy.ndimage import maximum_filter
+
+    height, width = tissue.shape
+    rows, cols = -(-height // cell), -(-width // cell)
+    padded = np.zeros((rows * cell, cols * cell), bool)
+    padded[:height, :width] = tissue
+    has_tissue = padded.reshape(rows, cell, cols, cell).any(axis=(1, 3))
+    reach = halo // cell
+    near = maximum_filter(has_tissue, size=2 * reach + 1, mode="constant", cval=False) if reach else has_tissue
+    return ~near
+
+
+def _near_interior_tissue(cells: np.ndarray, inside: tuple[slice, slice], cell: int) -> np.ndarray:
+    """``(R, C)`` bool over a canvas's cells: ``False`` for the interior's non-glass cells and the cells next to
+    them (one cell, 64 px: beyond the reach of the detail filter, about 40 px), ``True`` elsewhere — the negation of
+    where the encoder's tokens matter (read as ``glass`` by :func:`glass_pixels`)."""
+    from scipy.ndimage import maximum_filter
+
+    rows = slice(inside[0].start // cell, -(-inside[0].stop // cell))
+    cols = slice(inside[1].start // cell, -(-inside[1].stop // cell))
+    matter = np.zeros_like(cells)
+    matter[rows, cols] = ~cells[rows, cols]
+    return ~maximum_filter(matter, size=3, mode="constant", cval=False)
+
+
+def glass_pixels(cells: np.ndarray, cell: int, shape: tuple[int, int]) -> np.ndarray:
+    """``(Y, X)`` bool: the pixels of the ``cells`` map of :func:`glass_cells`."""
+    return np.repeat(np.repeat(cells, cell, 0), cell, 1)[: shape[0], : shape[1]]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Where a tissue block is rendered: ``canvas`` (slices of the canvas to encode), ``rendered`` (slices of that
+    render that land in the interior), ``interior`` (where they land); ``whole``: the interior is rendered whole."""
+
+    canvas: tuple[slice, slice]
+    rendered: tuple[slice, slice]
+    interior: tuple[slice, slice]
+    whole: bool
+
+
+def _rendered_part(
+    is_glass: np.ndarray | None, inside: tuple[slice, slice], canvas_shape: tuple[int, int], halo: int
+) -> _Part:
+    """The bounding box of the interior's non-glass pixels (whole cells, so aligned like the blocks) grown by
+    ``halo`` within the canvas: rendering only that part gives those pixels exactly as the whole canvas would
+    (the same reason blocks of any size give the same pixels)."""
+    interior_shape = (inside[0].stop - inside[0].start, inside[1].stop - inside[1].start)
+    if is_glass is None:
+        box = [(0, interior_shape[0]), (0, interior_shape[1])]
+    else:
+        rows, cols = np.flatnonzero(~is_glass.all(1)), np.flatnonzero(~is_glass.all(0))
+        box = [(int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)]
+    canvas, rendered = [], []
+    for (lo, hi), within, size in zip(box, inside, canvas_shape, strict=True):
+        c0, c1 = max(0, within.start + lo - halo), min(size, within.start + hi + halo)
+        canvas.append(slice(c0, c1))
+        rendered.append(slice(within.start + lo - c0, within.start + hi - c0))
+    whole = box == [(0, interior_shape[0]), (0, interior_shape[1])]
+    return _Part((canvas[0], canvas[1]), (rendered[0], rendered[1]), (slice(*box[0]), slice(*box[1])), whole)
+
+
+def _overview(slide: Any, level0: Any) -> np.ndarray:
+    """A small RGB view of the whole slide: its smallest level of at least 0.25 Mpx, read with a stride when it
+    has more than 4 Mpx (level 0 itself for an array without levels)."""
+    levels = list(getattr(slide, "levels", None) or [level0])
+    level = next((lv for lv in reversed(levels) if lv.shape[0] * lv.shape[1] >= _OVERVIEW_PX), levels[0])
+    stride = max(1, math.ceil(math.sqrt(level.shape[0] * level.shape[1] / _OVERVIEW_MAX_PX)))
+    part = level[::stride, ::stride]
+    if hasattr(part, "compute"):
+        part = part.compute()
+    return np.ascontiguousarray(np.asarray(part)[..., :3], dtype=np.uint8)
+
+
+def _style_glass(
+    model: SwapModel,
+    overview: np.ndarray,
+    reference: np.ndarray,
+    style: torch.Tensor,
+    size: int,
+    seamless: bool,
+    overlap: float,
+    detail: bool,
+    precision: Precision,
+) -> np.ndarray:
+    """``(3,)`` uint8: the style's glass, the mean colour the model renders with ``style`` for a uniform
+    ``size × size`` px image of the slide's glass (module docstring)."""
+    glass = overview[~tissue_mask(overview, reference)]
+    colour = np.median(glass, axis=0) if len(glass) else reference * 255.0
+    uniform = np.broadcast_to(np.rint(colour).astype(np.uint8), (size, size, 3)).copy()
+    encoded = encode(model, uniform, overlap, name="the slide's glass", seamless=seamless, precision=precision)
+    rendered = render(model, encoded, style, detail=detail)
+    return np.rint(rendered.reshape(-1, 3).mean(0)).astype(np.uint8)
+
+
 def swap_slide(
     model: SwapModel,
     slide: Any,
@@ -130,6 +258,7 @@ def swap_slide(
     precision: Precision = "auto",
     mpp: float | None = None,
     name: str | None = None,
+    glass: bool = True,
     cancel: Callable[[], bool] | None = None,
 ) -> Generator[Progress, None, SlideSwapResult]:
     """Swap level 0 of ``slide`` with ``style`` (a ``(E/2,)`` vector: a mean or point style) block by block and
@@ -137,7 +266,8 @@ def swap_slide(
 
     ``block``: interior side, px, rounded up to the alignment (:func:`slide_alignment`); ``halo``: context, px;
     ``seamless``/``overlap``/``detail``/``precision``: as :func:`~napari_domaingen.core.swap_job.swap_pair`;
-    ``mpp``: µm per pixel written to the output (default: the slide's).
+    ``mpp``: µm per pixel written to the output (default: the slide's); ``glass``: write glass cells as the style's
+    glass without the model (module docstring; ``False``: render every block).
     """
     from ..io.slide_write import SlideWriter, slide_output_kind
 
@@ -160,8 +290,12 @@ def swap_slide(
     block = -(-block // align) * align
     halo = -(-halo // align) * align
     starts = [(y, x) for y in range(0, height, block) for x in range(0, width, block)]
-    writer = SlideWriter(out_path, (height, width), mpp, name or slide_name)
     start_time, used_precision = time.perf_counter(), "fp32"
+    overview = _overview(slide, level0) if glass else None  # read before the writer exists: a bad slide leaves nothing
+    reference = None if overview is None else glass_level(overview)
+    writer = SlideWriter(out_path, (height, width), mpp, name or slide_name)
+    glass_colour: np.ndarray | None = None
+    glass_blocks = glass_px = 0
     try:
         for index, (y, x) in enumerate(starts):
             if cancel is not None and cancel():
@@ -170,20 +304,55 @@ def swap_slide(
             cy0, cx0 = max(0, y - halo), max(0, x - halo)
             cy1, cx1 = min(height, y1 + halo), min(width, x1 + halo)
             canvas = _read(level0, cy0, cy1, cx0, cx1)
-            encoded = encode(
-                model,
-                canvas,
-                overlap,
-                cancel,
-                name=f"slide block at ({y}, {x})",
-                seamless=seamless,
-                precision=precision,
-            )
-            used_precision = encoded.precision
-            rendered = render(model, encoded, style, detail=detail)
-            del encoded, canvas
-            writer.write(y, x, rendered[y - cy0 : y1 - cy0, x - cx0 : x1 - cx0])
-            del rendered
+            inside = (slice(y - cy0, y1 - cy0), slice(x - cx0, x1 - cx0))
+            is_glass = needed = None
+            if reference is not None:  # the interior's glass pixels, by cells of the alignment (module docstring)
+                cells = glass_cells(tissue_mask(canvas, reference), align, halo)
+                is_glass = glass_pixels(cells, align, canvas.shape[:2])[inside]
+                needed = glass_pixels(~_near_interior_tissue(cells, inside, align), align, canvas.shape[:2])
+                if is_glass.any() and glass_colour is None:
+                    assert overview is not None
+                    glass_colour = _style_glass(
+                        model, overview, reference, style, align, seamless, overlap, detail, precision
+                    )
+            if is_glass is not None and is_glass.all():
+                assert glass_colour is not None
+                glass_blocks += 1
+                del canvas
+                writer.write(y, x, np.broadcast_to(glass_colour, (y1 - y, x1 - x, 3)))
+                kind = "glass, without the model"
+            else:
+                # only the part of the canvas that reaches the interior's non-glass cells: their bounding box
+                # (cell-aligned) grown by the halo; the rest of the interior is glass cells
+                part = _rendered_part(is_glass, inside, canvas.shape[:2], halo)
+                encoded = encode(
+                    model,
+                    canvas[part.canvas],
+                    overlap,
+                    cancel,
+                    name=f"slide block at ({y}, {x})",
+                    seamless=seamless,
+                    precision=precision,
+                    needed=None if needed is None else needed[part.canvas],
+                )
+                used_precision = encoded.precision
+                rendered = render(model, encoded, style, detail=detail)
+                del encoded, canvas
+                if part.whole:
+                    interior = rendered[part.rendered]
+                else:
+                    assert glass_colour is not None and is_glass is not None
+                    interior = np.empty((y1 - y, x1 - x, 3), np.uint8)
+                    interior[...] = glass_colour
+                    interior[part.interior] = rendered[part.rendered]
+                if is_glass is not None and is_glass.any():
+                    assert glass_colour is not None
+                    interior[is_glass] = glass_colour
+                writer.write(y, x, interior)
+                del rendered, interior
+                kind = "rendered"
+            if is_glass is not None:
+                glass_px += int(is_glass.sum())
             _trim_heap()
             done = index + 1
             elapsed = time.perf_counter() - start_time
@@ -191,10 +360,11 @@ def swap_slide(
             yield {
                 "stage": "swap",
                 "fraction": _SWAP_SHARE * done / len(starts),
-                "message": f"block {done}/{len(starts)} (rows {y}–{y1}, columns {x}–{x1}); "
+                "message": f"block {done}/{len(starts)} (rows {y}–{y1}, columns {x}–{x1}, {kind}); "
                 f"{elapsed:.0f} s elapsed, about {remaining:.0f} s left",
                 "block": done,
                 "blocks": len(starts),
+                "glass_blocks": glass_blocks,
                 "elapsed": elapsed,
                 "eta": remaining,
             }
@@ -204,4 +374,14 @@ def swap_slide(
         raise
     seconds = time.perf_counter() - start_time
     yield {"stage": "done", "fraction": 1.0, "message": f"wrote {path} ({seconds:.0f} s)"}
-    return SlideSwapResult(path, list(writer.shapes), mpp, len(starts), seconds, used_precision)
+    return SlideSwapResult(
+        path,
+        list(writer.shapes),
+        mpp,
+        len(starts),
+        seconds,
+        used_precision,
+        glass_blocks=glass_blocks,
+        glass_share=glass_px / (height * width),
+        glass=None if glass_colour is None else (int(glass_colour[0]), int(glass_colour[1]), int(glass_colour[2])),
+    )
