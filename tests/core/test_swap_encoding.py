@@ -53,3 +53,27 @@ def test_patch_index_on_tile_borders_of_the_shipped_model():
         top = encoded.origins[tile] - encoded.margin + np.array(divmod(index, encoded.grid)) * encoded.patch
         pixel = np.clip([y, x], 0, 511)
         assert (top <= pixel).all() and (pixel < top + encoded.patch).all()
+
+
+def test_only_the_needed_tiles_are_encoded():
+    """Issue 28 (a slide's glass): with ``needed`` only the tiles holding a needed pixel run — their tokens are the
+    full encoding's — and the others get zero tokens; a mask of another shape is refused."""
+    from skimage.data import immunohistochemistry
+
+    from napari_domaingen.core.swap_encoding import encode
+    from napari_domaingen.core.swap_model import load_swap_model
+
+    model = load_swap_model("default", torch.device("cpu"))
+    image = np.ascontiguousarray(immunohistochemistry()[:200, :260])
+    needed = np.zeros(image.shape[:2], bool)
+    needed[:40, :50] = True
+    full = encode(model, image, precision="fp32")
+    part = encode(model, image, precision="fp32", needed=needed)
+    y, x = part.origins[:, 0] - part.margin, part.origins[:, 1] - part.margin
+    covers = (y < 40) & (y + part.tile > 0) & (x < 50) & (x + part.tile > 0)
+    assert 0 < covers.sum() < len(covers)
+    assert torch.allclose(part.anatomy[covers], full.anatomy[covers], atol=1e-5)
+    assert torch.allclose(part.style[covers], full.style[covers], atol=1e-5)
+    assert not part.anatomy[~covers].any() and not part.style[~covers].any()
+    with pytest.raises(ValueError, match="mask of needed pixels"):
+        encode(model, image, needed=needed[:10])

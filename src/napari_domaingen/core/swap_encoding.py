@@ -260,6 +260,8 @@ def encode(
     canvas = np.pad(rgb, ((margin, after[0]), (margin, after[1]), (0, 0)), mode="symmetric") if any(after) else rgb
     precision = resolve_precision(precision, model.device)
     tensor = torch.from_numpy(np.ascontiguousarray(canvas)).permute(2, 0, 1)[None]
+    if needed is not None and np.shape(needed) != (height, width):
+        raise ValueError(f"{name}: the mask of needed pixels is {np.shape(needed)}, the image {height} × {width} px")
     run = (
         np.arange(len(origins))
         if needed is None
