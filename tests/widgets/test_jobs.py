@@ -115,7 +115,9 @@ def test_the_gui_thread_never_waits_200_ms_while_jobs_run(make_napari_viewer, qt
     load.scan_in_background([tmp_path])
     assert _longest_gap(qtbot, load.runner) < 0.2
     qtbot.waitUntil(lambda: load.table.rowCount() == 2 and load.runner.outcome is not None, timeout=30000)
+    qtbot.waitUntil(lambda: not load.runner.is_running, timeout=30000)
     load.load_selected()
+    assert load.runner.outcome is None  # the load started
     assert _longest_gap(qtbot, load.runner) < 0.2
     qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=30000)
 
@@ -127,7 +129,9 @@ def test_the_gui_thread_never_waits_200_ms_while_jobs_run(make_napari_viewer, qt
     segment._run.native.click()  # the first run of the session: see the docstring
     qtbot.waitUntil(lambda: bool(segment.stats.rows), timeout=30000)
     segment.stats._show([])
+    qtbot.waitUntil(lambda: segment._run.native.isEnabled() and not segment.runner.is_running, timeout=30000)
     segment._run.native.click()
+    assert segment.runner.outcome is None  # the second run started
     assert _longest_gap(qtbot, segment.runner) < 0.2
     qtbot.waitUntil(lambda: bool(segment.stats.rows), timeout=30000)  # computed by the job, shown without computing
     assert "windows of 16×16×16" in segment._status.value
