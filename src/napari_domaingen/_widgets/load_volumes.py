@@ -405,12 +405,10 @@ class LoadVolumesWidget(QWidget):
 
         problems = []
         for layer in layers:
-            data = np.asarray(layer.data)
-            problem = preset_problem(data, preset, layer.name)
+            (low, high), problem = _preset_window(np.asarray(layer.data), preset, layer.name)
             if problem is not None:
                 problems.append(problem)
                 show_warning(problem)
-            low, high = contrast_limits_for(data, preset)
             range_low, range_high = layer.contrast_limits_range
             layer.contrast_limits_range = (min(low, range_low), max(high, range_high))
             layer.contrast_limits = (low, high)
@@ -465,8 +463,13 @@ def _display_window(volume: Volume, preset: str) -> tuple[tuple[float, float] | 
     stacks and constant volumes)."""
     if volume.is_label or volume.data.ndim != 3:
         return None, None
-    low, high = contrast_limits_for(volume.data, preset)
-    return ((low, high) if high > low else None), preset_problem(volume.data, preset, volume.name)
+    (low, high), problem = _preset_window(volume.data, preset, volume.name)
+    return ((low, high) if high > low else None), problem
+
+
+def _preset_window(data: np.ndarray, preset: str, name: str) -> tuple[tuple[float, float], str | None]:
+    """``((low, high), problem)``: the contrast limits of ``preset`` for ``data`` and where it does not fit."""
+    return contrast_limits_for(data, preset), preset_problem(data, preset, name)
 
 
 def _num(value: float) -> str:

@@ -107,10 +107,11 @@ def estimate_seconds(model: torch.nn.Module, plan: WindowPlan, channels: int, pr
     device = next(model.parameters()).device
     layout = memory_format(device)
     x = torch.zeros(1, channels, side, side, side, device=device).contiguous(memory_format=layout)
+    model = model.to(memory_format=layout)
     seconds = 0.0
     for _ in range(2):
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            model.to(memory_format=layout)(x)
+            model(x)
         seconds = time.perf_counter() - start
     return seconds * plan.windows * float(np.prod(plan.roi)) / side**3

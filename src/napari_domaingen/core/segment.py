@@ -274,9 +274,10 @@ def segment(
         if mode == "auto":
             mode = "shared" if fits_shared_features(image.shape, features, device) else "per-window"
     precision = resolve_precision(settings.precision, device)
-    window = settings.window
     channels = 1 + (spec.features.channels if spec.features is not None else 0)
-    plan = plan_window(image.shape, spec.unet, channels, spec.num_classes, spec.crop, settings.overlap, window, device)
+    plan = plan_window(
+        image.shape, spec.unet, channels, spec.num_classes, spec.crop, settings.overlap, settings.window, device
+    )
     estimate = estimate_seconds(model, plan, channels, precision)
     yield {
         "stage": "plan",

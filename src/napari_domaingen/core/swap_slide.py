@@ -161,21 +161,20 @@ def glass_cells(tissue: np.ndarray, cell: int, halo: int) -> np.ndarray:
     return ~near
 
 
-def _near_interior_tissue(cells: np.ndarray, inside: tuple[slice, slice], cell: int) -> np.ndarray:
-    """``(R, C)`` bool over a canvas's cells: ``False`` for the interior's non-glass cells and the cells next to
-    them (one cell, 64 px: beyond the reach of the detail filter, about 40 px), ``True`` elsewhere — the negation of
-    where the encoder's tokens matter (read as ``glass`` by :func:`glass_pixels`)."""
+def _token_cells(cells: np.ndarray, inside: tuple[slice, slice], cell: int) -> np.ndarray:
+    """``(R, C)`` bool over a canvas's cells: where the encoder's tokens matter — the interior's non-glass cells
+    and the cells next to them (one cell, 64 px: beyond the reach of the detail filter, about 40 px)."""
     from scipy.ndimage import maximum_filter
 
     rows = slice(inside[0].start // cell, -(-inside[0].stop // cell))
     cols = slice(inside[1].start // cell, -(-inside[1].stop // cell))
     matter = np.zeros_like(cells)
     matter[rows, cols] = ~cells[rows, cols]
-    return ~maximum_filter(matter, size=3, mode="constant", cval=False)
+    return maximum_filter(matter, size=3, mode="constant", cval=False)
 
 
 def glass_pixels(cells: np.ndarray, cell: int, shape: tuple[int, int]) -> np.ndarray:
-    """``(Y, X)`` bool: the pixels of the ``cells`` map of :func:`glass_cells`."""
+    """``(Y, X)`` bool: the pixels of a cell map (:func:`glass_cells`, :func:`_token_cells`)."""
     return np.repeat(np.repeat(cells, cell, 0), cell, 1)[: shape[0], : shape[1]]
 
 
@@ -309,7 +308,7 @@ def swap_slide(
             if reference is not None:  # the interior's glass pixels, by cells of the alignment (module docstring)
                 cells = glass_cells(tissue_mask(canvas, reference), align, halo)
                 is_glass = glass_pixels(cells, align, canvas.shape[:2])[inside]
-                needed = glass_pixels(~_near_interior_tissue(cells, inside, align), align, canvas.shape[:2])
+                needed = glass_pixels(_token_cells(cells, inside, align), align, canvas.shape[:2])
                 if is_glass.any() and glass_colour is None:
                     assert overview is not None
                     glass_colour = _style_glass(

@@ -28,37 +28,40 @@ MIN_DENSITY = 0.15
 MIN_GLASS = 0.8
 
 
-def _values(rgb: np.ndarray) -> np.ndarray:
-    """``(Y, X, 3)`` float32 in [0, 1] (float32 input without a copy)."""
+def _checked(rgb: np.ndarray) -> np.ndarray:
     array = np.asarray(rgb)
     if array.ndim != 3 or array.shape[-1] < 3:
         raise ValueError(f"expected an RGB image (Y, X, 3), got shape {array.shape}")
+    return array
+
+
+def _values(rgb: np.ndarray) -> np.ndarray:
+    """``(Y, X, 3)`` float32 in [0, 1] (float32 input without a copy)."""
+    array = _checked(rgb)
     values = array[..., :3].astype(np.float32, copy=False)
     if np.issubdtype(array.dtype, np.integer):
         values /= float(np.iinfo(array.dtype).max)
     return values
 
 
-def _glass(values: np.ndarray) -> np.ndarray:
-    step = max(1, int(np.sqrt(values.shape[0] * values.shape[1] / 250_000)))
-    return np.percentile(values[::step, ::step].reshape(-1, 3), 99, axis=0).clip(MIN_GLASS, 1.0)
+def _glass(rgb: np.ndarray) -> np.ndarray:
+    """The rule's glass colour of ``(Y, X, ≥3)`` RGB, from a strided sample of about 0.25 Mpx."""
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))
+    return np.percentile(_values(rgb[::step, ::step]).reshape(-1, 3), 99, axis=0).clip(MIN_GLASS, 1.0)
 
 
 def glass_level(rgb: np.ndarray) -> np.ndarray:
     """``(3,)`` float32: the glass colour of ``(Y, X, 3)`` RGB (uint8 or float in [0, 1]) by the rule, as a
     fraction of white: per channel the 99th percentile of the image, at least :data:`MIN_GLASS`."""
-    return _glass(_values(rgb)).astype(np.float32)
+    return _glass(_checked(rgb)).astype(np.float32)
 
 
 def tissue_mask(rgb: np.ndarray, glass: np.ndarray | None = None) -> np.ndarray:
     """``(Y, X)`` bool: tissue pixels of ``(Y, X, 3)`` RGB, uint8 or float in [0, 1]. ``glass``: ``(3,)`` the
     glass colour to judge against (fraction of white; default: the image's own, :func:`glass_level`)."""
-    array = np.asarray(rgb)
-    if array.ndim != 3 or array.shape[-1] < 3:
-        raise ValueError(f"expected an RGB image (Y, X, 3), got shape {array.shape}")
+    array = _checked(rgb)
     if glass is None:
-        step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / 250_000)))
-        glass = _glass(_values(array[::step, ::step]))
+        glass = _glass(array)
     # OD = −ln(I / glass) > MIN_DENSITY  ⇔  I < glass · exp(−MIN_DENSITY), without a logarithm per pixel
     limits = (np.asarray(glass, np.float32).reshape(3) * np.exp(-MIN_DENSITY)).astype(np.float32)
     if array.dtype == np.uint8:
