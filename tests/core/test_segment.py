@@ -180,3 +180,46 @@ def test_spacing_warning(trained):
     )
     anisotropic = dataclasses.replace(spec, spacing=(3.0, 1.0, 1.0))
     assert "resample the image onto 3 × 1 × 1 mm voxels" in spacing_warning(anisotropic, (1.0, 1.0, 1.0))
+
+
+def test_class_indices_is_argmax_with_ties_to_the_first_class():
+    from napari_domaingen.core.segment import class_indices
+
+    logits = torch.randn(4, 5, 6, 7)
+    logits[2, 0, 0, 0] = logits[1, 0, 0, 0]  # a tie: argmax takes the first
+    logits[:, 1, 1, 1] = 0.5
+    index = class_indices(logits)
+    assert index.dtype == torch.uint8 and torch.equal(index.long(), logits.argmax(0))
+
+
+def test_uniform_windows_run_the_network_once_with_the_same_logits(trained, monkeypatch):
+    """Windows whose every channel is constant (the zero background around a skull-stripped brain) give the same
+    output: the network runs once for all of them, and the logits are those of running it every time."""
+    from napari_domaingen.core import segment as segment_module
+    from napari_domaingen.core.segment import cached_model, predict_logits, uniform_key
+
+    assert uniform_key(torch.zeros(1, 2, 4, 4, 4)) == ((1, 2, 4, 4, 4), "torch.float32", 0.0, 0.0)
+    assert uniform_key(torch.arange(8.0).reshape(1, 1, 2, 2, 2)) is None
+    model, _spec = cached_model(trained[1], "cpu")
+    volume = torch.zeros(1, 1, 64, 64, 96)
+    volume[..., 40:, 40:, 70:] = torch.rand(24, 24, 26)  # one corner holds tissue
+    calls = []
+
+    class Counted(torch.nn.Module):
+        def __init__(self, form):
+            super().__init__()
+            self.form = form
+
+        def forward(self, x):
+            calls.append(1)
+            return self.form(x)
+
+    counted = Counted(segment_module.inference_form(model))
+    monkeypatch.setattr(segment_module, "inference_form", lambda _model: counted)
+    windows = []
+    logits = predict_logits(model, lambda w: w, volume, (32, 32, 32), 0.5, on_window=lambda: windows.append(1))
+    assert len(windows) == 3 * 3 * 5 and 1 < len(calls) < len(windows)
+    monkeypatch.setattr(segment_module, "uniform_key", lambda _x: None)
+    calls.clear()
+    again = predict_logits(model, lambda w: w, volume, (32, 32, 32), 0.5)
+    assert len(calls) == len(windows) and torch.equal(logits, again)

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..models.inference_form import inference_form
 from .device import available_memory_bytes
 
 __all__ = ["LARGE_OVERLAP", "Window", "WindowPlan", "estimate_seconds", "forward_bytes", "plan_window"]
@@ -107,7 +108,7 @@ def estimate_seconds(model: torch.nn.Module, plan: WindowPlan, channels: int, pr
     device = next(model.parameters()).device
     layout = memory_format(device)
     x = torch.zeros(1, channels, side, side, side, device=device).contiguous(memory_format=layout)
-    model = model.to(memory_format=layout)
+    model = inference_form(model).to(memory_format=layout)
     seconds = 0.0
     for _ in range(2):
         start = time.perf_counter()

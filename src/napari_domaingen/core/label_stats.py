@@ -78,6 +78,9 @@ def label_statistics(
     flat = labels.reshape(-1)
     if flat.size and flat.min() < 0:
         raise ValueError("labels must be non-negative")
+    where = None if include_background else np.flatnonzero(flat)  # the background's statistics are not shown
+    if where is not None:
+        flat = flat[where]
     present, index = _distinct(flat)
     counts = np.bincount(index, minlength=present.size)
     names = names or {}
@@ -86,7 +89,8 @@ def label_statistics(
         values.discard(0)
     means = spreads = None
     if image is not None:  # two passes: the mean, then the squared deviations from it (no cancellation)
-        pixels = np.asarray(image, dtype=np.float64).reshape(-1)
+        pixels = np.asarray(image).reshape(-1)
+        pixels = (pixels if where is None else pixels[where]).astype(np.float64, copy=False)
         means = np.bincount(index, weights=pixels, minlength=present.size) / np.maximum(counts, 1)
         deviations = pixels - means[index]
         spreads = np.bincount(index, weights=deviations * deviations, minlength=present.size) / np.maximum(counts, 1)

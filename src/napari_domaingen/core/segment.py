@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..io.label_table import LabelTable
+from ..models.inference_form import inference_form
 from ..models.segunet import SegUNet
 from ..progress import Cancelled, Progress, in_background, rescaled
 from ..typing import Precision
@@ -169,15 +170,23 @@ def predict_logits(
 
     device = next(model.parameters()).device
     layout = memory_format(device)
-    model = model.to(memory_format=layout)
+    network = inference_form(model).to(memory_format=layout)
     bf16 = precision == "bf16"
+
+    uniform: dict[tuple, torch.Tensor] = {}  # the output of a window whose every channel is constant, by value
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         if on_window is not None:
             on_window()
         x = ablate(make_input(window.to(device)), ablation).contiguous(memory_format=layout)
+        key = uniform_key(x)
+        if key is not None and key in uniform:
+            return uniform[key].clone()  # MONAI weights the returned window in place
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(x).float().contiguous()
+            y = network(x).float().contiguous()
+        if key is not None:
+            uniform[key] = y.clone()
+        return y
 
     out = sliding_window_inference(
         volume,
@@ -190,6 +199,34 @@ def predict_logits(
         device=torch.device("cpu"),
     )
     return out[0]
+
+
+def class_indices(logits: torch.Tensor) -> torch.Tensor:
+    """``argmax`` over the classes of ``(K, Z, Y, X)`` logits → ``(Z, Y, X)`` uint8 (int64 for over 255 classes),
+    the first class on ties as ``argmax``: class by class with whole-volume comparisons, about 5 × faster than
+    ``argmax(0)`` (which reduces across a strided axis)."""
+    if logits.shape[0] > 255:
+        return logits.argmax(0)
+    best = logits[0].clone()
+    index = torch.zeros(logits.shape[1:], dtype=torch.uint8)
+    for k in range(1, logits.shape[0]):
+        higher = logits[k] > best
+        index[higher] = k
+        torch.maximum(best, logits[k], out=best)
+    return index
+
+
+def uniform_key(x: torch.Tensor) -> tuple | None:
+    """For a network input ``(B, C, Z, Y, X)`` whose every channel is constant (e.g. a window of the zero background
+    around a skull-stripped brain): its shape and values, under which the network's output is the same for every
+    such window; else ``None``."""
+    low, high = torch.aminmax(x[:, :1].reshape(-1))  # the image channel first: one look rules out most windows
+    if low != high:
+        return None
+    low, high = torch.aminmax(x.reshape(x.shape[0], x.shape[1], -1), dim=2)
+    if not torch.equal(low, high):
+        return None
+    return (tuple(x.shape), str(x.dtype), *low.flatten().tolist())
 
 
 def shared_input(window: torch.Tensor) -> torch.Tensor:
@@ -331,7 +368,7 @@ def segment(
         name="domaingen-segment",
     )
     yield {"stage": "finish", "fraction": 0.98, "message": "labels"}
-    labels = LabelMap(spec.label_values).decode(logits.argmax(0).numpy())
+    labels = LabelMap(spec.label_values).decode(class_indices(logits).numpy())
     probabilities = torch.softmax(logits, 0).numpy().astype(np.float32) if settings.probabilities else None
     result = Segmentation(
         labels=labels,
