@@ -163,8 +163,9 @@ def predict_logits(
 
     Each window goes through ``make_input`` (→ the network's input channels), ``ablation``, and the model (in bf16
     autocast with ``precision="bf16"``). ``on_window()`` runs before every window (progress, cancellation: it may
-    raise). The model is put in the device's fastest memory layout
-    (:func:`~napari_domaingen.core.device.memory_format`), in place.
+    raise). The network runs in its inference form (:func:`~napari_domaingen.models.inference_form.inference_form`,
+    in the device's fastest memory layout); ``model`` itself is left as it is. Windows whose every input channel is
+    constant run it once (:func:`uniform_key`).
     """
     from monai.inferers import sliding_window_inference
 
