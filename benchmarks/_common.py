@@ -23,6 +23,18 @@ def require(path: Path) -> Path:
     return path
 
 
+#: the anatomix reference architecture with fixed random weights (``../shared/fixtures``): the real extractor's cost
+ANATOMIX_FIXTURE = SHARED / "fixtures" / "anatomix_reference.pt"
+
+
+def reference_weights(path: Path) -> Path:
+    """Write the weights of :data:`ANATOMIX_FIXTURE` as an anatomix ``.pth`` state dict to ``path``; returns it."""
+    import torch
+
+    torch.save(torch.load(require(ANATOMIX_FIXTURE), weights_only=True)["state_dict"], path)
+    return path
+
+
 def peak_rss_gb() -> float:
     """Peak resident memory of this process so far, GB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import require
+from _common import reference_weights, require
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PAIRS = {
@@ -49,11 +49,7 @@ def _cohort(root: Path, cases: int) -> Path:
 
 
 def _weights(root: Path) -> Path:
-    import torch
-
-    path = root / "anatomix.pth"
-    torch.save(torch.load(SHARED / "fixtures" / "anatomix_reference.pt", weights_only=True)["state_dict"], path)
-    return path
+    return reference_weights(root / "anatomix.pth")
 
 
 def _batch(cohort: Path, out: Path, weights: Path, *where: str) -> tuple[float, dict[str, dict[str, str]]]:

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, peak_rss_gb, require, run_child
+from _common import ANATOMIX_FIXTURE, SHARED, peak_rss_gb, reference_weights, require, run_child
 
 CROP = (155, 192, 160)
 IMAGE = SHARED / "data" / "mri" / "brats23-gli-00001-000" / "BraTS-GLI-00001-000-t1n.nii.gz"
-FIXTURE = SHARED / "fixtures" / "anatomix_reference.pt"
 
 
 def load_crop() -> np.ndarray:
@@ -75,10 +74,9 @@ def main() -> None:
     import torch
 
     require(IMAGE)
-    require(FIXTURE)
+    require(ANATOMIX_FIXTURE)
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "anatomix_fixture.pth"
-        torch.save(torch.load(FIXTURE, weights_only=True)["state_dict"], weights)
+        weights = reference_weights(Path(tmp) / "anatomix_fixture.pth")
         sides = {}
         for side in ("reference", "ours"):
             out = Path(tmp) / f"{side}.npy"

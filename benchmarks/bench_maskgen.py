@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import SHARED, peak_rss_gb, require, run_child
+from _common import SHARED, peak_rss_gb, reference_weights, require, run_child
 
 TCGA = SHARED / "data" / "mri" / "tcga-du-7294"
 
@@ -44,8 +44,6 @@ def _data():
 
 
 def child(method: str, preset: str, crop: int, steps: int, full_volume: bool = False) -> dict:
-    import torch
-
     from napari_domaingen.core.maskgen_training import TrainSettings, train
     from napari_domaingen.core.segment import SegmentSettings, segment
     from napari_domaingen.core.segmentation_data import labelled_volume
@@ -53,10 +51,7 @@ def child(method: str, preset: str, crop: int, steps: int, full_volume: bool = F
     image, labels, region = _data()
     volume = labelled_volume(image.data, labels.data, "tcga", spacing=image.spacing)
     folder = Path(tempfile.mkdtemp())
-    weights = folder / "anatomix.pth"
-    torch.save(
-        torch.load(require(SHARED / "fixtures" / "anatomix_reference.pt"), weights_only=True)["state_dict"], weights
-    )
+    weights = reference_weights(folder / "anatomix.pth")
     settings = TrainSettings(
         use_features=method == "maskgen",
         weights=str(weights),

@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, require
+from _common import SHARED, reference_weights, require
 
 CASE = SHARED / "data" / "mri" / "tcga-du-7294"
 IMAGE = CASE / "TCGA-DU-7294_t1_bet.nii.gz"
 LABELS = CASE / "tcga-du-7294_seg-fusion-simple.nii.gz"
-FIXTURE = SHARED / "fixtures" / "anatomix_reference.pt"
 TICK_MS = 5
 
 
@@ -49,11 +48,7 @@ def tumour_crop(size: int) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
 
 def fixture_weights(folder: Path) -> Path:
     """The reference fixture's state dict (random anatomix weights, real key layout) as a ``.pth``."""
-    import torch
-
-    path = folder / "anatomix.pth"
-    torch.save(torch.load(require(FIXTURE), weights_only=True)["state_dict"], path)
-    return path
+    return reference_weights(folder / "anatomix.pth")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -38,11 +38,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, peak_rss_gb, require
+from _common import SHARED, peak_rss_gb, reference_weights, require
 
 TCGA = SHARED / "data" / "mri" / "tcga-du-7294"
 FLAIR = SHARED / "data" / "mri" / "brats23-gli-00001-000" / "BraTS-GLI-00001-000-t2f.nii.gz"
-FIXTURE = SHARED / "fixtures" / "anatomix_reference.pt"
 MNI = SHARED / "data" / "mri" / "nilearn-mni152-2009a"
 #: the volumes of the agreement: the training T1 and a T1 no model saw
 AGREEMENT = {
@@ -53,8 +52,6 @@ AGREEMENT = {
 
 def train_models(work: Path, steps: int, lr: float) -> dict[str, Path]:
     """ERM and MaskGen checkpoints in ``work`` (trained here unless they are there already)."""
-    import torch
-
     from napari_domaingen.core.maskgen_training import TrainSettings, train
     from napari_domaingen.core.segmentation_data import labelled_volume
     from napari_domaingen.io.nifti import read_nifti
@@ -63,7 +60,7 @@ def train_models(work: Path, steps: int, lr: float) -> dict[str, Path]:
     work.mkdir(parents=True, exist_ok=True)
     weights = work / "anatomix.pth"
     if not weights.is_file():
-        torch.save(torch.load(require(FIXTURE), weights_only=True)["state_dict"], weights)
+        reference_weights(weights)
     models = {"ERM": work / f"erm-{steps}-{lr:g}.pt", "MaskGen": work / f"maskgen-{steps}-{lr:g}.pt"}
     image = read_nifti(require(MNI / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))
     grey = read_nifti(require(MNI / "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz")).data

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, require
+from _common import ANATOMIX_FIXTURE, SHARED, reference_weights, require
 
 CASE = SHARED / "data" / "mri" / "brats23-gli-00001-000"
-FIXTURE = SHARED / "fixtures" / "anatomix_reference.pt"
 
 
 def timed(fn, *args, **kwargs):
@@ -50,8 +49,6 @@ def full_pca_rgb(fa, fb, mask):
 
 
 def main() -> None:
-    import torch
-
     from napari_domaingen.core.compare import comparison_mask
     from napari_domaingen.core.features import FeatureSettings, extract_features
     from napari_domaingen.core.rgb import colour_projection
@@ -60,12 +57,11 @@ def main() -> None:
     from napari_domaingen.progress import run
 
     require(CASE)
-    require(FIXTURE)
+    require(ANATOMIX_FIXTURE)
     a = read_nifti(CASE / "BraTS-GLI-00001-000-t1n.nii.gz").data
     b = read_nifti(CASE / "BraTS-GLI-00001-000-t2f.nii.gz").data
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "anatomix.pth"
-        torch.save(torch.load(FIXTURE, weights_only=True)["state_dict"], weights)
+        weights = reference_weights(Path(tmp) / "anatomix.pth")
         settings = FeatureSettings(weights=str(weights))
         (fa, fb), extract_seconds = timed(lambda: [run(extract_features(v, settings)).features for v in (a, b)])
     mask = comparison_mask(a, b)

@@ -196,9 +196,11 @@ class LoadVolumesWidget(QWidget):
     ) -> list[Candidate]:
         """Scan files/folders/zips (unless ``scanned`` holds the result already) and list what they hold (checked
         for loading); returns the new candidates."""
-        errors: list[str] = []
-        found = scan(paths, errors=errors) if scanned is None else scanned[0]
-        errors = errors if scanned is None else scanned[1]
+        if scanned is None:
+            errors: list[str] = []
+            found = scan(paths, errors=errors)
+        else:
+            found, errors = scanned
         known = {(str(c.path.resolve()), c.uid) for c in self.candidates}
         new = [c for c in found if (str(c.path.resolve()), c.uid) not in known]
         for candidate in new:

@@ -122,7 +122,7 @@ class MaskGenSegmentWidget(QWidget):
             choices=[("training crop", "crop"), ("whole volume (ERM)", "whole")],
             value=defaults.window,
             tooltip="training crop: slide the crop the model was trained on, as the MaskGen code does; whole volume: "
-            "ERM models only, the network runs once over the whole volume (about 2× faster; labels differ somewhat "
+            "ERM models only, the network runs once over the whole volume (about 3–4× faster; labels differ somewhat "
             "from the crop's, and MaskGen models need the crop for their feature normalisation)",
         )
         self._overlap = FloatSpinBox(

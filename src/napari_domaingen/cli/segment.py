@@ -35,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     windows = (
         "crop (default): slide the model's training crop, as the MaskGen code does; whole: ERM models only, the "
-        "whole volume at once (or large windows when it does not fit half the free memory), about 2× faster, labels "
+        "whole volume at once (or large windows when it does not fit half the free memory), about 3–4× faster, labels "
         "differ somewhat from the crop's (docs/maskgen.md#segmenting)"
     )
     choice(seg, "--window", ["crop", "whole"], windows)

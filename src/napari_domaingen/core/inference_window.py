@@ -7,7 +7,7 @@ normalised differently and the labels change (Dice 0.53–0.74 per class against
 ``benchmarks/bench_segment.py``); a whole-volume window is refused for models with features.
 ``window="whole"`` runs the network once over the whole volume (padded to a multiple of ``2**levels``) when the
 estimated working memory fits the budget (half the free memory of the device), else over the largest cubic windows
-that fit, overlapping by :data:`LARGE_OVERLAP`: about twice as fast for an ERM model, but the deep layers then see
+that fit, overlapping by :data:`LARGE_OVERLAP`: 3–4 × faster for an ERM model, but the deep layers then see
 more context than in training, and the labels differ from the crop's (Dice 0.86–0.98 per class on a 300-step
 model), so it is an option, not the default.
 

@@ -340,9 +340,8 @@ def swap_slide(
                 if part.whole:
                     interior = rendered[part.rendered]
                 else:
-                    assert glass_colour is not None and is_glass is not None
+                    # outside the rendered box every pixel is a glass cell: filled with the glass colour below
                     interior = np.empty((y1 - y, x1 - x, 3), np.uint8)
-                    interior[...] = glass_colour
                     interior[part.interior] = rendered[part.rendered]
                 if is_glass is not None and is_glass.any():
                     assert glass_colour is not None
