@@ -21,6 +21,7 @@ FORBIDDEN = {
     "progress": ("io", "core", "cli", "models", "_widgets", "_napari"),
     "errors": ("io", "core", "cli", "models", "_widgets", "_napari"),
     "typing": ("io", "core", "cli", "models", "_widgets", "_napari"),
+    "cpu_runtime": ("io", "core", "cli", "models", "_widgets", "_napari", "progress", "errors"),
 }
 
 #: the one upward import: `domaingen demo --gui` opens napari with the plugin's docks

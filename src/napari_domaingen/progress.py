@@ -95,13 +95,17 @@ def in_background(
 
     Use as ``result = yield from in_background(...)``. If the job is abandoned (closed, cancelled, or ``work``
     raises), ``on_abort()`` is called so that ``work`` can stop early (e.g. a flag its hooks check), and the
-    helper thread is joined before this returns or raises.
+    helper thread is joined before this returns or raises. The calling thread lets go of its OpenMP worker threads
+    while it waits (:func:`~napari_domaingen.cpu_runtime.release_cpu_threads`).
     """
     from concurrent.futures import ThreadPoolExecutor
     from concurrent.futures import TimeoutError as FutureTimeout
 
+    from .cpu_runtime import release_cpu_threads
+
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
     future = pool.submit(work)
+    release_cpu_threads()  # this thread only waits now: its OpenMP workers would slow the helper's (cpu_runtime)
     try:
         while True:
             try:

@@ -174,8 +174,8 @@ def test_slide_writer_round_trip(tmp_path, suffix):
     assert [tuple(level.shape) for level in slide.levels] == [(1900, 1300, 3), (950, 650, 3)]
     assert slide.mpp == pytest.approx(0.25) and slide.downsamples == [1.0, 2.0]
     assert np.array_equal(slide.levels[0].compute(), base)
-    expected = downscale_local_mean(base.astype(float), (2, 2, 1))
-    assert np.abs(slide.levels[1].compute().astype(float) - expected).max() <= 0.5 + 1e-9
+    expected = np.rint(downscale_local_mean(base.astype(float), (2, 2, 1)))  # 2 × 2 means, half to even
+    assert np.array_equal(slide.levels[1].compute(), expected.astype(np.uint8))
     if suffix.endswith("zarr"):
         meta = json.loads((out / "zarr.json").read_text())["attributes"]["ome"]
         assert meta["version"] == "0.5"
@@ -192,6 +192,20 @@ def test_slide_writer_round_trip(tmp_path, suffix):
         with tifffile.TiffFile(out) as tif:
             assert tif.is_ome and 'PhysicalSizeX="0.25"' in tif.ome_metadata
             assert [level.shape for level in tif.series[0].levels] == [(1900, 1300, 3), (950, 650, 3)]
+
+
+def test_halving_rounds_half_to_even_and_repeats_the_last_odd_row_and_column():
+    from napari_domaingen.io.slide_write import _halve
+
+    source = np.random.default_rng(3).integers(0, 256, (3, 37, 23), dtype=np.uint8)
+    source[:, :2, :2] = [[10, 11], [11, 10]]  # a mean of 10.5: rounds to 10
+    source[:, 2:4, :2] = [[11, 12], [12, 11]]  # 11.5: rounds to 12
+    target = np.zeros((3, 19, 12), np.uint8)
+    _halve(source, target, None, block=8)  # blocks of 8 px: the result does not depend on them
+    padded = np.pad(source.astype(float), ((0, 0), (0, 1), (0, 1)), mode="edge")
+    expected = np.rint(padded.reshape(3, 19, 2, 12, 2).mean(axis=(2, 4)))
+    assert np.array_equal(target, expected.astype(np.uint8))
+    assert target[0, 0, 0] == 10 and target[0, 1, 0] == 12
 
 
 def test_writer_abort_leaves_nothing_and_keeps_an_old_output(tmp_path):

@@ -10,6 +10,7 @@ from napari_domaingen.models.dgm import (
     PRESETS,
     DGMEncoder,
     ViTConfig,
+    bf16_cpu_attention,
     config_from_state_dict,
     load_encoder_state_dict,
     sincos_pos_embed,
@@ -147,3 +148,25 @@ def test_loading_weights_of_another_size_fails_clearly():
     partial = {k: v for k, v in small.items() if not k.startswith("blocks.5")}
     with pytest.raises(ValueError, match="lack 12 keys"):
         load_encoder_state_dict(DGMEncoder(PRESETS["small"]), partial)
+
+
+def test_bf16_cpu_attention_matches_the_fused_kernel_and_serves_only_inference():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(4, 3, 65, 64, generator=generator) * 1.5 for _ in range(3))
+    exact = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    ours = bf16_cpu_attention(q, k, v)
+    assert ours.dtype == torch.bfloat16 and ours.shape == fused.shape
+    # within twice the fused bf16 kernel's own error
+    assert (ours.double() - exact).abs().max() <= 2 * (fused.double() - exact).abs().max()
+    encoder = DGMEncoder(PRESETS["small"]).eval()
+    x = torch.randn(2, 3, 64, 64, generator=generator)
+    with torch.no_grad():
+        reference = encoder(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inference = encoder(x).float()
+    assert (inference - reference).abs().max() < 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # with gradients: the fused kernel, differentiable as before
+        encoder(x).float().sum().backward()
+    assert encoder.blocks[0].attn.qkv.weight.grad is not None

@@ -7,11 +7,17 @@ from typing import Literal
 
 import torch
 
+from ..cpu_runtime import keep_freed_memory
+
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/``None`` → CUDA if present, else MPS, else CPU; an explicit name is checked, not silently replaced."""
+    """``"auto"``/``None`` → CUDA if present, else MPS, else CPU; an explicit name is checked, not silently replaced.
+
+    Every job that runs tensors resolves its device here, so this is also where the heap is tuned for tensor work
+    (:func:`~napari_domaingen.cpu_runtime.keep_freed_memory`)."""
+    keep_freed_memory()
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -196,20 +196,26 @@ class SlideWriter:
 
 
 def _halve(source: Any, target: Any, cancel: Callable[[], bool] | None, block: int = 4096) -> None:
-    """``target`` ``(3, ⌈Y/2⌉, ⌈X/2⌉)`` = the 2 × 2 means of ``source`` ``(3, Y, X)`` (the last odd row/column
-    repeated), computed ``block`` source px at a time."""
+    """``target`` ``(3, ⌈Y/2⌉, ⌈X/2⌉)`` = the 2 × 2 means of ``source`` ``(3, Y, X)`` rounded half to even (the last
+    odd row/column repeated), computed ``block`` source px at a time in integers (sums of four uint8 in uint16)."""
     _, height, width = source.shape
     for y in range(0, height, block):
         for x in range(0, width, block):
             if cancel is not None and cancel():
                 raise Cancelled("cancelled while building the pyramid")
-            part = np.asarray(source[:, y : y + block, x : x + block], dtype=np.float32)
+            part = np.asarray(source[:, y : y + block, x : x + block])
             pad = ((0, 0), (0, part.shape[1] % 2), (0, part.shape[2] % 2))
             if any(p[1] for p in pad):
                 part = np.pad(part, pad, mode="edge")
-            c, h, w = part.shape
-            means = part.reshape(c, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
-            target[:, y // 2 : y // 2 + h // 2, x // 2 : x // 2 + w // 2] = np.rint(means).astype(np.uint8)
+            total = part[:, 0::2, 0::2].astype(np.uint16)
+            total += part[:, 1::2, 0::2]
+            total += part[:, 0::2, 1::2]
+            total += part[:, 1::2, 1::2]
+            means = total >> 2
+            remainder = total & 3  # the mean's quarters: round up above a half, and at a half to the even value
+            means += (remainder > 2) | ((remainder == 2) & (means & 1).astype(bool))
+            h, w = means.shape[1:]
+            target[:, y // 2 : y // 2 + h, x // 2 : x // 2 + w] = means.astype(np.uint8)
 
 
 def _tiles(array: Any, cancel: Callable[[], bool] | None) -> Iterator[np.ndarray]:

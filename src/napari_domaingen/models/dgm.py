@@ -30,6 +30,7 @@ __all__ = [
     "PRESETS",
     "DGMEncoder",
     "ViTConfig",
+    "bf16_cpu_attention",
     "load_encoder_state_dict",
     "sincos_pos_embed",
     "split_tokens",
@@ -126,8 +127,21 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, n, e = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, e // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and not torch.is_grad_enabled():
+            x = bf16_cpu_attention(q, k, v)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, e))
+
+
+def bf16_cpu_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Softmax attention of bf16 ``(B, H, N, D)`` queries, keys and values, the softmax in float32: what
+    ``scaled_dot_product_attention`` computes, for inference on a CPU, where its bf16 kernel is slow for the short
+    sequences of small tiles (65 tokens of 64 values). The ``small`` encoder: 0.80 → 0.67 ms per 64 px tile; its
+    tokens differ from fp32 by the same max (0.020) and mean (0.0027) |Δ| as with the bf16 kernel (the bf16 linear
+    layers dominate), and from the bf16 kernel's by at most 0.008."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    return torch.matmul(scores.float().softmax(-1).to(v.dtype), v)
 
 
 class Mlp(nn.Module):
