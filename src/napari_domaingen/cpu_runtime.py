@@ -87,22 +87,16 @@ _found: list[ctypes.CDLL] = []  # the OpenMP runtime, once found
 
 def _openmp() -> ctypes.CDLL | None:
     """The OpenMP runtime loaded in this process (PyTorch's ``libgomp``/``libomp``/``libiomp5``; Linux), if any and
-    if it has ``omp_pause_resource_all``; looked for again while none is loaded (PyTorch may be imported later)."""
+    if it has ``omp_pause_resource_all``; looked for again while none is (PyTorch may be imported later)."""
     if not _found:
         path = _loaded_openmp_path()
-        library = None if path is None else _open(path)
-        if library is not None:
+        try:
+            library = None if path is None else ctypes.CDLL(path)  # already loaded: the same library, no copy
+        except OSError:
+            library = None
+        if library is not None and hasattr(library, "omp_pause_resource_all"):
             _found.append(library)
     return _found[0] if _found else None
-
-
-@functools.cache
-def _open(path: str) -> ctypes.CDLL | None:
-    try:
-        library = ctypes.CDLL(path)  # already loaded: the same library, not a second copy
-    except OSError:
-        return None
-    return library if hasattr(library, "omp_pause_resource_all") else None
 
 
 def _loaded_openmp_path() -> str | None:
