@@ -28,6 +28,11 @@ median of repeats, with the default precision (``auto``: bf16 on CPUs with AVX51
 
 Usage: python benchmarks/bench_swap_quality.py [--model PATH|default] [--quick] [--json OUT.json]
 (``--quick``: first two pairs, no 2000² timing.) Needs ``pip install torchstain`` (the ``bench`` extra).
+
+``--loso [--loso-steps N] [--work DIR] [--loso-sources NAME …]``: the leave-one-source-out mode instead
+(``_swap_loso.py``): for each source, a model trained on the other four with the shipped recipe (``N`` steps, kept in
+``DIR``) on the pairs of that source with the others, against Reinhard, Macenko and histogram matching, with the
+glass figures (ΔE of the output's glass to the style's glass, the halo along the tissue edge).
 """
 
 from __future__ import annotations
@@ -160,6 +165,21 @@ def grid_ratios(rgb: np.ndarray, patch: int = 8) -> tuple[float, float]:
     return ratios[patch - 1], max(ratios)
 
 
+def tissue_colour(output: np.ndarray, anatomy: np.ndarray, style: np.ndarray) -> float:
+    """The colour distance on the tissue alone: sliced W1 between the output's pixels where the anatomy image is
+    tissue (tissue weight > 0.5) and the style image's tissue pixels, as a fraction of the anatomy image's tissue
+    against the style's (``nan`` without tissue). The whole-image figure also counts the share of glass, which a
+    swap keeps from the anatomy image (its glass is measured by the glass ΔE)."""
+    from napari_domaingen.core.tissue import tissue_weight
+
+    a_tissue, s_tissue = tissue_weight(anatomy) > 0.5, tissue_weight(style) > 0.5
+    if a_tissue.sum() < 100 or s_tissue.sum() < 100:
+        return float("nan")
+    target = style[s_tissue][:, None]
+    untransferred = sliced_wasserstein(anatomy[a_tissue][:, None], target)
+    return sliced_wasserstein(output[a_tissue][:, None], target) / untransferred
+
+
 def figures(output: np.ndarray, anatomy: np.ndarray, style: np.ndarray, untransferred: float) -> dict:
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
@@ -168,6 +188,7 @@ def figures(output: np.ndarray, anatomy: np.ndarray, style: np.ndarray, untransf
     return {
         "ssim": float(structural_similarity(rgb2gray(output), rgb2gray(anatomy), data_range=1.0)),
         "colour": sliced_wasserstein(output, style) / untransferred,
+        "tissue_colour": tissue_colour(output, anatomy, style),
         "grid": grid,
         "grid_worst": worst,
     }
@@ -177,21 +198,23 @@ def figures(output: np.ndarray, anatomy: np.ndarray, style: np.ndarray, untransf
 
 
 def our_methods(model) -> dict[str, Method]:
-    from napari_domaingen.core.swap import encode, mean_style, render
+    """The shipped swap (``swap_pair``, the command's and the dock's job) with its defaults, and ablations."""
+    from napari_domaingen.core.swap_job import swap_pair
 
-    def ours(seamless: bool = True, detail: bool = True, tissue: bool = True) -> Method:
+    def ours(**options: bool) -> Method:
         def method(anatomy: np.ndarray, style: np.ndarray) -> np.ndarray:
-            vector = mean_style(encode(model, style, seamless=False), tissue_only=tissue)
-            return render(model, encode(model, anatomy, seamless=seamless), vector, detail=detail)
+            return swap_pair(model, anatomy, style, **options)
 
         return method
 
     return {
         "ours (default)": ours(),
+        "ours, the model's colours": ours(colours=False),
         "ours, no detail carry-over": ours(detail=False),
         "ours, one tiling (not seamless)": ours(seamless=False),
-        "ours, mean style over all patches": ours(tissue=False),
-        "ours, plain DGM-DR": ours(seamless=False, detail=False, tissue=False),
+        "ours, mean style over all patches": ours(tissue_only=False),
+        "ours, the model's glass": ours(glass=False),
+        "ours, plain DGM-DR": ours(seamless=False, detail=False, tissue_only=False, glass=False, colours=False),
     }
 
 
@@ -218,6 +241,10 @@ def main() -> int:
     parser.add_argument("--model", default="default", help="anatomy/style model file (default: the shipped one)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", metavar="OUT.json")
+    parser.add_argument("--loso", action="store_true", help="leave-one-source-out mode (module docstring)")
+    parser.add_argument("--loso-steps", type=int, default=600, help="training steps of each LOSO model (600)")
+    parser.add_argument("--loso-sources", nargs="*", help="only these left-out sources (bench names)")
+    parser.add_argument("--work", default="/tmp/bench_swap_loso", help="where the LOSO models are kept")
     args = parser.parse_args()
     try:
         import torchstain  # noqa: F401
@@ -239,6 +266,25 @@ def main() -> int:
         "histogram matching": histogram_matching,
     }
     images = held_out_images()
+    if args.loso:
+        import _swap_loso
+
+        def methods_for(loso_model) -> dict[str, Method]:
+            return {
+                "no transfer": lambda a, s: a,
+                "ours (default)": our_methods(loso_model)["ours (default)"],
+                "ours, the model's colours": our_methods(loso_model)["ours, the model's colours"],
+                "ours, the model's glass": our_methods(loso_model)["ours, the model's glass"],
+                "Reinhard (torchstain)": reinhard,
+                "Macenko (torchstain)": macenko,
+                "histogram matching": histogram_matching,
+            }
+
+        rows = _swap_loso.evaluate(args, methods_for, images, figures, sliced_wasserstein)
+        met = _swap_loso.report(rows)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rows": rows, "met": met}, indent=2) + "\n")
+        return 0
     chosen_pairs = [(*pair, True) for pair in pairs(images)]
     chosen_pairs += [(a, images[a], s, images[s], False) for a, s in SAME_STAIN]
     rows = []

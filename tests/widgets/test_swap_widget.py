@@ -360,6 +360,7 @@ def test_rendering_options_default_on_and_rerender_from_the_cache(make_napari_vi
     _add_pair(viewer, crops)
     widget = _widget(viewer, tiny_model)
     assert widget._seamless.value and widget._detail.value and widget._tissue.value
+    assert widget.options.glass.value and widget.options.colours.value
     assert not widget._overlap.enabled  # the overlap belongs to the single tiling
     assert widget.options.row.native.parent() is not None  # in the dock, side by side
     widget._mode.value = "mean"
@@ -376,6 +377,13 @@ def test_rendering_options_default_on_and_rerender_from_the_cache(make_napari_vi
     assert widget.last_outcome.encoded_now == 0 and not widget.last_outcome.request.detail
     assert not np.array_equal(layer.data, first) and "no detail carry-over" in widget._status.value
     assert not layer.metadata["domaingen"]["swap"]["detail"]
+
+    before, detailless = widget.last_outcome, layer.data.copy()
+    widget.options.colours.value = False  # the model's colours: re-rendered from the cache as well
+    _wait(qtbot, widget, before)
+    assert widget.last_outcome.encoded_now == 0 and not widget.last_outcome.request.colours
+    assert "the model's colours" in widget._status.value and not layer.metadata["domaingen"]["swap"]["colours"]
+    assert not np.array_equal(layer.data, detailless)
 
     before = widget.last_outcome
     widget._seamless.value = False  # another tiling: encoded again at the next Swap

@@ -374,6 +374,8 @@ def put_outputs(viewer: Any, outcome: Any, anatomy: Any, style: Any) -> str:
         "overlap": settings.tiling_overlap,
         "seamless": settings.seamless,
         "detail": settings.detail,
+        "glass": settings.glass,
+        "colours": settings.colours,
         "rendering": settings.rendering(),
     }
     if request.what == "variants":

@@ -4,8 +4,10 @@ request the dock builds from its controls on the GUI thread (turned into
 model, tiling and layer).
 
 *seamless* (two shifted tilings blended so no patch grid shows; off: the paper's single tiling, whose *tile
-overlap* then applies), *keep detail* (carry the anatomy image's fine detail over) and *tissue style* (mean styles
-over the style image's tissue, not its glass). All three are on by default.
+overlap* then applies), *keep detail* (carry the anatomy image's fine detail over), *tissue style* (mean styles
+over the style image's tissue, not its glass) *style's glass* (the anatomy's glass in the style image's glass
+colour, only its tissue rendered) and *style's colours* (the rendered tissue's colours mapped onto the style image's
+tissue colours). All five are on by default.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class SwapRequest:
     seamless: bool = True
     detail: bool = True
     tissue_only: bool = True
+    glass: bool = True
+    colours: bool = True
     point: tuple[float, float] | None = None
     mask: np.ndarray | None = None
     count: int = DEFAULT_VARIANTS
@@ -98,6 +102,8 @@ class SwapRequest:
             seamless=self.seamless,
             detail=self.detail,
             tissue_only=self.tissue_only,
+            glass=self.glass,
+            colours=self.colours,
             overlap=None if self.seamless else self.overlap,
             style=mode,  # type: ignore[arg-type]
             point=point if mode == "point" else None,
@@ -169,7 +175,23 @@ class RenderOptions:
             tooltip="mean styles over the tissue patches of the image, not the glass around it (mean mode and "
             "the reverse swap); off: over every patch",
         )
-        self.row = Container(widgets=[self.seamless, self.detail, self.tissue], layout="horizontal", labels=False)
+        self.glass = CheckBox(
+            text="style's glass",
+            value=True,
+            tooltip="draw the anatomy image's glass (background) in the style image's glass colour, and render only "
+            "its tissue with the style; off: the model's render of the glass",
+        )
+        self.colours = CheckBox(
+            text="style's colours",
+            value=True,
+            tooltip="map the rendered tissue's colours onto the style image's tissue colours (CIELAB means, "
+            "covariance and chroma quantiles; around the point in point mode, inside the region in region mode); "
+            "off: the model's colours",
+        )
+        rows = [[self.seamless, self.detail, self.tissue], [self.glass, self.colours]]  # two rows: a narrow dock
+        self.row = Container(
+            widgets=[Container(widgets=row, layout="horizontal", labels=False) for row in rows], labels=False
+        )
         self.seamless.changed.connect(self._on_seamless)
 
     def _on_seamless(self, seamless: bool) -> None:
@@ -185,6 +207,8 @@ class RenderOptions:
         request.seamless = bool(self.seamless.value)
         request.detail = bool(self.detail.value)
         request.tissue_only = bool(self.tissue.value)
+        request.glass = bool(self.glass.value)
+        request.colours = bool(self.colours.value)
 
 
 def swap_run(request: SwapRequest, cancel: Callable[[], bool]) -> Generator[Progress, None, SwapOutcome]:

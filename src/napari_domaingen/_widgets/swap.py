@@ -4,8 +4,8 @@ Thin by design: it collects two 2D image layers, a model (shipped, a file, or th
 style rule (a point, the mean, or a painted region) and the rendering options (:mod:`._swap_options`), and runs
 :func:`~napari_domaingen.core.swap_job.swap_images` (the job the ``swap`` command runs too) through its job runner.
 Encodings are cached per layer (identity, data array, shape, dtype), model file and tiling, so moving the style
-point, repainting the region or changing the detail / tissue options only re-renders. Outputs are RGB layers
-added or updated in place, each on the grid of the image whose anatomy it shows (``<A> reconstruction``,
+point, repainting the region or changing the detail, tissue, glass or colour options only re-renders. Outputs are
+RGB layers added or updated in place, each on the grid of the image whose anatomy it shows (``<A> reconstruction``,
 ``<S> reconstruction``, ``<A> anatomy × <S> style``, ``<S> anatomy × <A> style``; *Generate variants*: a
 ``(N, Y, X, 3)`` stack). Inputs, outputs and the style point/region layers: :mod:`._swap_layers`; fine-tuning:
 :mod:`.swap_finetune`; the whole-slide swap of a multiscale anatomy layer: :mod:`._swap_slide`.
@@ -199,7 +199,7 @@ class SwapWidget(QWidget):
         self._cancel_button.changed.connect(self.cancel)
         self._mode.changed.connect(self._on_mode)
         self._seamless.changed.connect(self._on_tiling)
-        for box in (self._detail, self._tissue):
+        for box in (self._detail, self._tissue, options.glass, options.colours):
             box.changed.connect(self._on_render_option)
         self._style.changed.connect(self._on_style_chosen)
         self._default_style()
@@ -332,7 +332,7 @@ class SwapWidget(QWidget):
         set_status(self._status, "tiling changed: press Swap to encode the images again")
 
     def _on_render_option(self, _value: Any = None) -> None:
-        """Detail / tissue style changed: re-render everything from the cached encodings (if any)."""
+        """A rendering option changed: re-render everything from the cached encodings (if any)."""
         anatomy, style = self._anatomy.value, self._style.value
         cached = anatomy is not None and style is not None and self._cached(anatomy) and self._cached(style)
         if cached and not self.runner.is_running:

@@ -80,9 +80,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="mean style over STYLE's tissue patches, not its glass (default); --no-tissue-style: over all patches",
     )
     sw.add_argument(
+        "--glass",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ANATOMY's glass in STYLE's glass colour, only its tissue rendered (default); --no-glass: the model's "
+        "render of the glass",
+    )
+    sw.add_argument(
+        "--match-colours",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="map the rendered tissue's colours onto STYLE's tissue colours (CIELAB statistics; default); "
+        "--no-match-colours: the model's colours",
+    )
+    sw.add_argument(
         "--plain",
         action="store_true",
-        help="the DGM-DR paper's render: --no-seamless --no-detail --no-tissue-style",
+        help="the DGM-DR paper's render: --no-seamless --no-detail --no-tissue-style --no-glass --no-match-colours",
     )
     sw.add_argument(
         "--overlap",
@@ -137,7 +151,8 @@ def _load_swap(settings: SwapSettings) -> SwapModel:
 
 
 def settings_from_args(args: argparse.Namespace) -> SwapSettings:
-    """The swap settings of the command line (``--plain``: no seamless tilings, detail or tissue style)."""
+    """The swap settings of the command line (``--plain``: no seamless tilings, detail, tissue style, glass or
+    colour match)."""
     from ..core.swap_settings import DEFAULT_BLOCK, SwapSettings
 
     point = _style_point(args.style_point) if args.style_point else None
@@ -149,6 +164,8 @@ def settings_from_args(args: argparse.Namespace) -> SwapSettings:
         seamless=args.seamless and not plain,
         detail=args.detail and not plain,
         tissue_only=args.tissue_style and not plain,
+        glass=args.glass and not plain,
+        colours=args.match_colours and not plain,
         overlap=args.overlap,
         style="mean" if point is None else "point",
         point=point,

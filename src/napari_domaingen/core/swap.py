@@ -31,16 +31,21 @@ import torch
 
 from ..models.dgm import synthesize
 from ..typing import Precision
+from .colour_match import ColourMap, TissueColours, tissue_lab
 from .detail import carry_detail
 from .swap_encoding import DEFAULT_OVERLAP, TILE_BATCH, EncodedImage, as_rgb, encode, grid_shift, patch_window
 from .swap_model import SwapModel
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "GLASS_REACH",
     "EncodedImage",
     "as_rgb",
     "encode",
     "mean_style",
+    "feathered",
+    "glass_under",
+    "onto_glass",
     "point_style",
     "random_styles",
     "reconstruct",
@@ -185,19 +190,104 @@ def render(
     anatomy: EncodedImage,
     style: torch.Tensor | EncodedImage | None = None,
     detail: bool = True,
+    glass: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    glass_grey: float | None = None,
+    colours: TissueColours | ColourMap | None = None,
 ) -> np.ndarray:
     """``(Y, X, 3)`` uint8: ``anatomy``'s tiles synthesized with ``style`` and blended.
 
     ``style``: a vector ``(E/2,)`` broadcast to every patch; an :class:`EncodedImage` of the same size
     (position-wise swap); ``None``: the image's own styles (the reconstruction, never detail-corrected).
-    ``detail``: carry the anatomy image's fine detail over (module docstring).
+    ``detail``: carry the anatomy image's fine detail over (module docstring). ``glass``: ``(3,)`` in [0, 1], the
+    style image's glass colour (:func:`~napari_domaingen.core.tissue.glass_colour`): the anatomy's glass is drawn
+    in it, only its tissue takes the model's render (:func:`onto_glass`; not for a reconstruction). ``weight``
+    ``(Y, X)`` and ``glass_grey``: the anatomy's tissue weight and glass luminance when judged otherwise than by its
+    encoding (a slide block, against the whole slide's glass). ``colours``: the style image's tissue colours
+    (:class:`~napari_domaingen.core.colour_match.TissueColours`), matched on the render's tissue by a map fitted
+    to this render, or a :class:`~napari_domaingen.core.colour_match.ColourMap` fitted elsewhere (a slide's, once
+    per job); with ``glass``, only the pixels the tissue weight reaches are mapped.
     """
     out = _blend(model, anatomy, _styles_for(anatomy, style)).permute(1, 2, 0).numpy()
     if detail and style is not None:
         if anatomy.grey is None:
             raise ValueError("this encoded image keeps no grey levels of its input; encode it again")
         out = carry_detail(anatomy.grey, out)
+    if style is None or (glass is None and colours is None):
+        return np.rint(out * 255.0).astype(np.uint8)
+    weight = anatomy.weight if weight is None else weight
+    glass_grey = anatomy.glass_grey if glass_grey is None else glass_grey
+    if weight is None or glass_grey is None or anatomy.grey is None:
+        raise ValueError("this encoded image keeps no tissue weight of its input; encode it again")
+    alpha = feathered(weight)
+    if colours is not None:
+        out = _matched(out, weight, alpha, colours, glass is not None)
+    if glass is not None:
+        out = onto_glass(out, weight, glass, anatomy.grey, glass_grey, alpha=alpha)
     return np.rint(out * 255.0).astype(np.uint8)
+
+
+def _matched(
+    out: np.ndarray, weight: np.ndarray, alpha: np.ndarray, colours: TissueColours | ColourMap, on_glass: bool
+) -> np.ndarray:
+    """The render ``out`` ``(Y, X, 3)`` float with its tissue colours mapped (:mod:`.colour_match`) where the
+    feathered tissue weight ``alpha`` of :func:`onto_glass` is not 0; without the style's glass (``on_glass``
+    false) mixed with the model's colours by ``alpha``, so the model's glass keeps its colours."""
+    if isinstance(colours, TissueColours):
+        lab = tissue_lab(out, weight)
+        if lab is None:  # (almost) no tissue: nothing to match
+            return out
+        colours = ColourMap.fit(lab, colours)
+    mapped = colours.apply(out, alpha > 0)
+    if on_glass:
+        return mapped
+    return out + alpha[..., None] * (mapped - out)
+
+
+def feathered(weight: np.ndarray) -> np.ndarray:
+    """``(Y, X)`` float32: the tissue ``weight`` softened by a Gaussian of σ :data:`GLASS_FEATHER` px (0 farther
+    than :data:`GLASS_REACH` px from its non-zero pixels)."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(weight.astype(np.float32, copy=False), GLASS_FEATHER)
+
+
+#: px: the tissue weight is softened by a Gaussian of this σ when the render is set onto the glass
+GLASS_FEATHER = 1.5
+#: px: how far the softened weight reaches beyond the tissue weight's non-zero pixels (scipy truncates at 4 σ)
+GLASS_REACH = int(4.0 * GLASS_FEATHER + 0.5)
+
+
+def onto_glass(
+    rgb: np.ndarray,
+    weight: np.ndarray,
+    glass: np.ndarray,
+    grey: np.ndarray,
+    glass_grey: float,
+    alpha: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(Y, X, 3)`` float32 in [0, 1]: the render ``rgb`` on the anatomy's tissue, the style's ``glass`` ``(3,)``
+    on its glass, mixed by the tissue ``weight`` ``(Y, X)`` in [0, 1]
+    (:func:`~napari_domaingen.core.tissue.tissue_weight`, softened by a Gaussian of σ :data:`GLASS_FEATHER` px).
+    The glass keeps the anatomy's light and shade: it is ``glass`` times the anatomy's ``grey`` over its glass's
+    luminance ``glass_grey`` (clipped to [0, 1.1]), so faint structure on the glass stays. The model's render of
+    glass — its colour, and the bright band it draws along tissue edges — never shows. ``alpha``: the softened
+    weight (:func:`feathered`), when already at hand."""
+    if weight.shape != rgb.shape[:2] or grey.shape != rgb.shape[:2]:
+        raise ValueError(f"the tissue weight is {weight.shape} and the grey {grey.shape}, the render {rgb.shape[:2]}")
+    alpha = feathered(weight) if alpha is None else alpha
+    under = glass_under(glass, grey, glass_grey)
+    out = np.array(rgb, dtype=np.float32)  # under + alpha · (rgb − under), in place
+    out -= under
+    out *= alpha[..., None]
+    out += under
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def glass_under(glass: np.ndarray, grey: np.ndarray, glass_grey: float) -> np.ndarray:
+    """``(Y, X, 3)`` float32: the style's ``glass`` ``(3,)`` with the anatomy's light and shade (:func:`onto_glass`)."""
+    light = np.clip(grey / np.float32(max(glass_grey, 1e-3)), 0.0, 1.1)[..., None]
+    return np.asarray(glass, np.float32).reshape(1, 1, 3) * light
 
 
 def reconstruct(model: SwapModel, encoded: EncodedImage) -> np.ndarray:

@@ -52,6 +52,8 @@ __all__ = [
 DEFAULT_OVERLAP = 0.25
 #: tiles encoded or synthesized at a time (bounds the working memory of the encoder and the synthesis)
 TILE_BATCH = 32
+#: scikit-image's rgb2gray weights
+GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 
 
 def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -114,7 +116,9 @@ class EncodedImage:
     the tiling each tile belongs to (0 or 1 seamless, 0 plain); ``anatomy``/``style``: ``(T, P, E/2)`` float32 (CPU);
     ``tile``/``patch``: sides in px; ``grey``: ``(Y, X)`` float32 luminance of the input in [0, 1] and ``tissue``:
     ``(Y, X)`` bool (:func:`~napari_domaingen.core.tissue.tissue_mask`), for the detail carry-over and the mean
-    style; ``precision``: the encoder's arithmetic.
+    style; ``weight``: ``(Y, X)`` float32 soft tissue weight (:func:`~napari_domaingen.core.tissue.tissue_weight`)
+    and ``glass_grey``: the luminance of its glass, for drawing its glass in a style's glass colour;
+    ``precision``: the encoder's arithmetic.
     """
 
     shape: tuple[int, int]
@@ -130,6 +134,8 @@ class EncodedImage:
     grey: np.ndarray | None = None
     tissue: np.ndarray | None = None
     precision: str = "fp32"
+    weight: np.ndarray | None = None
+    glass_grey: float | None = None
 
     @property
     def grid(self) -> int:
@@ -236,6 +242,7 @@ def encode(
     seamless: bool = True,
     precision: Precision = "auto",
     needed: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
 ) -> EncodedImage:
     """Encode every tile of ``image`` (any input :func:`as_rgb` takes) → :class:`EncodedImage`.
 
@@ -243,11 +250,12 @@ def encode(
     ``precision``: the encoder's arithmetic (``"auto"``: bf16 where fast, which changes reconstructions by about
     0.1 dB PSNR; the synthesis is always fp32). ``needed``: ``(Y, X)`` bool; tiles that cover no needed pixel are
     not run and get zero tokens, so a render is the model's only on pixels whose every tile was run (a slide's
-    glass, :mod:`~napari_domaingen.core.swap_slide`).
+    glass, :mod:`~napari_domaingen.core.swap_slide`). ``weight``: ``(Y, X)`` the image's tissue weight when measured
+    elsewhere (a slide block's, against the slide's glass); default :func:`~.tissue.tissue_weight` of the image.
     """
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"tile overlap must be in [0, 1), got {overlap}")
-    from .tissue import tissue_mask
+    from .tissue import glass_colour, tissue_mask, tissue_weight
 
     rgb = as_rgb(image, name)
     config = model.config
@@ -285,7 +293,7 @@ def encode(
             anatomy.append(a.cpu())
             style.append(s.cpu())
     anatomy_tokens, style_tokens = _scatter(anatomy, run, len(origins)), _scatter(style, run, len(origins))
-    grey = rgb @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)  # scikit-image's rgb2gray weights
+    grey = rgb @ GREY_WEIGHTS
     return EncodedImage(
         shape=(height, width),
         padded=canvas.shape[:2],
@@ -300,6 +308,8 @@ def encode(
         grey=grey,
         tissue=tissue_mask(rgb),
         precision=precision,
+        weight=tissue_weight(rgb) if weight is None else weight,
+        glass_grey=float(glass_colour(rgb) @ GREY_WEIGHTS),
     )
 
 

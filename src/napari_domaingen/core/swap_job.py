@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,19 @@ import torch
 
 from ..progress import Cancelled, Progress
 from ..typing import Precision
+from .colour_match import TissueColours, tissue_lab
 from .swap import mean_style, point_style, random_styles, reconstruct, render
 from .swap_encoding import DEFAULT_OVERLAP, EncodedImage, as_rgb, encode
 from .swap_model import DEFAULT_MODEL, SwapModel
 from .swap_settings import STYLE_MAX_BYTES, SwapSettings, SwapSettingsError
 from .swap_slide import SlideSwapResult, swap_slide
+from .tissue import glass_colour, tissue_weight
 
 __all__ = [
     "SwapResult",
+    "POINT_WINDOW",
     "slide_style",
+    "style_colours",
     "swap_pair",
     "check_point",
     "describe_model",
@@ -102,6 +106,39 @@ def style_vector(
     if settings.style == "region":
         return mean_style(encoded, settings.mask)
     return mean_style(encoded, tissue_only=settings.tissue_only)
+
+
+def _glass_of(settings: SwapSettings, image: Any, name: str) -> np.ndarray | None:
+    """The glass colour ``(3,)`` of a style image (:func:`~.tissue.glass_colour`) with ``settings.glass``, else
+    ``None`` (the model's render of the glass is kept)."""
+    return glass_colour(as_rgb(np.asarray(image), name)) if settings.glass else None
+
+
+#: px: the point rule's tissue colours are measured in this square around the point (clipped to the image)
+POINT_WINDOW = 256
+
+
+def style_colours(
+    settings: SwapSettings, image: Any, name: str = "style image", point: tuple[float, float] | None = None
+) -> TissueColours | None:
+    """The tissue colours (:mod:`.colour_match`) of a style ``image`` where ``settings``' style rule takes its style
+    (module :mod:`.swap_settings`): around ``point`` (default ``settings.point``; px of ``image``) for the point
+    rule, in ``settings.mask`` for the region rule, over all the tissue otherwise. ``None`` without
+    ``settings.colours`` or with under :data:`~.colour_match.MIN_PIXELS` tissue pixels there (the model's colours
+    are kept)."""
+    if not settings.colours:
+        return None
+    rgb = as_rgb(np.asarray(image), name)
+    where = None
+    point = settings.point if point is None and settings.style == "point" else point
+    if point is not None:
+        where = np.zeros(rgb.shape[:2], bool)
+        y, x, half = int(point[0]), int(point[1]), POINT_WINDOW // 2
+        where[max(0, y - half) : y + half, max(0, x - half) : x + half] = True
+    elif settings.style == "region" and settings.mask is not None:
+        where = np.asarray(settings.mask, bool)
+    lab = tissue_lab(rgb, tissue_weight(rgb), where)
+    return None if lab is None else TissueColours.of(lab)
 
 
 def _encode(model: SwapModel, settings: SwapSettings, image: Any, name: str, cancel: Cancel | None) -> EncodedImage:
@@ -210,6 +247,7 @@ def swap_images(
         raise Cancelled("swap cancelled")
     a_encoded, s_encoded = result.encoded["anatomy"], result.encoded.get("style")
     result.precision = a_encoded.precision
+    glass = _glass_of(settings, style, names[1])
     if variants:
         assert s_encoded is not None
         frames = []
@@ -221,14 +259,18 @@ def swap_images(
                 "fraction": 0.7 + 0.3 * index / variants,
                 "message": f"rendering variant {index + 1}/{variants}",
             }
-            frames.append(render(model, a_encoded, vector, detail=settings.detail))
+            colours = style_colours(settings, style, names[1], point=centre)
+            frames.append(render(model, a_encoded, vector, detail=settings.detail, glass=glass, colours=colours))
             result.centres.append(centre)
         result.variants = np.stack(frames)
         result.seconds = time.perf_counter() - start
         return result
     yield {"stage": "render", "fraction": 0.7, "message": "rendering"}
     result.style = style_vector(model, settings, style, s_encoded, names[1], cancel)
-    result.outputs["swap"] = render(model, a_encoded, result.style, detail=settings.detail)
+    colours = style_colours(settings, style, names[1])
+    result.outputs["swap"] = render(
+        model, a_encoded, result.style, detail=settings.detail, glass=glass, colours=colours
+    )
     if settings.reconstructions:
         yield {"stage": "render", "fraction": 0.85, "message": "rendering the reconstructions"}
         result.outputs["recon_anatomy"] = reconstruct(model, a_encoded)
@@ -238,7 +280,14 @@ def swap_images(
             result.outputs["recon_style"] = reconstruct(model, s_encoded)
             result.psnr["recon_style"] = _psnr(style, names[1], result.outputs["recon_style"])
             reverse = mean_style(a_encoded, tissue_only=settings.tissue_only)
-            result.outputs["reverse"] = render(model, s_encoded, reverse, detail=settings.detail)
+            result.outputs["reverse"] = render(
+                model,
+                s_encoded,
+                reverse,
+                detail=settings.detail,
+                glass=_glass_of(settings, anatomy, names[0]),
+                colours=style_colours(replace(settings, style="mean", point=None, mask=None), anatomy, names[0]),
+            )
     result.seconds = time.perf_counter() - start
     return result
 
@@ -289,10 +338,10 @@ def swap_slide_job(
     style_image = np.asarray(style_image)
     at_level = settings
     if settings.point is not None and style_factor != 1:
-        from dataclasses import replace
-
         at_level = replace(settings, point=(settings.point[0] / style_factor, settings.point[1] / style_factor))
     style = style_vector(model, at_level, style_image, name=style_name, cancel=cancel)
+    style_glass = _glass_of(settings, style_image, style_name)
+    colours = style_colours(at_level, style_image, style_name)
     del style_image
     return (
         yield from swap_slide(
@@ -307,6 +356,8 @@ def swap_slide_job(
             precision=settings.precision,
             mpp=mpp,
             name=name,
+            style_glass=style_glass,
+            colours=colours,
             cancel=cancel,
         )
     )
@@ -322,10 +373,14 @@ def swap_pair(
     detail: bool = True,
     precision: Precision = "auto",
     tissue_only: bool = True,
+    glass: bool = True,
+    colours: bool = True,
 ) -> np.ndarray:
     """One-call swap: ``anatomy_image`` rendered with the style of ``style_image`` at ``style_point`` (y, x) or,
     when ``None``, its mean style (over its tissue, or all patches without ``tissue_only``). ``(Y, X, 3)`` uint8 of
-    the anatomy image's size; ``seamless``/``overlap``: the tilings; ``detail``: carry its detail over.
+    the anatomy image's size; ``seamless``/``overlap``: the tilings; ``detail``: carry its detail over; ``glass``:
+    the anatomy's glass in the style image's glass colour; ``colours``: the tissue's colours mapped onto the style
+    image's tissue colours (:func:`style_colours`).
 
     A shortcut for :func:`swap_images` (the job the command and the dock run).
     """
@@ -336,6 +391,8 @@ def swap_pair(
         seamless=seamless,
         detail=detail,
         tissue_only=tissue_only,
+        glass=glass,
+        colours=colours,
         overlap=None if seamless else overlap,
         style="mean" if style_point is None else "point",
         point=None if style_point is None else (float(style_point[0]), float(style_point[1])),

@@ -2,8 +2,9 @@
 
 :class:`SwapSettings` is what the ``swap`` command, the batch and the swap dock hand to the swap jobs
 (:mod:`napari_domaingen.core.swap_job`): the model, the device, the encoder precision, the rendering options
-(seamless tilings, detail carry-over, the plain tiling's overlap), the style rule and, for a whole slide, the block
-size. A setting that cannot work fails here, at once, with a message naming the ``swap`` option it comes from.
+(seamless tilings, detail carry-over, the plain tiling's overlap, the style's glass and tissue colours), the style
+rule and, for a whole slide, the block size. A setting that cannot work fails here, at once, with a message naming
+the ``swap`` option it comes from.
 
 Style rules (one rule each, wherever the swap runs):
 
@@ -13,6 +14,10 @@ Style rules (one rule each, wherever the swap runs):
   the image's grid of model tiles (:func:`~napari_domaingen.core.swap.point_style`; equal to
   :func:`~napari_domaingen.core.swap.style_at` on a seamless encoding);
 * ``"region"`` — the mean style of the patches whose centre lies in ``mask`` ``(Y, X)`` bool (in-memory swaps).
+
+With ``colours`` the rendered tissue's colours are mapped onto the style image's tissue colours
+(:mod:`~napari_domaingen.core.colour_match`) measured where the rule takes its style: the whole image's tissue, the
+:data:`~napari_domaingen.core.swap_job.POINT_WINDOW` px square around the point, the region.
 
 Outputs (:data:`OUTPUT_ROLES`): ``"swap"`` (the anatomy image with the style), ``"recon_anatomy"`` and
 ``"recon_style"`` (each image from its own anatomy and style), ``"reverse"`` (the style image's anatomy with the
@@ -75,6 +80,8 @@ class SwapSettings:
     seamless: bool = True
     detail: bool = True
     tissue_only: bool = True
+    glass: bool = True
+    colours: bool = True
     overlap: float | None = None
     style: StyleMode = "mean"
     point: tuple[float, float] | None = None
@@ -115,7 +122,10 @@ class SwapSettings:
     def rendering(self) -> str:
         """The rendering options, in words (status lines, the outputs' metadata)."""
         tiling = "seamless tilings" if self.seamless else f"one tiling (overlap {self.tiling_overlap:g})"
-        return f"{tiling}, {'detail carried over' if self.detail else 'no detail carry-over'}"
+        text = f"{tiling}, {'detail carried over' if self.detail else 'no detail carry-over'}"
+        if not self.glass:
+            text += ", the model's glass"
+        return text + ("" if self.colours else ", the model's colours")
 
     def style_rule(self, style_name: str) -> str:
         """The style used, in words."""

@@ -17,26 +17,33 @@ sizes that are not multiples of the block: it equals the whole image's swap (:fu
 the float rounding of differently batched encoder runs, measured 0 (bitwise equal) in
 ``tests/core/test_swap_slide.py``; the documented bound is 1 grey level (docs/large_slides.md).
 
-**Glass** is not sent through the model. A pixel counts as tissue by the rule of :mod:`.tissue`, judged against
-the *slide's* glass colour (:func:`~.tissue.glass_level` of an overview: the smallest pyramid level of at least
-0.25 Mpx, or level 0 read with a stride), so that the decision does not depend on the block. The slide is cut into
-**cells** of the alignment (64 px; anchored at pixel (0, 0)); a cell is **glass** when no tissue pixel lies within
-``halo`` px of it (the box of the cell grown by the halo), i.e. when nothing the model could draw there (its tiles
-reach 36 px, the detail carry-over under 48 px) comes from tissue. Glass cells are written as **the style's glass**:
-the colour the model renders, with this style, tilings, precision and detail option, for a uniform image of the
-slide's glass (the per-channel median of the overview's non-tissue pixels; the overview's glass level when it has
-none), averaged over one ``alignment``² px image — computed once per job, the first time a glass cell is met, from
-the overview alone, so it is the same whatever the block size or order. A block all of whose cells are glass
-(equivalently: no tissue pixel in its canvas, the block with its halo) is written with that colour without encoding,
-synthesizing or filtering; in a block that holds tissue the model runs on the bounding box of its
-non-glass cells grown by the halo (the rest of the canvas cannot reach them), its encoder only on the tiles that
-touch those cells or the cells next to them (64 px, beyond the detail filter's reach: the other tiles' tokens can
-only change glass cells), and its glass cells are overwritten.
-Every other pixel is the model's render, exactly as without the rule; the output therefore
-still does not depend on the block size (glass cells are a property of the slide, not of the blocks). The seam
-between a glass cell and a rendered one lies at least ``halo`` px from tissue, where the model renders glass from
-glass alone: the step there is the model's faint patch texture on glass, a few grey levels. ``glass=False``
-renders every block (the whole-image swap everywhere).
+**Glass** is not sent through the model. Tissue is judged by the rules of :mod:`.tissue` against the *slide's* glass
+colour (:func:`~.tissue.glass_level` of an overview: the smallest pyramid level of at least 0.25 Mpx, or level 0
+read with a stride), so that the decision does not depend on the block. The slide is cut into **cells** of the
+alignment (64 px; anchored at pixel (0, 0)). With the style image's glass colour (``style_glass``, the default of
+the swap job) a cell is **glass** when no tissue pixel lies within :data:`~.tissue.NEAR_TISSUE` +
+:data:`~.swap.GLASS_REACH` px of it (rounded up to whole cells: one cell): the softened tissue weight of
+:func:`~.swap.onto_glass` is 0 there, so the whole-image swap draws the style's glass with the slide's light and
+shade whatever the model renders, and so do glass cells here. Without it (the model's glass), a cell is glass when
+no tissue pixel (:func:`~.tissue.tissue_mask`) lies within ``halo`` px of it (the box of the cell grown by the
+halo), i.e. when nothing the model could draw there (its tiles reach 36 px, the detail carry-over under 48 px) comes
+from tissue, and glass cells are written as the colour the model renders, with this style, tilings, precision and
+detail option, for a uniform image of the slide's glass (the per-channel median of the overview's non-tissue pixels;
+the overview's glass level when it has none), averaged over one ``alignment``² px image — computed once per job, the
+first time a glass cell is met, from the overview alone, so it is the same whatever the block size or order. A block
+all of whose cells are glass is written without encoding, synthesizing or filtering; in a block that holds tissue
+the model runs on the bounding box of its non-glass cells grown by the halo (the rest of the canvas cannot reach
+them), its encoder only on the tiles that touch those cells or the cells next to them (64 px, beyond the detail
+filter's reach: the other tiles' tokens can only change glass cells), and its glass cells are overwritten. Every
+other pixel is rendered exactly as without the rule; the output therefore still does not depend on the block size
+(glass cells are a property of the slide, not of the blocks). The seam between a glass cell and a rendered one lies
+at least ``halo`` px from tissue, where the model renders glass from glass alone: the step there is the model's
+faint patch texture on glass, a few grey levels (with the style's glass there is no seam: both sides are the style's
+glass). ``glass=False`` renders every block (the whole-image swap everywhere).
+
+**Tissue colours** (``colours``): one colour map (:mod:`.colour_match`) is fitted per job, before the first block,
+on the renders of the :data:`COLOUR_REGIONS` level-0 regions with the most tissue in the overview, and applied to
+every rendered block, so that the colours do not depend on the block size either.
 
 Memory: one block's canvas, its tokens and the render's working arrays, about 0.8 GB for the default
 ``block=2048`` (a 2304 px canvas) on top of the model and libraries (about 0.65 GB), whatever the slide's size;
@@ -62,11 +69,13 @@ import torch
 from ..cpu_runtime import trim_heap
 from ..progress import Cancelled, Progress, rescaled
 from ..typing import Precision
-from .swap import render
-from .swap_encoding import DEFAULT_OVERLAP, encode
+from .colour_match import ColourMap, TissueColours, tissue_lab
+from .swap import GLASS_REACH, glass_under, render
+from .swap_encoding import DEFAULT_OVERLAP, GREY_WEIGHTS, encode
 from .swap_model import SwapModel
 from .swap_settings import DEFAULT_BLOCK
-from .tissue import glass_level, tissue_mask
+from .tissue import NEAR_TISSUE, glass_level, tissue_mask, tissue_weight
+from .tissue import glass_colour as measured_glass_colour
 
 __all__ = ["DEFAULT_BLOCK", "DEFAULT_HALO", "SlideSwapResult", "glass_cells", "slide_alignment", "swap_slide"]
 
@@ -75,6 +84,10 @@ DEFAULT_HALO = 128
 _SWAP_SHARE = 0.95  # of the progress fraction; the rest is the pyramid
 _OVERVIEW_PX = 250_000  # the slide's glass is measured on a level of at least this many pixels …
 _OVERVIEW_MAX_PX = 4_000_000  # … read with a stride when it has more
+#: the slide's colour map is fitted on the renders of this many level-0 regions with the most tissue …
+COLOUR_REGIONS = 4
+#: … of this side, px (rounded up to the alignment)
+COLOUR_REGION = 512
 
 
 @dataclass
@@ -225,6 +238,59 @@ def _style_glass(
     return np.rint(rendered.reshape(-1, 3).mean(0)).astype(np.uint8)
 
 
+def _colour_map(
+    model: SwapModel,
+    level0: Any,
+    overview: np.ndarray,
+    reference: np.ndarray,
+    style: torch.Tensor,
+    colours: TissueColours,
+    side: int,
+    render_options: dict[str, Any],
+    cancel: Callable[[], bool] | None,
+) -> ColourMap | None:
+    """The slide's colour map (:mod:`.colour_match`), fitted once per job on the renders of the
+    :data:`COLOUR_REGIONS` level-0 regions of ``side`` px (a grid from pixel (0, 0)) with the most tissue in the
+    ``overview``: the same map for every block, whatever the block size. ``None`` without tissue."""
+    height, width = int(level0.shape[0]), int(level0.shape[1])
+    on_overview = tissue_weight(overview, reference) > 0.5
+    scale_y, scale_x = overview.shape[0] / height, overview.shape[1] / width
+    ranked = []
+    for y in range(0, height, side):
+        for x in range(0, width, side):
+            oy0, ox0 = int(y * scale_y), int(x * scale_x)
+            oy1 = max(oy0 + 1, int(min(y + side, height) * scale_y))
+            ox1 = max(ox0 + 1, int(min(x + side, width) * scale_x))
+            share = float(on_overview[oy0:oy1, ox0:ox1].mean())
+            if share > 0 and min(y + side, height) - y >= side // 2 and min(x + side, width) - x >= side // 2:
+                ranked.append((-share, y, x))
+    labs = []
+    for _, y, x in sorted(ranked)[:COLOUR_REGIONS]:
+        region = _read(level0, y, min(y + side, height), x, min(x + side, width))
+        encoded = encode(
+            model,
+            region,
+            render_options["overlap"],
+            cancel,
+            name=f"slide region at ({y}, {x})",
+            seamless=render_options["seamless"],
+            precision=render_options["precision"],
+        )
+        rendered = render(model, encoded, style, detail=render_options["detail"])
+        lab = tissue_lab(rendered.astype(np.float32) / np.float32(255.0), tissue_weight(region, reference))
+        if lab is not None:
+            labs.append(lab)
+    return ColourMap.fit(np.concatenate(labs), colours) if labs else None
+
+
+def _textured_glass(rgb: np.ndarray, style_glass: np.ndarray, glass_grey: float | None) -> np.ndarray:
+    """``(h, w, 3)`` uint8: the style's glass with the light and shade of the slide's ``rgb`` pixels, exactly as
+    :func:`~.swap.onto_glass` draws glass far from tissue."""
+    grey = rgb.astype(np.float32) / np.float32(255.0) @ GREY_WEIGHTS
+    under = np.clip(glass_under(style_glass, grey, 1.0 if glass_grey is None else glass_grey), 0.0, 1.0)
+    return np.rint(under * 255.0).astype(np.uint8)
+
+
 def swap_slide(
     model: SwapModel,
     slide: Any,
@@ -240,6 +306,8 @@ def swap_slide(
     mpp: float | None = None,
     name: str | None = None,
     glass: bool = True,
+    style_glass: np.ndarray | None = None,
+    colours: TissueColours | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Generator[Progress, None, SlideSwapResult]:
     """Swap level 0 of ``slide`` with ``style`` (a ``(E/2,)`` vector: a mean or point style) block by block and
@@ -248,7 +316,12 @@ def swap_slide(
     ``block``: interior side, px, rounded up to the alignment (:func:`slide_alignment`); ``halo``: context, px;
     ``seamless``/``overlap``/``detail``/``precision``: as :func:`~napari_domaingen.core.swap_job.swap_pair`;
     ``mpp``: µm per pixel written to the output (default: the slide's); ``glass``: write glass cells as the style's
-    glass without the model (module docstring; ``False``: render every block).
+    glass without the model (module docstring; ``False``: render every block). ``style_glass``: ``(3,)`` in [0, 1],
+    the style image's glass colour (:func:`~.tissue.glass_colour`): the slide's glass — glass cells, and the glass of
+    rendered blocks (its tissue judged against the slide's glass, :func:`~.swap.onto_glass`) — takes it; ``None``:
+    the model's render of the slide's glass. ``colours``: the style image's tissue colours
+    (:func:`~.swap_job.style_colours`), matched on the slide's tissue by one map fitted on the renders of a few
+    regions with the most tissue (:data:`COLOUR_REGIONS`), so that blocks of any size get the same map.
     """
     from ..io.slide_write import SlideWriter, slide_output_kind
 
@@ -272,10 +345,20 @@ def swap_slide(
     halo = -(-halo // align) * align
     starts = [(y, x) for y in range(0, height, block) for x in range(0, width, block)]
     start_time, used_precision = time.perf_counter(), "fp32"
-    overview = _overview(slide, level0) if glass else None  # read before the writer exists: a bad slide leaves nothing
+    judged = glass or style_glass is not None or colours is not None  # the slide's glass level is needed
+    overview = _overview(slide, level0) if judged else None  # read before the writer exists: a bad slide leaves nothing
     reference = None if overview is None else glass_level(overview)
+    # the slide's glass luminance, for the style's glass with the slide's light and shade (swap.onto_glass)
+    glass_grey = None if overview is None else float(measured_glass_colour(overview) @ GREY_WEIGHTS)
+    colour_map = None
+    if colours is not None:
+        assert overview is not None and reference is not None
+        yield {"stage": "colours", "fraction": 0.0, "message": "fitting the tissue colours on regions of the slide"}
+        options = {"overlap": overlap, "seamless": seamless, "precision": precision, "detail": detail}
+        side = -(-COLOUR_REGION // align) * align
+        colour_map = _colour_map(model, level0, overview, reference, style, colours, side, options, cancel)
     writer = SlideWriter(out_path, (height, width), mpp, name or slide_name)
-    glass_colour: np.ndarray | None = None
+    glass_rgb: np.ndarray | None = None
     glass_blocks = glass_px = 0
     try:
         for index, (y, x) in enumerate(starts):
@@ -286,26 +369,41 @@ def swap_slide(
             cy1, cx1 = min(height, y1 + halo), min(width, x1 + halo)
             canvas = _read(level0, cy0, cy1, cx0, cx1)
             inside = (slice(y - cy0, y1 - cy0), slice(x - cx0, x1 - cx0))
-            is_glass = needed = None
-            if reference is not None:  # the interior's glass pixels, by cells of the alignment (module docstring)
-                cells = glass_cells(tissue_mask(canvas, reference), align, halo)
+            is_glass = needed = tissue = weight = None
+            if reference is not None:
+                tissue = tissue_mask(canvas, reference)
+            if glass and tissue is not None:  # the interior's glass pixels, by cells of the alignment (docstring)
+                if style_glass is not None:
+                    # the style's glass wherever the softened tissue weight is 0 (swap.onto_glass): the model's
+                    # render there never shows
+                    cells = glass_cells(tissue, align, -(-(NEAR_TISSUE + GLASS_REACH) // align) * align)
+                else:
+                    cells = glass_cells(tissue, align, halo)
                 is_glass = glass_pixels(cells, align, canvas.shape[:2])[inside]
                 needed = glass_pixels(_token_cells(cells, inside, align), align, canvas.shape[:2])
-                if is_glass.any() and glass_colour is None:
+                if is_glass.any() and glass_rgb is None and style_glass is not None:
+                    glass_rgb = np.rint(np.asarray(style_glass, np.float32).reshape(3) * 255.0).astype(np.uint8)
+                elif is_glass.any() and glass_rgb is None:
                     assert overview is not None
-                    glass_colour = _style_glass(
+                    glass_rgb = _style_glass(
                         model, overview, reference, style, align, seamless, overlap, detail, precision
                     )
             if is_glass is not None and is_glass.all():
-                assert glass_colour is not None
+                assert glass_rgb is not None
                 glass_blocks += 1
+                if style_glass is not None:  # the style's glass with the slide's light and shade, as rendered
+                    writer.write(y, x, _textured_glass(canvas[inside], style_glass, glass_grey))
+                else:
+                    writer.write(y, x, np.broadcast_to(glass_rgb, (y1 - y, x1 - x, 3)))
                 del canvas
-                writer.write(y, x, np.broadcast_to(glass_colour, (y1 - y, x1 - x, 3)))
                 kind = "glass, without the model"
             else:
                 # only the part of the canvas that reaches the interior's non-glass cells: their bounding box
                 # (cell-aligned) grown by the halo; the rest of the interior is glass cells
                 part = _rendered_part(is_glass, inside, canvas.shape[:2], halo)
+                if tissue is not None and (style_glass is not None or colour_map is not None):
+                    # on the rendered part: it holds every pixel within the weight's reach of the written ones
+                    weight = tissue_weight(canvas[part.canvas], reference, tissue[part.canvas])
                 encoded = encode(
                     model,
                     canvas[part.canvas],
@@ -315,21 +413,33 @@ def swap_slide(
                     seamless=seamless,
                     precision=precision,
                     needed=None if needed is None else needed[part.canvas],
+                    weight=weight,
                 )
                 used_precision = encoded.precision
-                rendered = render(model, encoded, style, detail=detail)
-                del encoded, canvas
+                rendered = render(
+                    model,
+                    encoded,
+                    style,
+                    detail=detail,
+                    glass=style_glass,
+                    colours=colour_map,
+                    weight=weight,
+                    glass_grey=glass_grey,
+                )
+                del encoded
                 if part.whole:
                     interior = rendered[part.rendered]
                 else:
                     # outside the rendered box every pixel is a glass cell: filled with the glass colour below
                     interior = np.empty((y1 - y, x1 - x, 3), np.uint8)
                     interior[part.interior] = rendered[part.rendered]
-                if is_glass is not None and is_glass.any():
-                    assert glass_colour is not None
-                    interior[is_glass] = glass_colour
+                if is_glass is not None and is_glass.any() and style_glass is not None:
+                    interior[is_glass] = _textured_glass(canvas[inside], style_glass, glass_grey)[is_glass]
+                elif is_glass is not None and is_glass.any():
+                    assert glass_rgb is not None
+                    interior[is_glass] = glass_rgb
                 writer.write(y, x, interior)
-                del rendered, interior
+                del rendered, interior, canvas
                 kind = "rendered"
             if is_glass is not None:
                 glass_px += int(is_glass.sum())
@@ -363,5 +473,5 @@ def swap_slide(
         used_precision,
         glass_blocks=glass_blocks,
         glass_share=glass_px / (height * width),
-        glass=None if glass_colour is None else (int(glass_colour[0]), int(glass_colour[1]), int(glass_colour[2])),
+        glass=None if glass_rgb is None else (int(glass_rgb[0]), int(glass_rgb[1]), int(glass_rgb[2])),
     )

@@ -20,7 +20,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_DENSITY", "MIN_GLASS", "glass_level", "tissue_mask"]
+__all__ = [
+    "MIN_DENSITY",
+    "MIN_GLASS",
+    "NEAR_TISSUE",
+    "SOFT_DENSITY",
+    "glass_colour",
+    "glass_level",
+    "tissue_mask",
+    "tissue_weight",
+]
 
 #: optical density above which a channel absorbs (Macenko et al. 2009, β)
 MIN_DENSITY = 0.15
@@ -75,3 +84,55 @@ def tissue_mask(rgb: np.ndarray, glass: np.ndarray | None = None) -> np.ndarray:
     for channel in (1, 2):
         mask |= array[..., channel] < limits[channel]
     return mask
+
+
+#: fewer glass pixels than this share of the image: its glass colour is the rule's glass level instead
+MIN_GLASS_SHARE = 0.01
+
+
+def glass_colour(rgb: np.ndarray) -> np.ndarray:
+    """``(3,)`` float32 in [0, 1]: the colour of ``(Y, X, 3)`` RGB's glass — the per-channel median of its glass
+    pixels (not :func:`tissue_mask`), from a strided sample of about 0.25 Mpx; the rule's :func:`glass_level` when
+    under :data:`MIN_GLASS_SHARE` of the pixels are glass (an image that is all tissue)."""
+    array = _checked(rgb)
+    step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / 250_000)))
+    sample = array[::step, ::step]
+    glass = ~tissue_mask(sample)
+    if glass.mean() < MIN_GLASS_SHARE:
+        return glass_level(array)
+    return np.median(_values(sample)[glass], axis=0).astype(np.float32)
+
+
+#: the soft tissue weight rises from 0 to 1 between these optical densities (the largest of the channels)
+SOFT_DENSITY = (0.05, 0.30)
+#: px: pixels fainter than tissue (:func:`tissue_mask`) weigh more than 0 only this close to a tissue pixel
+#: (a square of side 2 · NEAR_TISSUE + 1); farther out they are glass: noise, dust, uneven light
+NEAR_TISSUE = 48
+
+
+def tissue_weight(rgb: np.ndarray, glass: np.ndarray | None = None, tissue: np.ndarray | None = None) -> np.ndarray:
+    """``(Y, X)`` float32 in [0, 1]: how much each pixel of ``(Y, X, 3)`` RGB is tissue — a smooth step of its
+    largest channel optical density against ``glass`` (default: the image's :func:`glass_level`) from
+    :data:`SOFT_DENSITY` 0.05 (glass) to 0.30 (tissue), around the mask's 0.15, and 0 farther than
+    :data:`NEAR_TISSUE` px from every pixel of :func:`tissue_mask`. Faint tissue near the mask's threshold is partly
+    tissue, so a swap does not cut it into specks of rendered tissue on flat glass; faint specks on the glass far
+    from tissue stay glass. ``tissue``: the image's :func:`tissue_mask` against the same glass, if at hand."""
+    from scipy.ndimage import maximum_filter
+
+    array = _checked(rgb)
+    if glass is None:
+        glass = _glass(array)
+    glass = np.asarray(glass, np.float32).reshape(3)
+    # the largest channel density is the smallest channel's ratio to the glass (channel by channel: fast)
+    values = _values(array)
+    ratio = np.clip(values[..., 0], 1.0 / 255.0, None) / glass[0]
+    for channel in (1, 2):
+        np.minimum(ratio, np.clip(values[..., channel], 1.0 / 255.0, None) / glass[channel], out=ratio)
+    density = -np.log(ratio)
+    low, high = SOFT_DENSITY
+    step = np.clip((density - low) / (high - low), 0.0, 1.0)
+    weight = (step * step * (3.0 - 2.0 * step)).astype(np.float32)
+    tissue = tissue_mask(array, glass) if tissue is None else tissue
+    near = maximum_filter(tissue, size=2 * NEAR_TISSUE + 1, mode="constant", cval=False)
+    weight[~near] = 0.0
+    return weight
