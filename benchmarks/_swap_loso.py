@@ -168,9 +168,10 @@ def glass_figures(output: np.ndarray, anatomy: np.ndarray, style: np.ndarray) ->
     return {"glass_de": glass_de, "halo": float(band_l.mean() - target_lab[0])}
 
 
-def evaluate(args, methods_for, images: dict[str, np.ndarray], figures, sliced_wasserstein) -> list[dict]:
+def evaluate(args, methods_for, images: dict[str, np.ndarray], measured) -> list[dict]:
     """Every left-out source: train (or reuse) its model, then every method on its pairs. ``methods_for(model)``:
-    the methods to compare (ours with that model, the baselines)."""
+    the methods to compare (ours with that model, the baselines); ``measured(methods, anatomy, style, extra)``: their
+    rows on one pair (``bench_swap_quality.measured``)."""
     from napari_domaingen.core.swap_model import load_swap_model
 
     rows = []
@@ -181,22 +182,9 @@ def evaluate(args, methods_for, images: dict[str, np.ndarray], figures, sliced_w
         methods = methods_for(model)
         for a_name, s_name, cross in loso_pairs(images, left_out):
             anatomy, style = images[a_name], images[s_name]
-            untransferred = sliced_wasserstein(anatomy, style)
-            for method, work in methods.items():
-                start = time.perf_counter()
-                output = work(anatomy, style)
-                seconds = time.perf_counter() - start
-                rows.append(
-                    {
-                        "left_out": left_out,
-                        "pair": f"{a_name} → {s_name}",
-                        "cross_stain": cross,
-                        "method": method,
-                        **figures(output, anatomy, style, untransferred),
-                        **glass_figures(output, anatomy, style),
-                        "ms": 1000 * seconds,
-                    }
-                )
+            pair = {"left_out": left_out, "pair": f"{a_name} → {s_name}", "cross_stain": cross}
+            on_glass = lambda output, a=anatomy, s=style: glass_figures(output, a, s)
+            rows += [{**pair, **row} for row in measured(methods, anatomy, style, on_glass)]
             print(f"done (without {left_out}): {a_name} → {s_name}", flush=True)
     return rows
 

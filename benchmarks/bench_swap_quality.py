@@ -197,6 +197,19 @@ def figures(output: np.ndarray, anatomy: np.ndarray, style: np.ndarray, untransf
 # ------------------------------------------------------------------------------------------------------ runs
 
 
+def measured(methods: dict[str, Method], anatomy: np.ndarray, style: np.ndarray, extra=None) -> list[dict]:
+    """Every method on one pair: its figures, milliseconds and ``extra(output)``'s figures, one row each."""
+    untransferred = sliced_wasserstein(anatomy, style)
+    rows = []
+    for method, work in methods.items():
+        start = time.perf_counter()
+        output = work(anatomy, style)
+        seconds = time.perf_counter() - start
+        more = extra(output) if extra is not None else {}
+        rows.append({"method": method, **figures(output, anatomy, style, untransferred), **more, "ms": 1000 * seconds})
+    return rows
+
+
 def our_methods(model) -> dict[str, Method]:
     """The shipped swap (``swap_pair``, the command's and the dock's job) with its defaults, and ablations."""
     from napari_domaingen.core.swap_job import swap_pair
@@ -280,7 +293,7 @@ def main() -> int:
                 "histogram matching": histogram_matching,
             }
 
-        rows = _swap_loso.evaluate(args, methods_for, images, figures, sliced_wasserstein)
+        rows = _swap_loso.evaluate(args, methods_for, images, measured)
         met = _swap_loso.report(rows)
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows, "met": met}, indent=2) + "\n")
@@ -289,21 +302,8 @@ def main() -> int:
     chosen_pairs += [(a, images[a], s, images[s], False) for a, s in SAME_STAIN]
     rows = []
     for a_name, anatomy, s_name, style, cross in chosen_pairs[: 2 if args.quick else None]:
-        untransferred = sliced_wasserstein(anatomy, style)
-        for method, work in methods.items():
-            start = time.perf_counter()
-            output = work(anatomy, style)
-            seconds = time.perf_counter() - start
-            rows.append(
-                {
-                    "pair": f"{a_name} → {s_name}",
-                    "cross_stain": cross,
-                    "size": list(anatomy.shape[:2]),
-                    "method": method,
-                    **figures(output, anatomy, style, untransferred),
-                    "ms": 1000 * seconds,
-                }
-            )
+        pair = {"pair": f"{a_name} → {s_name}", "cross_stain": cross, "size": list(anatomy.shape[:2])}
+        rows += [{**pair, **row} for row in measured(methods, anatomy, style)]
         print(f"done: {a_name} → {s_name}", flush=True)
     timing = speed(model, args.quick)
 

@@ -1,4 +1,4 @@
-"""Anatomy / style swap (DGM-DR) on whole images: styles, rendering, the detail carry-over.
+"""Anatomy / style swap (DGM-DR) on whole images: styles, rendering, the detail carry-over, glass and colours.
 
 :func:`~napari_domaingen.core.swap_encoding.encode` keeps the anatomy and style tokens of every tile of an image
 (seamless tilings by default); :func:`render` re-synthesizes the tiles from anatomy tokens and a style,
@@ -20,6 +20,12 @@ detail, and a style broadcast to every patch leaves a faint texture that repeats
 colours are kept and the structure is taken from the anatomy image with a guided filter in optical density
 (:func:`~napari_domaingen.core.detail.carry_detail`: per 33 px window, each channel is the affine function of the
 anatomy image's grey optical density that best fits the render). ``detail=False`` gives the model's own render.
+
+**The style's glass and tissue colours** (``render(..., glass=, colours=)``, the swap job's defaults): the model
+renders glass in the style's tissue colours and barely moves stains it never saw. With ``glass`` the anatomy's glass
+is the style image's glass colour with the anatomy's light and shade (:func:`onto_glass`), mixed with the render by
+the feathered tissue weight; with ``colours`` the render's tissue colours are mapped onto the style image's
+(:mod:`~napari_domaingen.core.colour_match`) where that weight reaches.
 
 Outputs: ``(Y, X, 3)`` uint8, the input's size.
 """

@@ -280,7 +280,7 @@ def _colour_map(
         lab = tissue_lab(rendered.astype(np.float32) / np.float32(255.0), tissue_weight(region, reference))
         if lab is not None:
             labs.append(lab)
-    return ColourMap.fit(np.concatenate(labs), colours) if labs else None
+    return ColourMap.fit(np.concatenate(labs), colours).for_blocks() if labs else None
 
 
 def _textured_glass(rgb: np.ndarray, style_glass: np.ndarray, glass_grey: float | None) -> np.ndarray:
