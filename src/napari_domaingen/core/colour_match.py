@@ -141,8 +141,9 @@ class ColourMap:
 
     def for_blocks(self) -> ColourMap:
         """The same map, keeping what it computes for every 8-bit colour it meets (a table of 2²⁴ colours, about
-        120 MB), for a map applied to block after block of a slide: later blocks mostly look colours up."""
-        table = (np.zeros((1 << 24, 3), np.float16), np.zeros(1 << 24, bool))
+        220 MB, allocated as it fills), for a map applied to block after block of a slide: later blocks mostly look
+        colours up."""
+        table = (np.zeros((1 << 24, 3), np.float32), np.zeros(1 << 24, bool))
         return ColourMap(self.source, self.matrix, self.target, self.chroma_from, self.chroma_to, table)
 
     def apply(self, rgb: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
@@ -163,16 +164,17 @@ class ColourMap:
         """``(N, 3)`` float32: ``pixels`` plus the kept shift of their 8-bit colours (:meth:`for_blocks`)."""
         assert self._kept is not None
         shifts, known = self._kept
-        scaled = np.clip(pixels * np.float32(255.0), 0.0, 255.0)
-        scaled += np.float32(0.5)
-        levels = scaled.astype(np.uint8)  # rounded: the values are ≥ 0
-        codes = (levels[:, 0].astype(np.uint32) << 16) | (levels[:, 1].astype(np.uint32) << 8) | levels[:, 2]
+        levels = np.clip(pixels, 0.0, 1.0)
+        levels *= np.float32(255.0)
+        levels += np.float32(0.5)
+        codes = levels.astype(np.uint32)  # rounded: the values are ≥ 0
+        codes = (codes[:, 0] << 16) | (codes[:, 1] << 8) | codes[:, 2]
         missing = ~known[codes]
         if missing.any():
             new = np.unique(codes[missing])
             colours = np.stack([(new >> 16) & 255, (new >> 8) & 255, new & 255], axis=1).astype(np.float32) / 255.0
             shifts[new] = self.map_pixels(colours) - colours
             known[new] = True
-        shifted = shifts[codes].astype(np.float32)
+        shifted = shifts[codes]
         shifted += pixels
         return np.clip(shifted, 0.0, 1.0, out=shifted)

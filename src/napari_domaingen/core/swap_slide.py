@@ -43,7 +43,8 @@ glass). ``glass=False`` renders every block (the whole-image swap everywhere).
 
 **Tissue colours** (``colours``): one colour map (:mod:`.colour_match`) is fitted per job, before the first block,
 on the renders of the :data:`COLOUR_REGIONS` level-0 regions with the most tissue in the overview, and applied to
-every rendered block, so that the colours do not depend on the block size either.
+every rendered block, so that the colours do not depend on the block size either; it keeps the shift it gives each
+8-bit colour (:meth:`~.colour_match.ColourMap.for_blocks`, about 220 MB), so later blocks mostly look colours up.
 
 Memory: one block's canvas, its tokens and the render's working arrays, about 0.8 GB for the default
 ``block=2048`` (a 2304 px canvas) on top of the model and libraries (about 0.65 GB), whatever the slide's size;
