@@ -38,7 +38,7 @@ __all__ = ["MIN_PIXELS", "ColourMap", "TissueColours", "tissue_lab"]
 
 #: fewer tissue pixels than this: no colour statistics (the swap keeps the model's colours)
 MIN_PIXELS = 256
-#: at most this many pixels enter the statistics (an even stride over the tissue)
+#: about this many pixels (up to twice as many) enter the statistics, at an even stride over the tissue
 SAMPLE = 100_000
 #: a pixel counts as tissue for the statistics above this tissue weight
 TISSUE_WEIGHT = 0.5
@@ -65,8 +65,9 @@ def _rgb(lab: np.ndarray) -> np.ndarray:
 
 def tissue_lab(rgb: np.ndarray, weight: np.ndarray, where: np.ndarray | None = None) -> np.ndarray | None:
     """``(N, 3)`` float32 CIELAB of the tissue pixels of ``rgb`` ``(Y, X, 3)`` float in [0, 1] — tissue
-    ``weight`` ``(Y, X)`` above :data:`TISSUE_WEIGHT` (and inside ``where`` ``(Y, X)`` bool) — at most
-    :data:`SAMPLE` of them at an even stride; ``None`` under :data:`MIN_PIXELS`."""
+    ``weight`` ``(Y, X)`` above :data:`TISSUE_WEIGHT` (and inside ``where`` ``(Y, X)`` bool), every k-th of them
+    with k = ⌊N / :data:`SAMPLE`⌋ (so :data:`SAMPLE` to twice as many when there are more); ``None`` under
+    :data:`MIN_PIXELS`."""
     if weight.shape != rgb.shape[:2]:
         raise ValueError(f"the tissue weight is {weight.shape}, the image {rgb.shape[:2]}")
     chosen = weight > TISSUE_WEIGHT
@@ -135,8 +136,8 @@ class ColourMap:
         source, target = self.source.astype(np.float32), self.target.astype(np.float32)
         lab = (_lab(pixels) - source) @ self.matrix.T.astype(np.float32) + target
         for channel in (1, 2):
-            source, target = self.chroma_from[channel - 1], self.chroma_to[channel - 1]
-            lab[:, channel] = np.interp(lab[:, channel], _increasing(source), target)
+            before, after = self.chroma_from[channel - 1], self.chroma_to[channel - 1]
+            lab[:, channel] = np.interp(lab[:, channel], _increasing(before), after)
         return _rgb(lab)
 
     def for_blocks(self) -> ColourMap:
