@@ -294,6 +294,7 @@ def encode(
             style.append(s.cpu())
     anatomy_tokens, style_tokens = _scatter(anatomy, run, len(origins)), _scatter(style, run, len(origins))
     grey = rgb @ GREY_WEIGHTS
+    tissue = tissue_mask(rgb)
     return EncodedImage(
         shape=(height, width),
         padded=canvas.shape[:2],
@@ -306,9 +307,9 @@ def encode(
         margin=margin,
         seamless=seamless,
         grey=grey,
-        tissue=tissue_mask(rgb),
+        tissue=tissue,
         precision=precision,
-        weight=tissue_weight(rgb) if weight is None else weight,
+        weight=tissue_weight(rgb, tissue=tissue) if weight is None else weight,
         glass_grey=float(glass_colour(rgb) @ GREY_WEIGHTS),
     )
 

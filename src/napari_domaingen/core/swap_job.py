@@ -129,15 +129,22 @@ def style_colours(
     if not settings.colours:
         return None
     rgb = as_rgb(np.asarray(image), name)
-    where = None
     point = settings.point if point is None and settings.style == "point" else point
+    mask = settings.mask if settings.style == "region" and point is None else None
+    return _colours_of(rgb, tissue_weight(rgb), point, mask)
+
+
+def _colours_of(
+    rgb: np.ndarray, weight: np.ndarray, point: tuple[float, float] | None = None, mask: np.ndarray | None = None
+) -> TissueColours | None:
+    """:func:`style_colours` of ``rgb`` ``(Y, X, 3)`` float with its tissue ``weight``, around ``point`` or inside
+    ``mask`` (else over all the tissue)."""
+    where = None if mask is None else np.asarray(mask, bool)
     if point is not None:
         where = np.zeros(rgb.shape[:2], bool)
         y, x, half = int(point[0]), int(point[1]), POINT_WINDOW // 2
         where[max(0, y - half) : y + half, max(0, x - half) : x + half] = True
-    elif settings.style == "region" and settings.mask is not None:
-        where = np.asarray(settings.mask, bool)
-    lab = tissue_lab(rgb, tissue_weight(rgb), where)
+    lab = tissue_lab(rgb, weight, where)
     return None if lab is None else TissueColours.of(lab)
 
 
@@ -251,6 +258,8 @@ def swap_images(
     if variants:
         assert s_encoded is not None
         frames = []
+        style_rgb = as_rgb(np.asarray(style), names[1]) if settings.colours else None
+        style_weight = None if style_rgb is None else tissue_weight(style_rgb)  # once for every variant
         for index, (vector, centre) in enumerate(random_styles(s_encoded, variants, seed)):
             if cancel():
                 raise Cancelled("variants cancelled")
@@ -259,7 +268,7 @@ def swap_images(
                 "fraction": 0.7 + 0.3 * index / variants,
                 "message": f"rendering variant {index + 1}/{variants}",
             }
-            colours = style_colours(settings, style, names[1], point=centre)
+            colours = None if style_weight is None else _colours_of(style_rgb, style_weight, centre)
             frames.append(render(model, a_encoded, vector, detail=settings.detail, glass=glass, colours=colours))
             result.centres.append(centre)
         result.variants = np.stack(frames)
