@@ -14,6 +14,9 @@
   labels with the T1's intensities (the table every segmentation fills; any Labels layer can be chosen).
 * ``docs/images/batch.png`` — the *Batch* dock after ``compare`` (T1 vs FLAIR) over a small cohort made from
   ../shared (BraTS and TCGA crops, a case without FLAIR, a cut file), with one case opened by double-click.
+* ``docs/images/register.png`` — *Register* docked in a 1920 × 1080 window after registering a FLAIR moved by a
+  known affine and smooth deformation (made from ../shared's TCGA case) back onto its T1: fixed in green, moved in
+  magenta, the moved tumour labels.
 * ``docs/images/window_1080.png`` — a 1920 × 1080 napari window with *MaskGen — train* and *MaskGen — segment*
   docked beside the brain sample: the docks scroll instead of making the window taller than the screen.
 
@@ -250,6 +253,46 @@ def batch(out: Path, work: Path) -> None:
     viewer.close()
 
 
+def register(out: Path, work: Path) -> None:
+    """The Register dock after a default run on the known-deformation TCGA case (skipped without ../shared)."""
+    import sys
+    import time
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mri" / "tcga-du-7294"
+    if not shared.is_dir():
+        print(f"skipped register: {shared} not found")
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _register_cases import make_case
+
+    t1 = shared / "TCGA-DU-7294_t1_bet.nii.gz"
+    labels = shared / "tcga-du-7294_seg-fusion-simple.nii.gz"
+    moving, moving_labels, _ = make_case(t1, shared / "TCGA-DU-7294_fla_bet.nii.gz", labels, work)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1080)
+    fixed = viewer.open(str(t1), plugin=PLUGIN)[0]
+    flair = viewer.open(str(moving), plugin=PLUGIN)[0]
+    seg = viewer.open(str(moving_labels), plugin=PLUGIN)[0]
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Register")
+    widget._fixed.value, widget._moving.value, widget._labels.value = fixed, flair, seg
+    widget.run()
+    while widget.runner.outcome is None or widget.worker.is_running:
+        QApplication.processEvents()
+        time.sleep(0.05)  # an idle GUI thread, as a person's: a busy loop here would take a core from the job
+    flair.visible = seg.visible = False
+    moved_labels = viewer.layers[f"{seg.name} on {fixed.name}"]
+    centre = np.argwhere(np.asarray(moved_labels.data) > 0).mean(0)
+    viewer.dims.set_point(0, float(moved_labels.data_to_world(centre)[0]))
+    for _ in range(20):
+        QApplication.processEvents()
+    napari.utils.io.imsave(str(out), viewer.screenshot(canvas_only=False, flash=False))
+    print(f"wrote {out}: {widget._summary.value}")
+    viewer.close()
+
+
 def maskgen_train(out: Path, work: Path) -> None:
     """The train dock after a short ERM run (no weights needed) on a region of the brain sample with a validation
     pair: the loss curve, the validation Dice points, the checkpoint and best-model lines, the status."""
@@ -294,7 +337,7 @@ def main() -> None:
         "segment_statistics": segment_statistics,
         "swap": swap,
     }
-    with_work = {"swap_slide": swap_slide, "maskgen_train": maskgen_train, "batch": batch}
+    with_work = {"swap_slide": swap_slide, "maskgen_train": maskgen_train, "batch": batch, "register": register}
     for name in args.only or [*plain, *with_work]:
         if name in plain:
             plain[name](folder / f"{name}.png")

@@ -208,3 +208,16 @@ def test_ctrl_c_closes_the_local_dask_cluster(seg_cohort, tmp_path, capfd, monke
     err = capfd.readouterr().err  # the worker processes' too: no warning about the cancelled case
     assert err.startswith("interrupted: 1 of 3 cases done") and len(err.strip().splitlines()) == 1, err
     assert clusters and all(str(c.status.name) == "closed" for c in clusters)
+
+
+def test_batch_register_writes_each_case_and_its_figures(cohort_dir, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "register"
+    argv = ["batch", "register", str(cohort_dir), "--out", str(out), "--fixed", "T1", "--moving", "FLAIR"]
+    fast = ["--features", "mindssc", "--transform", "rigid,affine", "--grid", "3", "--linear-iterations", "20,10"]
+    assert main([*argv, "--workers", "1", "--threads", "1", *fast]) == 1  # corrupt/ and noflair/ fail
+    rows = _rows(out / "results.csv")
+    for case in ("brats", "tcga", "offgrid"):
+        assert rows[case]["status"] == "ok", rows[case]
+        assert rows[case]["features"] == "mindssc" and rows[case]["stages"] == "rigid+affine"
+        assert (out / case / "affine.mat").is_file() and (out / case / "metrics.csv").is_file()
+    assert rows["noflair"]["status"] == "failed" and rows["corrupt"]["status"] == "failed"

@@ -327,3 +327,22 @@ def test_rerun_replaces_its_layers_and_clears_the_old_error(make_napari_viewer, 
     widget._run.native.click()  # the same comparison again: its three layers are replaced, not stacked
     _wait_done(qtbot, widget)
     assert [layer.name for layer in viewer.layers] == names and not any("[1]" in name for name in names)
+
+
+def test_register_b_onto_a_first_aligns_a_moved_scan_and_says_so(make_napari_viewer, qtbot, weights_file):
+    """Issue 30.5: two scans not acquired aligned (B moved by 6 mm): with the box ticked the figures compare aligned
+    anatomy, and the summary says which transform was used."""
+    viewer = make_napari_viewer()
+    volume = _blob((24, 32, 32), (12, 16, 16))
+    viewer.add_image(volume, name="a", scale=(2.0, 2.0, 2.0))
+    viewer.add_image(np.roll(volume, 3, axis=0), name="b", scale=(2.0, 2.0, 2.0), translate=(0.0, 0.0, 0.0))
+    widget = _plugin_widget(viewer, weights_file)
+    widget._run.native.click()
+    _wait_done(qtbot, widget)
+    plain = widget.comparison.summary.cka_intensity
+    widget._register.value = True
+    widget._run.native.click()
+    _wait_done(qtbot, widget, timeout=120000)
+    assert "B registered onto A first (rigid + affine, FireANTs" in widget._summary.value
+    assert widget.comparison.summary.cka_intensity > plain + 0.2
+    assert "registered onto A" in widget._status.value

@@ -12,6 +12,7 @@ ALL = [
     "Load volumes",
     "Extract features",
     "Compare representations",
+    "Register",
     "Feature RGB",
     "MaskGen — train",
     "MaskGen — segment",
@@ -85,7 +86,7 @@ def _layers_with_long_names(viewer) -> None:
     "names",
     [ALL, ["MaskGen — train", "MaskGen — segment"], ["Load volumes", "Compare representations"]]
     + [[name] for name in ALL],
-    ids=["all eight", "train and segment", "load and compare"] + [f"{name} alone" for name in ALL],
+    ids=["all nine", "train and segment", "load and compare"] + [f"{name} alone" for name in ALL],
 )
 @pytest.mark.slow
 def test_docks_fit_a_full_hd_screen(make_napari_viewer, qtbot, names):

@@ -12,7 +12,7 @@ from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 #: the least height (px) a dock widget asks for; its contents scroll below that
-MIN_DOCK_HEIGHT = 100
+MIN_DOCK_HEIGHT = 72
 #: the least width (px) of a dock widget: room for its controls and napari's title "<name> (napari-domaingen)"
 MIN_DOCK_WIDTH = 380
 #: characters a drop-down list keeps room for (longer entries are elided in the closed list)

@@ -22,6 +22,7 @@ from ..core.batch import BatchSettings, run_batch
 from ..core.batch_jobs import JOBS, job_named
 from ..core.features import FeatureSettings
 from ..core.jobs import CompareSettings, SegmentOptions
+from ..core.register import RegisterSettings
 from ..errors import DomaingenError
 from ..io.cohort import read_cohort
 from ..progress import Progress
@@ -130,22 +131,25 @@ class BatchWidget(QWidget):
     def _show_job_options(self, _value: Any = None) -> None:
         job = self._job.value
         for widget, visible in (
-            (self._a, job == "compare"),
-            (self._b, job == "compare"),
-            (self._contrast, job != "compare"),
+            (self._a, job in ("compare", "register")),
+            (self._b, job in ("compare", "register")),
+            (self._contrast, job not in ("compare", "register")),
             (self._weights, job != "segment"),
             (self._model, job == "segment"),
         ):
             widget.visible = visible
 
-    def _settings(self) -> FeatureSettings | SegmentOptions | CompareSettings:
+    def _settings(self) -> FeatureSettings | SegmentOptions | CompareSettings | RegisterSettings:
         """The job's typed settings (those of the single-case job), checked as they are built."""
         if self._job.value == "segment":
             model = file_value(self._model.value)
             if model is None:
                 raise ValueError("choose the segmentation model (.pt) first")
             return SegmentOptions(Path(model))
-        features = FeatureSettings(weights=self._weights.value.strip() or "anatomix")
+        weights = self._weights.value.strip() or "anatomix"
+        if self._job.value == "register":  # A is the fixed volume, B the moving one
+            return RegisterSettings(weights=weights)
+        features = FeatureSettings(weights=weights)
         return CompareSettings(features) if self._job.value == "compare" else features
 
     def run(self, _value: Any = None) -> None:
@@ -155,6 +159,8 @@ class BatchWidget(QWidget):
             if cohort_path is None or out is None:
                 raise ValueError("choose the cohort and the output folder first")
             roles = {"a": self._a.value, "b": self._b.value} if self._job.value == "compare" else {}
+            if self._job.value == "register":
+                roles = {"fixed": self._a.value, "moving": self._b.value}
             roles = roles or {"image": self._contrast.value}
             job = job_named(self._job.value, roles, self._settings())
             cohort = read_cohort(cohort_path)

@@ -114,6 +114,11 @@ class CompareRepresentationsWidget(QWidget):
             text="resample B onto A's grid",
             tooltip="when A and B differ in shape or voxel-to-world affine: resample B (linear) onto A's grid first",
         )
+        self._register = CheckBox(
+            text="register B onto A first (rigid + affine)",
+            tooltip="for scans not acquired aligned: FireANTs rigid + affine registration of B onto A (mutual "
+            "information), then B resampled through it; the summary says which transform was used",
+        )
         self._run = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
@@ -136,6 +141,7 @@ class CompareRepresentationsWidget(QWidget):
                 self._mode,
                 self._channel_row,
                 self._resample,
+                self._register,
                 Container(widgets=[self._run, self._cancel_button], layout="horizontal", labels=False),
                 self._status,
                 self._summary,
@@ -236,16 +242,17 @@ class CompareRepresentationsWidget(QWidget):
                 display_affine_from_layer(layer_b),
                 names=(layer_a.name, layer_b.name),
             )
+            register = ("rigid", "affine") if self._register.value else ()
             settings = CompareSettings(
-                self.settings(), self._mode.value, self.channels(), resample=self._resample.value
+                self.settings(), self._mode.value, self.channels(), resample=self._resample.value, register=register
             )
         except ValueError as exc:
             self._refuse(str(exc))
             return
         try:
-            resampled = arrays.needs_resampling(settings.resample)
+            resampled = bool(register) or arrays.needs_resampling(settings.resample)
         except ValueError as exc:
-            self._refuse(f"{exc}. Tick 'resample B onto A's grid' to do that here.")
+            self._refuse(f"{exc}. Tick 'resample B onto A's grid' (or 'register B onto A first') to do that here.")
             return
         _, weights_name = self._extractor.choice()
         self._started = _CompareRun(layer_a, layer_b, arrays, settings, resampled, weights_name)
@@ -296,8 +303,10 @@ class CompareRepresentationsWidget(QWidget):
         )
         self._show_colorbar(layer)
         grid_of(self.viewer).enabled = True
-        set_status(self._summary, describe_summary(comparison.summary, comparison.non_finite))
-        source = "B resampled onto A's grid" if run.resampled else "one voxel grid"
+        summary = describe_summary(comparison.summary, comparison.non_finite)
+        set_status(self._summary, f"{summary}\n{comparison.aligned}")
+        source = "B registered onto A" if run.settings.register else "B resampled onto A's grid"
+        source = source if run.resampled else "one voxel grid"
         timing = ", ".join(
             "cached" if r.cached else f"{r.seconds:.1f} s" for r in (comparison.features_a, comparison.features_b)
         )

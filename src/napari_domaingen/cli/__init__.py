@@ -8,6 +8,9 @@ Commands:
   segment    segment a NIfTI volume with such a model → labels (and probabilities) with the image's affine.
   features   frozen anatomix features of a NIfTI volume → a 4D NIfTI (channels last) with the source affine.
   compare    feature stability of two co-registered volumes (e.g. FLAIR vs T1): CKA, cosine map, RGB renderings.
+  register   register a moving volume onto a fixed one (rigid, affine, deformable) on anatomix/MIND-SSC features.
+  apply-transform
+             move another volume or labels onto the fixed grid through a written transform.
   stats      per-class voxels, volume (mm³) and intensity mean/std of a label volume → CSV.
   export     labels on a DICOM series → a DICOM Segmentation (DICOM-SEG) referencing it, for PACS.
   cohort     list a cohort folder or CSV manifest: cases, contrasts, grids, problems (nothing processed).
@@ -29,6 +32,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import DomaingenError
 from . import (
+    apply_transform,
     batch,
     cohort,
     compare,
@@ -38,6 +42,7 @@ from . import (
     features,
     info,
     pretrain,
+    register,
     segment,
     stats,
     swap,
@@ -60,6 +65,8 @@ COMMANDS = (
     pretrain,
     features,
     compare,
+    register,
+    apply_transform,
     cohort,
     batch,
     info,

@@ -1,4 +1,4 @@
-"""``domaingen batch features|segment|compare COHORT --out DIR``: a single-case command over every case of a
+"""``domaingen batch features|segment|compare|register COHORT --out DIR``: a single-case command over every case of a
 cohort, on Dask (in-process, a local cluster, or any cluster by address), with ``DIR/results.csv``."""
 
 from __future__ import annotations
@@ -10,22 +10,25 @@ import sys
 def add_parser(commands: argparse._SubParsersAction) -> None:
     ba = commands.add_parser(
         "batch",
-        help="run features, segment or compare over every case of a cohort (Dask), with results.csv",
-        description="Run `domaingen features|segment|compare` on every case of COHORT (a folder of case folders or "
-        "a CSV manifest, see `domaingen cohort`), writing each case's outputs to DIR/<case>/ exactly as the "
-        "single-case command does, and one DIR/results.csv (case,status,error,seconds,worker and the job's "
-        "figures). Options after the job's own (--a/--b/--contrast) are the single-case command's (e.g. --weights, "
-        "--resample, --model). By default the cases run on a local Dask cluster sized to the machine (one worker "
-        "per 4 cores; in this process below 8 cores); --workers 1 runs them in this process; --scheduler runs "
-        "them on an existing Dask cluster. A failing case is recorded and the batch goes on; rerunning skips "
+        help="run features, segment, compare or register over every case of a cohort (Dask), with results.csv",
+        description="Run `domaingen features|segment|compare|register` on every case of COHORT (a folder of case "
+        "folders or a CSV manifest, see `domaingen cohort`), writing each case's outputs to DIR/<case>/ exactly "
+        "as the single-case command does, and one DIR/results.csv (case,status,error,seconds,worker and the job's "
+        "figures). Options after the job's own (--a/--b/--contrast/--fixed/--moving) are the single-case "
+        "command's (e.g. --weights, --resample, --model, --transform). By default the cases run on a local Dask "
+        "cluster sized to the machine (one worker per 4 cores; in this process below 8 cores); --workers 1 runs "
+        "them in this process; --scheduler runs them on an existing Dask cluster. A failing case is recorded and "
+        "the batch goes on; rerunning skips "
         "completed cases (--force redoes them).",
     )
-    ba.add_argument("job", choices=["features", "segment", "compare"], help="the single-case command")
+    ba.add_argument("job", choices=["features", "segment", "compare", "register"], help="the single-case command")
     ba.add_argument("cohort", metavar="COHORT", help="cohort folder or manifest .csv")
     ba.add_argument("--out", required=True, metavar="DIR", help="batch folder (DIR/<case>/ and DIR/results.csv)")
     ba.add_argument("--a", metavar="CONTRAST", help="compare: contrast of volume A (e.g. T1)")
     ba.add_argument("--b", metavar="CONTRAST", help="compare: contrast of volume B (e.g. FLAIR)")
     ba.add_argument("--contrast", metavar="CONTRAST", help="features/segment: the contrast to process (e.g. T2)")
+    ba.add_argument("--fixed", metavar="CONTRAST", help="register: contrast of the fixed volume (e.g. T1)")
+    ba.add_argument("--moving", metavar="CONTRAST", help="register: contrast of the moving volume (e.g. FLAIR)")
     where = ba.add_mutually_exclusive_group()
     workers = "local worker processes (1: in this process; default: one per 4 cores)"
     where.add_argument("--workers", type=int, metavar="N", help=workers)
@@ -42,6 +45,7 @@ _PLACEHOLDERS = {
     "features": ["IMAGE.nii.gz", "--out", "OUT.nii.gz"],
     "segment": ["IMAGE.nii.gz", "--out", "OUT.nii.gz"],
     "compare": ["A.nii.gz", "B.nii.gz"],
+    "register": ["FIXED.nii.gz", "MOVING.nii.gz", "--out", "OUT"],
 }
 
 
@@ -51,12 +55,12 @@ def forwarded_settings(job: str, options: list[str]):
     import contextlib
     import io
 
-    from . import compare, features, segment
+    from . import compare, features, register, segment
 
     reserved = [o for o in options if o.split("=")[0] in RESERVED]
     if reserved:
         raise ValueError(f"batch {job}: {', '.join(reserved)} is set by the batch for every case")
-    module = {"features": features, "segment": segment, "compare": compare}[job]
+    module = {"features": features, "segment": segment, "compare": compare, "register": register}[job]
     parser = argparse.ArgumentParser(prog="domaingen")
     module.add_parser(parser.add_subparsers())
     errors = io.StringIO()
@@ -76,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     from ..core.batch_jobs import job_named
     from ..io.cohort import read_cohort
 
-    roles = {"a": args.a, "b": args.b} if args.job == "compare" else {"image": args.contrast}
+    roles = {"image": args.contrast}
+    if args.job == "compare":
+        roles = {"a": args.a, "b": args.b}
+    elif args.job == "register":
+        roles = {"fixed": args.fixed, "moving": args.moving}
     job = job_named(args.job, roles, forwarded_settings(args.job, list(args.options)))
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")

@@ -31,6 +31,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     comp.add_argument("--resample", action="store_true", help="resample B onto A's grid through the affines (linear)")
     comp.add_argument(
+        "--register",
+        nargs="?",
+        const="rigid,affine",
+        metavar="STAGES",
+        help="register B onto A first (default stages: rigid,affine; add deformable for a non-linear one); the "
+        "summary says which transform was used",
+    )
+    comp.add_argument(
         "--out", metavar="DIR", help="write RGB renderings, cosine map (NIfTI, A's affine), PNGs, summary.json"
     )
     comp.add_argument("--json", action="store_true", help="print only the numbers, as JSON")
@@ -41,7 +49,8 @@ def settings_from_args(args: argparse.Namespace):
     """The typed compare settings of the command's options (also what ``batch compare`` forwards)."""
     from ..core.jobs import CompareSettings
 
-    return CompareSettings(feature_settings(args), args.mode, tuple(args.channels), args.resample)
+    register = tuple(s for s in (getattr(args, "register", None) or "").split(",") if s.strip())
+    return CompareSettings(feature_settings(args), args.mode, tuple(args.channels), args.resample, register)
 
 
 def run(args: argparse.Namespace) -> int:

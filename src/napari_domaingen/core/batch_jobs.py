@@ -14,6 +14,8 @@ extractor cache), so a worker loads each once however many cases it runs.
   ``<class>_voxels``, ``<class>_mm3`` per class.
 * compare (``--a``, ``--b``): the renderings, ``cosine_similarity.nii.gz``, ``summary.json``; figures
   ``cka_features``, ``cka_intensity``, ``mean_cosine``.
+* register (``--fixed``, ``--moving``): the moved image, ``affine.mat`` (+ warps), ``metrics.csv``; figures
+  ``features``, ``stages``, ``seconds``, ``folds``.
 """
 
 from __future__ import annotations
@@ -33,21 +35,29 @@ from .jobs import (
     CompareSettings,
     FeaturesJob,
     JobResult,
+    RegisterJob,
     SegmentJob,
     SegmentOptions,
     run_compare,
     run_features,
+    run_register,
     run_segment,
 )
+from .register import RegisterSettings
 
 __all__ = ["JOBS", "BatchJob", "BatchSettingsType", "job_named"]
 
-JOBS = ("features", "segment", "compare")
+JOBS = ("features", "segment", "compare", "register")
 #: the input roles of each job
-ROLES = {"features": ("image",), "segment": ("image",), "compare": ("a", "b")}
+ROLES = {"features": ("image",), "segment": ("image",), "compare": ("a", "b"), "register": ("fixed", "moving")}
 #: the typed settings of each job (the single-case job's, minus its inputs and outputs)
-SETTINGS = {"features": FeatureSettings, "segment": SegmentOptions, "compare": CompareSettings}
-BatchSettingsType = FeatureSettings | SegmentOptions | CompareSettings
+SETTINGS = {
+    "features": FeatureSettings,
+    "segment": SegmentOptions,
+    "compare": CompareSettings,
+    "register": RegisterSettings,
+}
+BatchSettingsType = FeatureSettings | SegmentOptions | CompareSettings | RegisterSettings
 
 
 def _jsonable(value: Any) -> Any:
@@ -82,7 +92,7 @@ class BatchJob:
         """The settings as stored in a case's completion record."""
         return _jsonable(self.settings)
 
-    def case_job(self, inputs: dict[str, str], case_dir: Path) -> FeaturesJob | SegmentJob | CompareJob:
+    def case_job(self, inputs: dict[str, str], case_dir: Path) -> FeaturesJob | SegmentJob | CompareJob | RegisterJob:
         """The single-case job of a case's input paths (by role), writing into ``case_dir``."""
         if self.name == "features":
             return FeaturesJob(inputs["image"], case_dir / "features.nii.gz", self.settings)  # type: ignore[arg-type]
@@ -93,6 +103,8 @@ class BatchJob:
                 self.settings,  # type: ignore[arg-type]
                 stats=case_dir / "stats.csv",
             )
+        if self.name == "register":
+            return RegisterJob(inputs["fixed"], inputs["moving"], case_dir, settings=self.settings)  # type: ignore[arg-type]
         return CompareJob(inputs["a"], inputs["b"], case_dir, self.settings)  # type: ignore[arg-type]
 
     def outputs(self, case_dir: Path) -> list[Path]:
@@ -101,6 +113,7 @@ class BatchJob:
             "features": [case_dir / "features.nii.gz"],
             "segment": [case_dir / "labels.nii.gz", case_dir / "stats.csv"],
             "compare": [case_dir / "summary.json", case_dir / "cosine_similarity.nii.gz"],
+            "register": [case_dir / "metrics.csv", case_dir / "affine.mat"],
         }[self.name]
 
     def run(
@@ -120,7 +133,8 @@ class BatchJob:
             require_inside(path, case_dir, "the case's folder")
         check_outputs([*job.outputs, case_dir / "log.txt"], [*inputs.values(), *case_files])
         case_dir.mkdir(parents=True, exist_ok=True)
-        runner = {"features": run_features, "segment": run_segment, "compare": run_compare}[self.name]
+        runners = {"features": run_features, "segment": run_segment, "compare": run_compare, "register": run_register}
+        runner = runners[self.name]
         result = run(runner(job, cancel))  # type: ignore[operator]
         atomic_write_text(case_dir / "log.txt", "\n".join(result.lines) + "\n")
         return result
@@ -130,6 +144,11 @@ class BatchJob:
         if self.name == "compare":
             summary = json.loads((case_dir / "summary.json").read_text())
             return {key: summary[key] for key in ("cka_features", "cka_intensity", "mean_cosine")}
+        if self.name == "register":
+            with open(case_dir / "metrics.csv", newline="") as handle:
+                row = next(csv.DictReader(handle))
+            return {"features": row["features"], "stages": row["stages"], "seconds": float(row["seconds"]),
+                    "folds": int(row["folds"])}  # fmt: skip
         if self.name == "segment":
             with open(case_dir / "stats.csv", newline="") as handle:
                 rows = list(csv.DictReader(handle))

@@ -22,7 +22,8 @@ from .stability import GridMismatchError, StabilitySummary, compare, cosine_map
 class Comparison:
     """Everything the views show. RGBs ``(Z, Y, X, 3)`` uint8 share one projection (fitted on A);
     ``cosine`` ``(Z, Y, X)`` float32; ``mask`` the foreground (A ∧ B, NaN voxels excluded) the numbers are
-    computed in; ``non_finite`` the NaN/inf voxels of A and B (left out of every figure)."""
+    computed in; ``non_finite`` the NaN/inf voxels of A and B (left out of every figure); ``aligned``: how B came onto
+    A's grid (one grid, resampled through scanner coordinates, or registered — and with which transform)."""
 
     features_a: FeatureResult
     features_b: FeatureResult
@@ -32,6 +33,7 @@ class Comparison:
     mask: np.ndarray
     summary: StabilitySummary
     non_finite: tuple[int, int] = (0, 0)
+    aligned: str = "one voxel grid"
 
 
 MIN_COMMON_VOXELS = 10

@@ -15,6 +15,9 @@ Jobs:
   stats     :class:`StatsJob` (+ :class:`StatsSettings`) → :func:`run_stats`: per-class voxels, mm³, mean/std.
   export    :class:`ExportJob` (+ :class:`ExportSettings`) → :func:`run_export`: labels → DICOM-SEG of a series.
   convert   :class:`ConvertJob` → :func:`run_convert`: a DICOM series → NIfTI.
+  register  :class:`RegisterJob` (+ :class:`~..register.RegisterSettings`) → :func:`run_register`: moving onto
+            fixed, the moved image and labels, the transform files, ``metrics.csv``; :class:`ApplyTransformJob` →
+            :func:`run_apply_transform`.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from .compare import CompareJob, CompareResult, CompareSettings, run_compare
 from .convert import ConvertJob, ConvertResult, run_convert
 from .export import ExportJob, ExportResult, ExportSettings, run_export
 from .features import FeatureSettings, FeaturesJob, FeaturesResult, run_features
+from .register import ApplyTransformJob, RegisterJob, RegisterResult, run_apply_transform, run_register
 from .segment import SegmentJob, SegmentOptions, SegmentResult, SegmentRunner, SegmentSettings, run_segment
 from .stats import StatsJob, StatsResult, StatsSettings, run_stats
 
 __all__ = [
+    "ApplyTransformJob",
     "CompareJob",
     "CompareResult",
     "CompareSettings",
@@ -40,6 +45,8 @@ __all__ = [
     "FeaturesJob",
     "FeaturesResult",
     "JobResult",
+    "RegisterJob",
+    "RegisterResult",
     "SegmentJob",
     "SegmentOptions",
     "SegmentResult",
@@ -48,10 +55,12 @@ __all__ = [
     "StatsJob",
     "StatsResult",
     "StatsSettings",
+    "run_apply_transform",
     "run_compare",
     "run_convert",
     "run_export",
     "run_features",
+    "run_register",
     "run_segment",
     "run_stats",
 ]

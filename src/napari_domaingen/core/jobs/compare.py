@@ -48,12 +48,15 @@ COSINE_STEM = "cosine_similarity"
 @dataclass(frozen=True)
 class CompareSettings:
     """``features``: the extractor options; ``mode``: colours from a PCA of A (``"pca"``) or three ``channels``;
-    ``resample``: B resampled onto A's grid through the affines (linear) instead of being required on it."""
+    ``resample``: B resampled onto A's grid through the affines (linear) instead of being required on it;
+    ``register``: stages (e.g. ``("rigid", "affine")``) that register B onto A first (:mod:`..register`), so the
+    figures compare aligned anatomy; B is then resampled through that transform, whatever its grid."""
 
     features: FeatureSettings = field(default_factory=FeatureSettings)
     mode: Literal["pca", "channels"] = "pca"
     channels: tuple[int, int, int] = (0, 1, 2)
     resample: bool = False
+    register: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_feature_settings(self.features)
@@ -62,6 +65,16 @@ class CompareSettings:
         if len(channels) != 3 or min(channels) < 0:
             raise ValueError(f"channels must be three non-negative channel numbers, got {self.channels}")
         object.__setattr__(self, "channels", channels)
+        if self.register:
+            from ..register import RegisterSettings
+
+            object.__setattr__(self, "register", RegisterSettings(stages=tuple(self.register)).stages)
+
+    def registration_settings(self):
+        """The settings of the registration B goes through first (``None`` without one)."""
+        from ..register import RegisterSettings
+
+        return RegisterSettings(stages=self.register, weights=self.features.weights) if self.register else None
 
 
 @dataclass(frozen=True)
@@ -102,13 +115,28 @@ def compare_arrays(
     """Job: read A and B, resample B onto A's grid (linear) when ``settings.resample`` allows it and the grids
     differ (:class:`~napari_domaingen.core.stability.GridMismatchError` when they differ and it does not), then
     compare them."""
-    resample = arrays.needs_resampling(settings.resample)
     image_a, image_b = np.asarray(arrays.image_a), np.asarray(arrays.image_b)
-    if resample:
+    aligned = "one voxel grid"
+    if settings.register:
+        from ...progress import rescaled
+        from .register import RegisterArrays, register_arrays
+
+        pair = RegisterArrays(image_a, arrays.affine_a, image_b, arrays.affine_b, names=arrays.names)
+        job = register_arrays(pair, settings.registration_settings(), cancel)
+        registered = yield from rescaled(job, 0.0, 0.3, "registering B onto A: ")
+        image_b, registration = registered.moved, registered.registration
+        aligned = (
+            f"B registered onto A first ({' + '.join(registration.stages)}, FireANTs, mutual information of the "
+            f"intensities; {registration.seconds:.0f} s) and resampled through that transform"
+        )
+    elif arrays.needs_resampling(settings.resample):
         yield {"stage": "resample", "fraction": 0.0, "message": "resampling B onto A's grid (linear)"}
         image_b = resample_to_grid(image_b, arrays.affine_b, arrays.shape_a, arrays.affine_a)
+        aligned = "B resampled onto A's grid through the scanner coordinates (not registered)"
     job = compare_volumes(image_a, image_b, settings.features, settings.mode, settings.channels, cancel=cancel)
-    return (yield from job)
+    comparison = yield from job
+    comparison.aligned = aligned
+    return comparison
 
 
 @dataclass(frozen=True)
@@ -167,6 +195,8 @@ class CompareResult(JobResult):
             f"(3x3x3 patches {n['cka_intensity_patch']:.3f}) | mean cosine {n['mean_cosine']:.3f} "
             f"over {n['n_voxels']:,} voxels sampled from {n['foreground_voxels']:,} foreground voxels"
         ]
+        if "aligned" in n:
+            lines.append(f"  {n['aligned']}")
         counts = ((a, n["nan_voxels_a"]), (b, n["nan_voxels_b"]))
         left_out = [f"{k:,} NaN/inf voxels of {name}" for name, k in counts if k]
         if left_out:
@@ -190,6 +220,7 @@ def run_compare(job: CompareJob, cancel: Callable[[], bool] | None = None) -> Ge
     comparison = yield from compare_arrays(arrays, settings, cancel)
     numbers = comparison.summary.as_dict()
     numbers["nan_voxels_a"], numbers["nan_voxels_b"] = comparison.non_finite
+    numbers["aligned"] = comparison.aligned
     written: list[Path] = []
     if job.out is not None:
         rgb_a_nii, rgb_b_nii, cosine_nii, rgb_a_png, rgb_b_png, cosine_png, summary = job.outputs
