@@ -57,6 +57,17 @@ def same_layer(a: Any, b: Any) -> bool:
     return a is not None and b is not None and layer_key(a) == layer_key(b)
 
 
+def default_other(combo: Any, other: Any, layers: list[tuple[str, Any]]) -> None:
+    """Point ``combo`` at the first of ``layers`` that is not ``other`` (B not A, moving not fixed), unless it
+    already holds another layer than ``other``."""
+    if combo.value is not None and not same_layer(combo.value, other):
+        return
+    for _, layer in layers:
+        if not same_layer(layer, other):
+            combo.value = layer
+            return
+
+
 def find_layer(viewer: Any, key: Hashable) -> Any:
     """The viewer's layer with :func:`layer_key` ``key``, or ``None`` when it was removed."""
     return next((layer for layer in viewer.layers if layer_key(layer) == key), None)

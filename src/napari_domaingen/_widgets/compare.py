@@ -24,7 +24,7 @@ from ..core.features import FeatureSettings
 from ..core.jobs.compare import CompareArrays, CompareSettings, compare_arrays
 from ..io.geometry import display_affine_from_layer, voxel_to_world, world_to_voxel
 from ..models.weights import REGISTRY
-from ._choices import ExtractorChoice, file_value, grid_of, same_layer, volume_layers
+from ._choices import ExtractorChoice, default_other, file_value, grid_of, same_layer, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from ._layout import scroll_layout
 from ._outputs import OutputLayers
@@ -177,12 +177,7 @@ class CompareRepresentationsWidget(QWidget):
 
     def _default_b(self) -> None:
         """B defaults to the first layer that is not A."""
-        if self._b.value is not None and not same_layer(self._b.value, self._a.value):
-            return
-        for _, layer in self._image_layers():
-            if not same_layer(layer, self._a.value):
-                self._b.value = layer
-                return
+        default_other(self._b, self._a.value, self._image_layers())
 
     def _refresh_layers(self, _event: Any = None) -> None:
         try:

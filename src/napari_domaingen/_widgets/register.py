@@ -20,7 +20,7 @@ from .._napari.layers import geometry_kwargs
 from ..core.jobs.register import RegisterArrays, RegisteredArrays, register_arrays
 from ..core.register import FEATURE_CHOICES, STAGES, RegisterSettings
 from ..io.geometry import display_affine_from_layer
-from ._choices import follow_layer_list, same_layer, volume_layers
+from ._choices import default_other, follow_layer_list, same_layer, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
 from ._layout import scroll_layout
 from ._outputs import OutputLayers
@@ -60,6 +60,7 @@ class RegisterWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.result: RegisteredArrays | None = None
+        self._started: tuple[Any, Any, Any] | None = None  # the layers of the run under way (fixed, moving, labels)
         self._outputs = OutputLayers(self.viewer)
         self._fixed = ComboBox(label="fixed", choices=self._images, nullable=False, tooltip="the grid results are on")
         self._moving = ComboBox(label="moving", choices=self._images, nullable=False, tooltip="the volume to move")
@@ -123,12 +124,7 @@ class RegisterWidget(QWidget):
         return [(lay.name, lay) for lay in layers if isinstance(lay, Labels) and lay.ndim == 3 and not _is_output(lay)]
 
     def _default_moving(self) -> None:
-        if self._moving.value is not None and not same_layer(self._moving.value, self._fixed.value):
-            return
-        for _, layer in self._images():
-            if not same_layer(layer, self._fixed.value):
-                self._moving.value = layer
-                return
+        default_other(self._moving, self._fixed.value, self._images())
 
     def _refresh(self) -> None:
         for combo in (self._fixed, self._moving, self._labels):
@@ -170,9 +166,14 @@ class RegisterWidget(QWidget):
         except ValueError as exc:
             show_problem(self._status, str(exc))
             return
-        self._started = (fixed, moving, labels, settings)
+        self._started = (fixed, moving, labels)
+
+        def job(cancel: Any) -> Any:
+            result = yield from register_arrays(arrays, settings, cancel)
+            return result, _limits(result.moved), result.registration.transform.folds()  # off the GUI thread
+
         self.runner.start(
-            lambda cancel: register_arrays(arrays, settings, cancel),
+            job,
             f"register {moving.name} → {fixed.name}",
             inputs=[layer for layer in (fixed, moving, labels) if layer is not None],
         )
@@ -181,8 +182,10 @@ class RegisterWidget(QWidget):
         """Stop the registration at its next iteration."""
         self.runner.cancel()
 
-    def _show(self, result: RegisteredArrays) -> None:
-        fixed, moving, labels, settings = self._started
+    def _show(self, done: tuple[RegisteredArrays, tuple[float, float], int]) -> None:
+        result, limits, folds = done
+        assert self._started is not None  # the runner calls back only for a run started here
+        fixed, moving, labels = self._started
         self.result = result
         geometry = geometry_kwargs(fixed)
         registration = result.registration
@@ -197,12 +200,11 @@ class RegisterWidget(QWidget):
         put("displacement", "image", result.displacement_mm, f"{moving.name} displacement (mm)",
             colormap="magma", visible=False)  # fmt: skip
         put("moved", "image", result.moved, f"{moving.name} on {fixed.name}", colormap="magenta",
-            blending="additive", opacity=float(self._blend.value), contrast_limits=_limits(result.moved))  # fmt: skip
+            blending="additive", opacity=float(self._blend.value), contrast_limits=limits)  # fmt: skip
         if result.moved_labels is not None and labels is not None:
             put("labels", "labels", result.moved_labels, f"{labels.name} on {fixed.name}")
         fixed.colormap = "green"
         self._save.enabled = True
-        folds = registration.transform.folds()
         set_status(
             self._summary,
             f"{' + '.join(registration.stages)} on {registration.features} features ({registration.features_reason});"

@@ -148,9 +148,13 @@ class SpatialTransform:
 
     def write(self, folder: str | Path) -> list[Path]:
         """``affine.mat``, ``affine_inverse.mat`` and (deformable) ``warp.nii.gz``, ``warp_inverse.nii.gz`` in
-        ``folder``, each atomically; returns the paths."""
+        ``folder``, each atomically; returns the paths. A linear transform removes the warps an earlier one left
+        there (they would be read back with this affine)."""
         folder = Path(folder)
         written = []
+        if self.warp is None:
+            for name in (WARP_FILE, WARP_INVERSE_FILE):
+                (folder / name).unlink(missing_ok=True)
         for name, transform in ((AFFINE_FILE, _affine_itk(self.matrix)),
                                 (AFFINE_INVERSE_FILE, _affine_itk(np.linalg.inv(self.matrix)))):  # fmt: skip
             with atomic_path(folder / name, suffix=".mat") as tmp:

@@ -261,10 +261,9 @@ def run_register(
                 reference = np.asarray(fixed_labels.data) > 0
                 for key, moved_any in (("dice_all_before", before > 0), ("dice_all", moved_labels > 0)):
                     metrics[key] = dice_per_class(reference.astype(np.uint8), moved_any.astype(np.uint8)).get(1, 1.0)
-    written += transform.write(job.out)
+    # an earlier deformable run's warps would be read with this run's affine: a linear write removes them
     stale = [p for p in (job.out / WARP_FILE, job.out / WARP_INVERSE_FILE) if transform.is_linear and p.exists()]
-    for path in stale:  # an earlier deformable run's warps would otherwise be read with this run's affine
-        path.unlink()
+    written += transform.write(job.out)
     written.append(atomic_write_text(job.out / METRICS_FILE, _metrics_csv(metrics)))
     written = [Path(p) for p in written]
     lines = [f"  wrote {path}" for path in written] + [f"  removed {path} (an earlier run's warp)" for path in stale]
