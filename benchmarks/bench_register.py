@@ -2,7 +2,7 @@
 a known smooth deformation, registered back onto its T1 across contrast; an identity pair; the written transform
 applied by SimpleITK alone.
 
-    python benchmarks/bench_register.py [--features mindssc] [--iterations 200,100,50] [--json out.json]
+    python benchmarks/bench_register.py [--case tcga|brats] [--transform affine,deformable] [--baseline]
 
 Prints: landmark error (mm, 20 brain points) before/after, tumour-label Dice before/after, folds, seconds, peak
 memory, the identity pair's mean displacement, and the SimpleITK agreement (share of voxels within 1 % of range).
@@ -45,6 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", choices=list(CASES), default="tcga")
     parser.add_argument("--features", default="mindssc")
+    parser.add_argument("--transform", default="rigid,affine,deformable", help="stages (as the command takes them)")
     parser.add_argument("--iterations", default="200,100,50")
     parser.add_argument("--weights", default="anatomix", help="anatomix weights (registry name or .pth)")
     parser.add_argument("--linear", default="200,100", help="linear iterations per scale")
@@ -61,6 +62,7 @@ def main() -> int:
     iterations = tuple(int(v) for v in args.iterations.split(","))
     grad_sigma, warp_sigma = (float(v) for v in args.sigmas.split(","))
     settings = RegisterSettings(
+        stages=tuple(args.transform.split(",")),
         features=args.features,
         weights=args.weights,
         deformable_iterations=iterations,
@@ -111,6 +113,7 @@ def main() -> int:
         "identity_mean_mm": float(drift.mean()),
         "identity_max_mm": float(drift.max()),
         "case": args.case,
+        "stages": "+".join(settings.stages),
         "features": result.registration.features,
         "iterations": list(iterations),
         "linear_iterations": list(settings.linear_iterations),
