@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QSizePolicy, QWidget
 from .._napari.layer_meta import read_meta, with_meta
 from .._napari.layers import geometry_kwargs
 from ..core.jobs.register import RegisterArrays, RegisteredArrays, register_arrays
-from ..core.register import FEATURE_CHOICES, STAGES, RegisterSettings
+from ..core.register import FEATURE_CHOICES, STAGES, RegisterSettings, robust_range
 from ..io.geometry import display_affine_from_layer
 from ._choices import default_other, follow_layer_list, same_layer, volume_layers
 from ._jobs import JobRunner, button_busy, label_status, set_status, show_problem
@@ -37,16 +37,6 @@ FEATURE_TEXT = {
     "anatomix": "anatomix",
     "intensity": "intensity (same contrast)",
 }
-
-
-def _limits(volume: np.ndarray) -> tuple[float, float]:
-    """Contrast limits from the 1st–99.5th percentiles of the non-zero voxels (the moved image's zero background
-    would otherwise set them)."""
-    values = volume[volume != 0]
-    if values.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(values[:: max(1, values.size // 1_000_000)], (1.0, 99.5))
-    return float(low), float(max(high, low + 1e-6))
 
 
 def _is_output(layer: Any) -> bool:
@@ -170,7 +160,8 @@ class RegisterWidget(QWidget):
 
         def job(cancel: Any) -> Any:
             result = yield from register_arrays(arrays, settings, cancel)
-            return result, _limits(result.moved), result.registration.transform.folds()  # off the GUI thread
+            limits = robust_range(result.moved, result.moved != 0, (1.0, 99.5))  # without the zero background
+            return result, limits, result.registration.transform.folds()  # both off the GUI thread
 
         self.runner.start(
             job,

@@ -48,6 +48,8 @@ __all__ = [
     "RegistrationInputError",
     "register",
     "resolve_features",
+    "robust_range",
+    "unit_scaled",
 ]
 
 STAGES = ("rigid", "affine", "deformable")
@@ -125,28 +127,35 @@ def resolve_features(features: str, weights: str) -> tuple[str, str]:
     return "anatomix+mindssc", "auto: anatomix weights found"
 
 
-def _unit(volume: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Intensities scaled to 0…1 by the 0.5th–99.5th percentiles of the foreground (float32)."""
-    values = volume[mask] if mask is not None and mask.any() else volume.ravel()
-    low, high = np.percentile(values[:: max(1, values.size // 2_000_000)], (0.5, 99.5))
-    return np.clip((volume - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
+def robust_range(volume: np.ndarray, mask: np.ndarray | None = None, percentiles=(0.5, 99.5)) -> tuple[float, float]:
+    """``(low, high)``: the ``percentiles`` of the voxels in ``mask`` (all voxels without one, or when it is
+    empty), from a regular sample of at most ~2 M voxels; ``high > low``."""
+    values = volume[mask] if mask is not None and mask.any() else np.ravel(volume)
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(values[:: max(1, values.size // 2_000_000)], percentiles)
+    return float(low), float(max(high, low + 1e-6))
 
 
-def _l2(features: torch.Tensor) -> torch.Tensor:
-    return features / features.norm(dim=0, keepdim=True).clamp_min(1e-6)
+def unit_scaled(volume: np.ndarray, mask: np.ndarray | None = None, percentiles=(0.5, 99.5)) -> np.ndarray:
+    """``volume`` scaled to 0…1 by :func:`robust_range` (float32)."""
+    low, high = robust_range(volume, mask, percentiles)
+    return np.clip((volume - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def _features(unit: np.ndarray, kind: str, weights: str) -> torch.Tensor:
     """``(C, Z, Y, X)`` float32 features of a 0…1 volume on its registration grid."""
+    from .features import normalise
+
     parts = []
     if "anatomix" in kind:
         from ..progress import run
         from .features import FeatureSettings, extract_features
 
-        result = run(extract_features(unit, FeatureSettings(weights=weights, normalisation="none")))
-        parts.append(_l2(torch.from_numpy(np.asarray(result.features, np.float32))))
+        result = run(extract_features(unit, FeatureSettings(weights=weights, normalisation="unit")))
+        parts.append(torch.from_numpy(np.asarray(result.features, np.float32)))
     if "mindssc" in kind:
-        parts.append(_l2(mind_ssc(unit)))
+        parts.append(normalise(mind_ssc(unit), "unit"))
     if kind == "intensity":
         parts.append(torch.from_numpy(unit)[None])
     return torch.cat(parts, 0)
@@ -275,7 +284,7 @@ def register(
         on_grid = sitk.GetArrayFromImage(grid)
         mask_image = sitk.Resample(_mask_image(mask, image), grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         mask_on_grid = sitk.GetArrayFromImage(mask_image).astype(bool)
-        units.append(_unit(on_grid, mask_on_grid))
+        units.append(unit_scaled(on_grid, mask_on_grid))
         centres.append(_centre(mask_on_grid if mask_on_grid.any() else on_grid >= 0, grid))
     intensity = [_engine_image(g, torch.from_numpy(u)[None], device) for g, u in zip(grids, units)]
     if cancel is not None and cancel():
@@ -295,7 +304,7 @@ def register(
         engine = yield from _run_stage(make, watch, sum(settings.linear_iterations), stage, position, span)
         init = (engine.get_rigid_matrix() if stage == "rigid" else engine.get_affine_matrix()).detach()
         position += span
-    matrix = _homogeneous(init[0].double().cpu().numpy())
+    matrix = init[0].double().cpu().numpy()  # (4, 4): the engines' homogeneous matrices
     transform = SpatialTransform(matrix)
     info: dict[str, Any] = {
         "grid_fixed": tuple(sitk.GetArrayFromImage(grids[0]).shape),
@@ -393,12 +402,6 @@ def _mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     image.CopyInformation(like)
     return image
-
-
-def _homogeneous(matrix: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[: matrix.shape[0], :4] = matrix[:, :4] if matrix.shape[1] == 4 else matrix
-    return out
 
 
 def _deformable_transform(engine, feats, fixed_grid: sitk.Image, matrix: np.ndarray) -> SpatialTransform:

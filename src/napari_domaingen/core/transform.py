@@ -68,17 +68,27 @@ def _as_field(image: sitk.Image) -> sitk.Image:
     return sitk.Cast(image, sitk.sitkVectorFloat64)
 
 
+def _field_transform(field: sitk.Image) -> sitk.DisplacementFieldTransform:
+    """A displacement-field transform of a copy of ``field`` (SimpleITK's constructor empties the image it gets)."""
+    return sitk.DisplacementFieldTransform(sitk.Image(field))
+
+
 @dataclass
 class SpatialTransform:
     """``y = matrix · (x + warp(x))``, fixed LPS mm → moving LPS mm.
 
     ``matrix`` (4, 4) float64; ``warp``: displacement ``u`` (LPS mm) as a 3-component SimpleITK vector image on a
-    grid in the fixed space, or ``None`` (a linear transform).
+    grid in the fixed space (kept as float64), or ``None`` (a linear transform).
     """
 
     matrix: np.ndarray
     warp: sitk.Image | None = None
     _inverse_warp: sitk.Image | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.matrix = np.asarray(self.matrix, dtype=np.float64)
+        if self.warp is not None:
+            self.warp = _as_field(self.warp)  # float64 vectors, once
 
     @classmethod
     def identity(cls) -> SpatialTransform:
@@ -94,7 +104,7 @@ class SpatialTransform:
         if self.warp is None:
             return affine
         # a composite applies its last transform first: the displacement, then the affine
-        return sitk.CompositeTransform([affine, sitk.DisplacementFieldTransform(_as_field(self.warp))])
+        return sitk.CompositeTransform([affine, _field_transform(self.warp)])
 
     def inverse_warp(self) -> sitk.Image | None:
         """The displacement ``w`` with ``x = z + w(z)`` where ``z = x + u(x)`` (SimpleITK's fixed-point inversion,
@@ -103,7 +113,7 @@ class SpatialTransform:
             return None
         if self._inverse_warp is None:
             self._inverse_warp = sitk.InvertDisplacementField(
-                _as_field(self.warp),
+                self.warp,
                 maximumNumberOfIterations=50,
                 maxErrorToleranceThreshold=0.01,
                 meanErrorToleranceThreshold=0.001,
@@ -116,7 +126,7 @@ class SpatialTransform:
         inverse = _affine_itk(np.linalg.inv(self.matrix))
         if self.warp is None:
             return inverse
-        return sitk.CompositeTransform([sitk.DisplacementFieldTransform(_as_field(self.inverse_warp())), inverse])
+        return sitk.CompositeTransform([_field_transform(self.inverse_warp()), inverse])
 
     def resample(self, moving: sitk.Image, reference: sitk.Image, labels: bool = False) -> sitk.Image:
         """``moving`` on ``reference``'s grid through the transform: linear (``labels``: nearest neighbour),
@@ -124,13 +134,26 @@ class SpatialTransform:
         interpolator = sitk.sitkNearestNeighbor if labels else sitk.sitkLinear
         return sitk.Resample(moving, reference, self.itk(), interpolator, 0.0, moving.GetPixelID())
 
+    def move_array(
+        self, data: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], reference_affine: np.ndarray, labels=False
+    ) -> np.ndarray:
+        """A display-order ``(Z, Y, X)`` array (display affine ``affine``) moved onto the grid ``shape`` /
+        ``reference_affine`` → ``(Z, Y, X)``: images linear, float32; labels nearest neighbour, their dtype."""
+        from .registration_space import as_array, as_sitk
+
+        data = np.asarray(data)
+        moving = as_sitk(data, affine, np.int32 if labels else np.float32)
+        reference = as_sitk(np.zeros(tuple(shape), np.uint8), reference_affine, np.uint8)
+        moved = as_array(self.resample(moving, reference, labels=labels))
+        return moved.astype(data.dtype) if labels else moved
+
     def folds(self) -> int:
         """Voxels of the warp's grid where the transform folds (Jacobian determinant ≤ 0); for a linear one 0, or
         −1 when it mirrors (its determinant is negative everywhere)."""
         sign = np.sign(np.linalg.det(self.matrix[:3, :3]))
         if self.warp is None:
             return 0 if sign > 0 else -1
-        jacobian = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(_as_field(self.warp)))
+        jacobian = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(self.warp))
         return int(np.count_nonzero(jacobian * sign <= 0))
 
     def displacement_mm(self, reference: sitk.Image) -> np.ndarray:

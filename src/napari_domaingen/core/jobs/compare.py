@@ -119,12 +119,13 @@ def compare_arrays(
     aligned = "one voxel grid"
     if settings.register:
         from ...progress import rescaled
-        from .register import RegisterArrays, register_arrays
+        from ..register import register
 
-        pair = RegisterArrays(image_a, arrays.affine_a, image_b, arrays.affine_b, names=arrays.names)
-        job = register_arrays(pair, settings.registration_settings(), cancel)
-        registered = yield from rescaled(job, 0.0, 0.3, "registering B onto A: ")
-        image_b, registration = registered.moved, registered.registration
+        job = register(
+            image_a, arrays.affine_a, image_b, arrays.affine_b, settings.registration_settings(), arrays.names, cancel
+        )
+        registration = yield from rescaled(job, 0.0, 0.3, "registering B onto A: ")
+        image_b = registration.transform.move_array(image_b, arrays.affine_b, image_a.shape, arrays.affine_a)
         aligned = (
             f"B registered onto A first ({' + '.join(registration.stages)}, FireANTs, mutual information of the "
             f"intensities; {registration.seconds:.0f} s) and resampled through that transform"

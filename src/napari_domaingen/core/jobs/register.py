@@ -24,7 +24,7 @@ import numpy as np
 from ...io.geometry import same_grid
 from ...io.nifti import Volume, strip_nifti_suffix, write_nifti
 from ...progress import Progress
-from ..register import RegisterSettings, Registration, register
+from ..register import RegisterSettings, Registration, register, unit_scaled
 from ..transform import AFFINE_FILE, AFFINE_INVERSE_FILE, WARP_FILE, WARP_INVERSE_FILE, SpatialTransform
 from .base import JobResult, as_path, check_labels_path, guard, read_image, read_labels
 
@@ -58,13 +58,9 @@ def dice_per_class(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
 def move_volume(transform: SpatialTransform, volume: Volume, reference: Volume, labels: bool) -> np.ndarray:
     """``volume`` moved onto ``reference``'s grid through ``transform`` → ``(Z, Y, X)`` (labels: nearest
     neighbour, their dtype; images: linear, float32), 0 outside the moving volume."""
-    from ..registration_space import as_array, as_sitk
-
-    dtype = np.int32 if labels else np.float32
-    moving = as_sitk(np.asarray(volume.data), volume.display_affine, dtype)
-    target = as_sitk(np.zeros(reference.spatial_shape, np.uint8), reference.display_affine, np.uint8)
-    moved = as_array(transform.resample(moving, target, labels=labels))
-    return moved.astype(volume.data.dtype) if labels else moved
+    return transform.move_array(
+        volume.data, volume.display_affine, reference.spatial_shape, reference.display_affine, labels
+    )
 
 
 def _require_on_grid(labels: Volume, image: Volume, labels_path: Path, image_path: Path) -> None:
@@ -88,9 +84,7 @@ class RegisterArrays:
     names: tuple[str, str] = ("fixed", "moving")
 
     def __post_init__(self) -> None:
-        if self.moving_labels is not None and not same_grid(
-            np.shape(self.moving_labels), self.moving_affine, np.shape(self.moving), self.moving_affine
-        ):
+        if self.moving_labels is not None and np.shape(self.moving_labels) != np.shape(self.moving):  # one affine
             raise ValueError(
                 f"the labels {np.shape(self.moving_labels)} are not on the grid of {self.names[1]} "
                 f"{np.shape(self.moving)}; give the labels drawn on the moving volume"
@@ -113,36 +107,30 @@ class RegisteredArrays:
 CHECKER_MM = 20.0  # the checkerboard's squares (mm)
 
 
-def _scaled(volume: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(volume[:: max(1, volume.size // 1_000_000)], (1, 99))
-    return np.clip((volume - low) / max(float(high - low), 1e-6), 0, 1).astype(np.float32)
-
-
 def register_arrays(
     arrays: RegisterArrays, settings: RegisterSettings, cancel: Callable[[], bool] | None = None
 ) -> Generator[Progress, None, RegisteredArrays]:
     """Job: register ``arrays.moving`` onto ``arrays.fixed`` and move the image and labels onto the fixed grid;
     the transform's inverse warp is computed here too (saving it later costs only the writing)."""
-    from ..registration_space import as_array, as_sitk
+    from ..registration_space import as_sitk
 
     fixed, moving = np.asarray(arrays.fixed, np.float32), np.asarray(arrays.moving, np.float32)
     registration = yield from register(
         fixed, arrays.fixed_affine, moving, arrays.moving_affine, settings, arrays.names, cancel
     )
     yield {"stage": "move", "fraction": 0.97, "message": "moving the image and labels onto the fixed grid"}
-    transform = registration.transform
-    reference = as_sitk(np.zeros(fixed.shape, np.uint8), arrays.fixed_affine, np.uint8)
-    moved = as_array(transform.resample(as_sitk(moving, arrays.moving_affine), reference))
+    transform, on_fixed = registration.transform, (fixed.shape, arrays.fixed_affine)
+    moved = transform.move_array(moving, arrays.moving_affine, *on_fixed)
     moved_labels = None
     if arrays.moving_labels is not None:
-        labels = np.asarray(arrays.moving_labels)
-        image = as_sitk(labels, arrays.moving_affine, np.int32)
-        moved_labels = as_array(transform.resample(image, reference, labels=True)).astype(labels.dtype)
+        moved_labels = transform.move_array(arrays.moving_labels, arrays.moving_affine, *on_fixed, labels=True)
     transform.inverse_warp()
     spacing = np.linalg.norm(np.asarray(arrays.fixed_affine)[:3, :3], axis=0)
     index = np.indices(fixed.shape, sparse=True)
     squares = sum((i * s // CHECKER_MM).astype(int) for i, s in zip(index, spacing)) % 2 == 0
-    checkerboard = np.where(squares, _scaled(fixed), _scaled(moved)).astype(np.float32)
+    checker = [unit_scaled(volume, percentiles=(1, 99)) for volume in (fixed, moved)]
+    checkerboard = np.where(squares, *checker).astype(np.float32)
+    reference = as_sitk(np.zeros(fixed.shape, np.uint8), arrays.fixed_affine, np.uint8)
     return RegisteredArrays(registration, moved, moved_labels, transform.displacement_mm(reference), checkerboard)
 
 
