@@ -84,6 +84,9 @@ def test_register_refusals_name_the_file_and_the_problem(brain_pair, tmp_path, c
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.float32), np.eye(4)), str(four))
     assert main(["register", str(t1), str(four), "--out", str(tmp_path / "o")]) != 0
     assert "four.nii.gz" in capsys.readouterr().err
+    # an output "folder" that is an input file: refused before any work
+    assert main(["register", str(t1), str(moving), "--out", str(moving)]) != 0
+    assert f"{moving}: is a file; the output must be a folder" in capsys.readouterr().err
     # no stage given
     assert main(["register", str(t1), str(moving), "--out", str(tmp_path / "o"), "--transform", "warp"]) != 0
     assert "stages must be some of" in capsys.readouterr().err

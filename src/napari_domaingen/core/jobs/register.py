@@ -161,7 +161,12 @@ class RegisterJob:
         self.guard()
 
     def guard(self) -> None:
-        """The output guard: no output is an input or inside an input DICOM series' folder."""
+        """The output guard: ``out`` is a folder (or not there yet); no output is an input or inside an input DICOM
+        series' folder."""
+        from ...io.output_guard import OutputError
+
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(self.out, "is a file; the output must be a folder")
         segs = [self.moving_labels, self.fixed_labels, self.fixed_mask, self.moving_mask]
         guard(self.outputs, [self.fixed, self.moving], segs)
 
