@@ -17,6 +17,9 @@
 * ``docs/images/register.png`` — *Register* docked in a 1920 × 1080 window after registering a FLAIR moved by a
   known affine and smooth deformation (made from ../shared's TCGA case) back onto its T1: fixed in green, moved in
   magenta, the moved tumour labels.
+* ``docs/images/pacs.png`` — *PACS* docked in a 1920 × 1080 window, talking to a real Orthanc started for the
+  picture (as the tests start it): a search, a study's series, the T1 opened from the server, tumour labels drawn
+  on it and sent back as DICOM-SEG (the stored SEG's UIDs in the dock).
 * ``docs/images/window_1080.png`` — a 1920 × 1080 napari window with *MaskGen — train* and *MaskGen — segment*
   docked beside the brain sample: the docks scroll instead of making the window taller than the screen.
 
@@ -293,6 +296,69 @@ def register(out: Path, work: Path) -> None:
     viewer.close()
 
 
+def pacs(out: Path, work: Path) -> None:
+    """The PACS dock after search, open and send against a real Orthanc (skipped without it or ../shared)."""
+    import os
+    import sys
+    import time
+
+    import napari
+    import nibabel as nib
+    from qtpy.QtWidgets import QApplication
+
+    from napari_domaingen.io.nifti import read_nifti
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests._orthanc import PASSWORD, USER, start_orthanc, stop_orthanc, tcga_crop, write_study
+
+    try:
+        server, process = start_orthanc(work)
+    except FileNotFoundError as exc:
+        print(f"skipped {out}: {exc}")
+        return
+    os.environ.update(DOMAINGEN_DICOMWEB_USER=USER, DOMAINGEN_DICOMWEB_PASSWORD=PASSWORD)
+    os.environ["DOMAINGEN_DICOMWEB_CACHE"] = str(work / "cache")
+    try:
+        for patient, date in (("TCGA-DU-7294", "20260312"), ("TCGA-DU-7294", "20260918"), ("BRAIN-0002", "20261104")):
+            written = write_study(work / patient / date, patient, date=date, accession=f"A{date}", size=64)
+            server.upload([f for _, files, _ in written.values() for f in files])
+        viewer = napari.Viewer(show=True)
+        viewer.window._qt_window.resize(1920, 1080)
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "PACS")
+
+        def wait() -> None:
+            while widget.runner.outcome is None or widget.runner.is_running:
+                QApplication.processEvents()
+                time.sleep(0.05)
+
+        widget._server.value, widget._patient_id.value = server.url, "TCGA*"
+        widget.search()
+        wait()
+        widget.study_table.selectRow(0)
+        wait()
+        widget.series_table.selectRow(0)
+        widget.open_selected()
+        wait()
+        image = viewer.layers["T1 axial"]
+        crop = tcga_crop(64)  # the tumour labels on the T1's grid: display order as every reader gives it
+        nib.save(nib.Nifti1Image(np.asarray(crop["labels"].dataobj).astype(np.uint8), crop["T1"].affine),
+                 work / "tumour.nii.gz")  # fmt: skip
+        tumour = read_nifti(work / "tumour.nii.gz", as_label=True).data
+        geometry = {"scale": image.scale, "translate": image.translate, "affine": image.affine}
+        labels = viewer.add_labels(tumour, name="tumour (drawn)", **geometry)
+        widget._labels.value = labels
+        widget.send()
+        wait()
+        viewer.dims.set_point(0, float(labels.data_to_world(np.argwhere(labels.data > 0).mean(0))[0]))
+        for _ in range(20):
+            QApplication.processEvents()
+        napari.utils.io.imsave(str(out), viewer.screenshot(canvas_only=False, flash=False))
+        print(f"wrote {out}: {widget._status.value}; SEG series {widget._seg_series.value}")
+        viewer.close()
+    finally:
+        stop_orthanc(process)
+
+
 def maskgen_train(out: Path, work: Path) -> None:
     """The train dock after a short ERM run (no weights needed) on a region of the brain sample with a validation
     pair: the loss curve, the validation Dice points, the checkpoint and best-model lines, the status."""
@@ -337,7 +403,13 @@ def main() -> None:
         "segment_statistics": segment_statistics,
         "swap": swap,
     }
-    with_work = {"swap_slide": swap_slide, "maskgen_train": maskgen_train, "batch": batch, "register": register}
+    with_work = {
+        "swap_slide": swap_slide,
+        "maskgen_train": maskgen_train,
+        "batch": batch,
+        "register": register,
+        "pacs": pacs,
+    }
     for name in args.only or [*plain, *with_work]:
         if name in plain:
             plain[name](folder / f"{name}.png")

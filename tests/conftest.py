@@ -108,3 +108,6 @@ def tiny_erm_model(path: Path, class_names=("background", "core", "edema"), spac
         spacing=spacing,
     )
     return save_model(path, SegUNet(**spec.unet), spec)
+
+
+from ._orthanc import orthanc, pacs_env  # noqa: E402, F401  (a real Orthanc for the DICOMweb tests)

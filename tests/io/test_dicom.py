@@ -64,11 +64,13 @@ def write_series(
     seed: int = 0,
     positions: dict[int, np.ndarray] | None = None,
     orientations: dict[int, np.ndarray] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> tuple[str, list[Path]]:
     """Write ``voxels`` (i, j, k) with RAS ``ras_affine`` as one DICOM file per k slice, in random order/names.
 
     Stored pixels are ``(value - intercept) / slope`` as int16 (they must be exact). ``positions`` /
-    ``orientations`` override the ImagePositionPatient / ImageOrientationPatient of chosen slices.
+    ``orientations`` override the ImagePositionPatient / ImageOrientationPatient of chosen slices; ``extra`` sets
+    more attributes by keyword on every file (e.g. ``PatientID``, ``StudyInstanceUID``).
     Returns the SeriesInstanceUID and the files in slice (k) order.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,6 +118,8 @@ def write_series(
         ds.RescaleSlope = format_number_as_ds(float(slope))
         ds.RescaleIntercept = format_number_as_ds(float(intercept))
         ds.PixelData = stored.tobytes()
+        for keyword, value in (extra or {}).items():
+            setattr(ds, keyword, value)
         path = folder / f"{uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(k)).hex[:12]}"
         ds.save_as(path, enforce_file_format=True)
         files[int(k)] = path

@@ -10,6 +10,7 @@ from ._gui import SCREEN, full_hd_window, plugin_widget
 
 ALL = [
     "Load volumes",
+    "PACS",
     "Extract features",
     "Compare representations",
     "Register",

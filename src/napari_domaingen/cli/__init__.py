@@ -13,8 +13,9 @@ Commands:
              move another volume or labels onto the fixed grid through a written transform.
   stats      per-class voxels, volume (mm³) and intensity mean/std of a label volume → CSV.
   export     labels on a DICOM series → a DICOM Segmentation (DICOM-SEG) referencing it, for PACS.
+  pacs       find studies on a DICOMweb server, get series from it, send DICOM-SEG files to it.
   cohort     list a cohort folder or CSV manifest: cases, contrasts, grids, problems (nothing processed).
-  batch      features, segment or compare over every case of a cohort on Dask, with DIR/results.csv.
+  batch      features, segment, compare or register over every case of a cohort or PACS query on Dask.
   info       header facts of a NIfTI file, a DICOM folder/zip (one block per series) or a DICOM file.
   convert    a DICOM series (folder, zip or one of its files) → NIfTI with the right affine.
   swap       DGM-DR anatomy/style swap of two 2D histology images: ANATOMY rendered with STYLE's stain look.
@@ -41,6 +42,7 @@ from . import (
     export,
     features,
     info,
+    pacs,
     pretrain,
     register,
     segment,
@@ -60,6 +62,7 @@ COMMANDS = (
     segment,
     stats,
     export,
+    pacs,
     swap,
     swap_train,
     pretrain,

@@ -21,7 +21,7 @@ __all__ = ["ProgressPrinter", "TrainPrinter", "file_state", "interrupted", "repo
 class ProgressPrinter:
     """Prints a job's progress dicts: every new stage, and inference/segmentation progress in steps of 10%."""
 
-    _COUNTED = ("inference", "segment")  # stages whose message changes with every window
+    _COUNTED = ("inference", "segment", "get")  # stages whose message changes with every window
 
     def __init__(self) -> None:
         self.last: tuple[str, int] | None = None

@@ -14,7 +14,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Run `domaingen features|segment|compare|register` on every case of COHORT (a folder of case "
         "folders or a CSV manifest, see `domaingen cohort`), writing each case's outputs to DIR/<case>/ exactly "
         "as the single-case command does, and one DIR/results.csv (case,status,error,seconds,worker and the job's "
-        "figures). Options after the job's own (--a/--b/--contrast/--fixed/--moving) are the single-case "
+        "figures). COHORT may be a DICOMweb query: each study is a case, its series fetched into the cache when the "
+        "case runs, and with --send the labels go back to the server as DICOM-SEG. Options after the job's own "
+        "(--a/--b/--contrast/--fixed/--moving) are the single-case "
         "command's (e.g. --weights, --resample, --model, --transform). By default the cases run on a local Dask "
         "cluster sized to the machine (one worker per 4 cores; in this process below 8 cores); --workers 1 runs "
         "them in this process; --scheduler runs them on an existing Dask cluster. A failing case is recorded and "
@@ -22,7 +24,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "completed cases (--force redoes them).",
     )
     ba.add_argument("job", choices=["features", "segment", "compare", "register"], help="the single-case command")
-    ba.add_argument("cohort", metavar="COHORT", help="cohort folder or manifest .csv")
+    ba.add_argument(
+        "cohort",
+        metavar="COHORT",
+        help="cohort folder, manifest .csv, or a DICOMweb query (dicomweb+http://host/dicom-web?ModalitiesInStudy=MR)",
+    )
     ba.add_argument("--out", required=True, metavar="DIR", help="batch folder (DIR/<case>/ and DIR/results.csv)")
     ba.add_argument("--a", metavar="CONTRAST", help="compare: contrast of volume A (e.g. T1)")
     ba.add_argument("--b", metavar="CONTRAST", help="compare: contrast of volume B (e.g. FLAIR)")
@@ -35,6 +41,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
     ba.add_argument("--threads", type=int, metavar="N", help="torch threads per worker (default: cores ÷ workers)")
     ba.add_argument("--force", action="store_true", help="redo cases completed by an earlier run")
+    ba.add_argument(
+        "--send",
+        action="store_true",
+        help="segment on a DICOMweb cohort: store each case's labels back on the server as a DICOM-SEG (labels.dcm)",
+    )
     ba.set_defaults(func=run, forwarded=True)
 
 
@@ -85,10 +96,13 @@ def run(args: argparse.Namespace) -> int:
         roles = {"a": args.a, "b": args.b}
     elif args.job == "register":
         roles = {"fixed": args.fixed, "moving": args.moving}
-    job = job_named(args.job, roles, forwarded_settings(args.job, list(args.options)))
+    job = job_named(args.job, roles, forwarded_settings(args.job, list(args.options)), send=args.send)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     cohort = read_cohort(args.cohort)
+    if args.send and not cohort.remote:
+        raise ValueError(f"{args.cohort}: --send stores labels on the server the series came from; give a DICOMweb "
+                         "query as the cohort (dicomweb+http://host/dicom-web?…)")  # fmt: skip
     settings = BatchSettings(Path(args.out), args.workers, args.scheduler, args.threads, args.force)
     batch = run_batch(cohort, job, settings)
     finished: dict[str, str] = {}

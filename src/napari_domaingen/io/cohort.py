@@ -3,6 +3,9 @@
 * **Folder**: one sub-folder per case (its name is the case name). Inside, NIfTI files and DICOM series (at any
   depth) are recognised by contrast exactly as *Load volumes* does (:func:`~.contrast_names.contrast_of`:
   ``t1``/``t1n``, ``t1c``/``t1ce``, ``t2``/``t2w``, ``flair``/``t2f``/``fla``, ``seg``/``label``/``mask``).
+* **DICOMweb query** (``dicomweb+http://host/dicom-web?ModalitiesInStudy=MR&StudyDate=20260101-``): each matching
+  study is a case, its series mapped to contrasts by description (:mod:`.dicomweb_cohort`); a volume is the
+  address of its series, fetched when a batch case reads it.
 * **CSV manifest**: a ``case`` column and one column per contrast (``T1``, ``T1c``, ``T2``, ``FLAIR``,
   ``labels``; for training also ``image``/``label``), each cell a path (relative paths are relative to the
   manifest's folder; an empty cell: no such volume).
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .contrast_names import CONTRASTS, contrast_of
+from .dicomweb import is_dicomweb
+from .dicomweb_cohort import pacs_cases
 from .errors import DomaingenIOError, VolumeReadError
 from .nifti import is_nifti_path
 from .output_guard import OutputError, check_case_name
@@ -69,10 +74,15 @@ class Case:
             have = ", ".join(sorted(self.volumes, key=_ORDER.__getitem__)) or "no recognised volume"
             raise ValueError(f"case {self.name} has no {contrast} volume (it has {have})")
         candidate = self.volumes[contrast]
+        if candidate.kind == "dicomweb":
+            return str(candidate.facts["uri"])
         return str(candidate.series.root if candidate.kind == "dicom" and candidate.series else candidate.path)
 
     def grid_text(self, contrast: str) -> str:
         candidate = self.volumes[contrast]
+        if not candidate.dims:  # a series on a DICOMweb server: its grid is known once it is fetched
+            count = candidate.facts.get("n_instances")
+            return f"{'?' if count is None else count} images on the server"
         dims = "×".join(str(n) for n in candidate.dims[:3])
         spacing = "×".join(f"{s:g}" for s in candidate.spacing[:3])
         return f"{dims} @ {spacing} mm"
@@ -80,10 +90,16 @@ class Case:
 
 @dataclass
 class Cohort:
-    """The cases of a cohort folder or manifest (``source``), in name order."""
+    """The cases of a cohort folder or manifest (``source``), or of a DICOMweb query (``source`` is its text), in
+    name order."""
 
-    source: Path
+    source: Path | str
     cases: list[Case]
+
+    @property
+    def remote(self) -> bool:
+        """Whether the cases' volumes are series on a DICOMweb server."""
+        return isinstance(self.source, str)
 
     def describe(self) -> str:
         """One block per case: its volumes (contrast, grid, path) and problems."""
@@ -97,7 +113,9 @@ class Cohort:
 
 
 def read_cohort(path: str | os.PathLike) -> Cohort:
-    """Read a cohort folder or a ``.csv`` manifest (module docstring)."""
+    """Read a cohort folder, a ``.csv`` manifest or a DICOMweb query (module docstring)."""
+    if is_dicomweb(path):
+        return _read_pacs(str(path))
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":
         return _read_manifest(path)
@@ -113,6 +131,19 @@ def read_cohort(path: str | os.PathLike) -> Cohort:
         except OutputError as exc:
             case.problems.append(f"{exc.problem}; rename the folder")
     return Cohort(path, cases)
+
+
+def _read_pacs(uri: str) -> Cohort:
+    shown, found = pacs_cases(uri)
+    cases = []
+    for name, volumes, problems in sorted(found):
+        case = Case(name, volumes, problems)
+        try:
+            check_case_name(name)
+        except OutputError as exc:
+            case.problems.append(exc.problem)
+        cases.append(case)
+    return Cohort(shown, cases)
 
 
 def _case_from_folder(folder: Path) -> Case:

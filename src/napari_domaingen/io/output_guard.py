@@ -172,8 +172,10 @@ def check_batch_out(out: PathLike, cohort_source: PathLike, case_inputs: Iterabl
     """Refuse a batch folder ``out`` that is the cohort folder or lies inside it (a case folder), that holds any
     case's input (``case_inputs``: every file or series folder of the cohort), or that lies inside an input
     folder (a DICOM series). Nothing is created."""
-    out_r, source = resolved(out), resolved(cohort_source)
-    if source.is_dir() and (out_r == source or source in out_r.parents):
+    remote = str(cohort_source).lower().startswith("dicomweb")  # a DICOMweb query: its series are fetched to a cache
+    out_r = resolved(out)
+    source = resolved(cohort_source) if not remote else None
+    if source is not None and source.is_dir() and (out_r == source or source in out_r.parents):
         where = "is the cohort folder" if out_r == source else "lies inside the cohort folder"
         raise OutputError(
             out,
@@ -181,6 +183,8 @@ def check_batch_out(out: PathLike, cohort_source: PathLike, case_inputs: Iterabl
             "folder outside the cohort",
         )
     for item in case_inputs:
+        if str(item).lower().startswith("dicomweb"):
+            continue
         path = resolved(item)
         if path == out_r or out_r in path.parents:
             raise OutputError(out, f"the batch folder holds the case input {path}; choose a folder outside the data")

@@ -31,7 +31,7 @@ class Candidate:
     """
 
     path: Path
-    kind: str  # "nifti" | "dicom"
+    kind: str  # "nifti" | "dicom" | "dicomweb" (a series on a server: ``facts["uri"]``, nothing else known)
     stem: str
     contrast: str | None = None
     uid: str | None = None
@@ -53,6 +53,8 @@ class Candidate:
         """The file, or ``<folder> [series description]`` for DICOM."""
         if self.kind == "dicom":
             return f"{self.path} [{self.stem}]"
+        if self.kind == "dicomweb":
+            return f"{self.facts['uri']} [{self.stem}]"
         return str(self.path)
 
 
