@@ -142,3 +142,19 @@ def test_addresses_of_series_and_queries():
     )
     with pytest.raises(ValueError, match="not the address of a DICOMweb series"):
         dw.parse_series_uri("dicomweb+http://h/dicom-web/studies/1.2/series/../../x")
+
+
+def test_an_enhanced_multiframe_series_reads_back_like_its_single_frame_original(pacs_env, tmp_path):
+    from .test_dicom_multiframe import enhanced_from_series
+
+    patient = f"PACS-MF-{time.time_ns()}"
+    written = write_study(tmp_path / "source", patient, contrasts=("T1",))
+    enhanced = enhanced_from_series(written["T1"][1], tmp_path / "enhanced" / "t1.dcm")
+    pacs_env.upload([enhanced])
+    server = server_from(pacs_env.url)
+    study = dw.find_studies(server, patient_id=patient)[0]
+    (series,) = dw.find_series(server, study.uid)
+    assert series.n_instances == 1
+    got, original = read_series(run(dw.get_series(server, study.uid, series.uid, 1))), read_series(written["T1"][2])
+    assert np.array_equal(got.data, original.data)
+    assert np.allclose(got.display_affine, original.display_affine, atol=1e-4)

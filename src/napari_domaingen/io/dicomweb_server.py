@@ -13,7 +13,8 @@
   {"token": "…"}, and optionally "ca_file": "/path/ca.pem"}}``.
 * **TLS** is verified against the system's certificates; ``ca_file`` (or ``--ca-file``) trusts a CA of its own.
 * **Limits**: every request times out (:data:`CONNECT_TIMEOUT` s to connect, :data:`READ_TIMEOUT` s between bytes);
-  busy answers (429, 503, 504, 408) are retried :data:`RETRIES` times with a short backoff.
+  a request that fails to connect, times out or gets a busy answer (429, 408, 503, 504) is tried :data:`RETRIES`
+  more times, 0.5 s then 1 s later (dicomweb-client's retry); any other HTTP error is reported at once.
 
 Nothing here imports napari, Qt or torch.
 
@@ -58,7 +59,7 @@ ENV_CONFIG_DIR = "DOMAINGEN_CONFIG_DIR"
 #: seconds to open a connection / to wait between two bytes of an answer
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
-#: extra attempts when the server answers "busy" (429, 408, 503, 504), with 0.25 s, 0.5 s … between them
+#: extra attempts after a failed connection, a timeout or a busy answer (429, 408, 503, 504): 0.5 s, then 1 s later
 RETRIES = 2
 
 _SCHEMES = {"dicomweb": "https", "dicomweb+https": "https", "dicomweb+http": "http", "https": "https", "http": "http"}
