@@ -258,6 +258,9 @@ class PacsWidget(QWidget):
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in labels.name)[:40] or "labels"
         out = outbox() / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}.dcm"
 
+        self.sent = None  # the fields show only what this send stored
+        self._seg_series.value = self._seg_instance.value = self._kept.value = ""
+
         def job(_cancel: Any):
             yield {"stage": "send", "fraction": 0.2, "message": f"writing and sending {labels.name}"}
             table = label_table_of(data, attributes)  # the label values: a pass over the volume, off the GUI thread

@@ -154,7 +154,7 @@ def run_pacs_send(
     lines = []
     for file in job.files:
         ds = pydicom.dcmread(file, stop_before_pixels=True)
-        what = "stored" if str(ds.SOPInstanceUID) in uids else "sent (the server listed no record of)"
+        what = "stored" if str(ds.SOPInstanceUID) in uids else "sent (not listed in the server's answer)"
         lines.append(
             f"{what} {file} on {server.url}: {ds.get('Modality', '?')} series {ds.get('SeriesInstanceUID', '?')}, "
             f"instance {ds.SOPInstanceUID}, study {ds.get('StudyInstanceUID', '?')}"
@@ -216,7 +216,11 @@ def send_labels(
         out, labels, reference, table, labels_affine=labels_affine, series_uid=series, description=description
     )
     seg = pydicom.dcmread(path, stop_before_pixels=True)
-    stored = send(server, [path], study)
+    try:
+        stored = send(server, [path], study)
+    except PacsError as exc:  # the SEG was written: say where, so it can be sent again
+        kept = f"the SEG is kept at {path} (`domaingen pacs send` sends it again)"
+        raise PacsError(exc.server, f"{exc.problem}; {kept}") from None
     return SentLabels(server.url, Path(path), str(seg.SeriesInstanceUID), str(seg.SOPInstanceUID), study, stored)
 
 
