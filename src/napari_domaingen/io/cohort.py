@@ -136,7 +136,7 @@ def read_cohort(path: str | os.PathLike) -> Cohort:
 def _read_pacs(uri: str) -> Cohort:
     shown, found = pacs_cases(uri)
     cases = []
-    for name, volumes, problems in sorted(found):
+    for name, volumes, problems in sorted(found, key=lambda case: case[0]):
         case = Case(name, volumes, problems)
         try:
             check_case_name(name)
