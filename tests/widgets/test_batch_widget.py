@@ -116,3 +116,36 @@ def test_batch_dock_says_what_is_missing(make_napari_viewer, tmp_path):
     widget._cohort.value, widget._out.value = tmp_path, tmp_path / "out"
     widget.run()
     assert "choose the segmentation model" in widget._status.value and not widget.runner.is_running
+
+
+def test_batch_dock_segments_a_pacs_query_and_sends_the_segs(pacs_env, make_napari_viewer, qtbot, tmp_path):
+    """Issue 31: a DICOMweb query as the cohort (read in the background), the labels sent back as DICOM-SEG."""
+    import time
+
+    from napari_domaingen._widgets.batch import BatchWidget
+    from napari_domaingen.io import dicomweb as dw
+
+    from .._orthanc import write_study
+    from ..conftest import tiny_erm_model
+
+    prefix = f"PACS-BATCHDOCK-{time.time_ns()}"
+    for number in (1, 2):
+        written = write_study(tmp_path / "source", f"{prefix}-{number}", contrasts=("T1",))
+        pacs_env.upload(written["T1"][1])
+    viewer = make_napari_viewer()
+    widget = BatchWidget(viewer)
+    widget._job.value = "segment"
+    assert not widget._send.native.isHidden()
+    widget._model.value, widget._out.value = tiny_erm_model(tmp_path / "tiny.pt"), tmp_path / "out"
+    widget._send.value, widget._cohort.value = True, tmp_path
+    widget.run()  # a folder cohort cannot be sent back
+    assert "needs a PACS query" in widget._status.value and not widget.runner.is_running
+    widget._query.value = f"dicomweb+{pacs_env.url}?PatientID={prefix}-*"
+    widget.run()
+    qtbot.waitUntil(lambda: widget.runner.outcome is not None and not widget.runner.is_running, timeout=120000)
+    assert widget._status.value.startswith("2 cases: 2 done, 0 failed"), widget._status.value
+    assert [widget.table.item(r, 1).text() for r in range(2)] == ["ok", "ok"]
+    server = dw.server_from(pacs_env.url)
+    for row in widget.rows.values():
+        study = dw.find_studies(server, patient_id=row["case"].split("_")[0])[0].uid
+        assert [s.uid for s in dw.find_series(server, study) if s.modality == "SEG"] == [row["seg_series_uid"]]

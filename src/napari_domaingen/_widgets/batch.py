@@ -5,7 +5,9 @@ Thin by design: it collects a :class:`~napari_domaingen.core.batch_jobs.BatchJob
 :class:`~napari_domaingen.core.batch.BatchSettings` (the parameters of ``domaingen batch``), runs
 :func:`~napari_domaingen.core.batch.run_batch` through the one job runner (in-process, a local Dask cluster, or a
 cluster by address), and fills the table from its updates. Double-clicking a finished case opens its outputs as
-layers with their geometry (the NIfTI files in ``DIR/<case>/``, through this plugin's reader).
+layers with their geometry (the NIfTI files in ``DIR/<case>/``, through this plugin's reader). A DICOMweb query
+may stand for the cohort (each study a case, read in the background first), and a segment batch on it may send
+each case's labels back to the server as DICOM-SEG (``domaingen batch segment … --send``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ class BatchWidget(QWidget):
             text="the cohort is a CSV manifest",
             tooltip="a .csv manifest (case, contrast columns), not a folder",
         )
+        self._query = LineEdit(
+            label="or PACS query",
+            value="",
+            tooltip="instead of a folder: a DICOMweb query, e.g. dicomweb+http://host:8042/dicom-web?ModalitiesInStudy=MR",
+        )
         self._job = ComboBox(label="job", choices=list(JOBS), value="compare")
         self._a = ComboBox(label="A (reference)", choices=CONTRAST_CHOICES, value="T1")
         self._b = ComboBox(label="B", choices=CONTRAST_CHOICES, value="FLAIR")
@@ -79,6 +86,7 @@ class BatchWidget(QWidget):
         self._workers = SpinBox(label="workers", value=1, min=1, max=256, tooltip="1: in this process")
         self._scheduler = LineEdit(label="scheduler", value="", tooltip="optional: tcp://host:port of a Dask cluster")
         self._force = CheckBox(text="redo completed cases", value=False)
+        self._send = CheckBox(text="send labels back to the PACS (DICOM-SEG)", value=False)
         self._run = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
@@ -101,6 +109,7 @@ class BatchWidget(QWidget):
             widgets=[
                 self._cohort,
                 self._manifest,
+                self._query,
                 self._job,
                 self._a,
                 self._b,
@@ -111,6 +120,7 @@ class BatchWidget(QWidget):
                 self._workers,
                 self._scheduler,
                 self._force,
+                self._send,
                 Container(widgets=[self._run, self._cancel_button], layout="horizontal", labels=False),
                 self._status,
             ]
@@ -136,6 +146,7 @@ class BatchWidget(QWidget):
             (self._contrast, job not in ("compare", "register")),
             (self._weights, job != "segment"),
             (self._model, job == "segment"),
+            (self._send, job == "segment"),
         ):
             widget.visible = visible
 
@@ -153,30 +164,55 @@ class BatchWidget(QWidget):
         return CompareSettings(features) if self._job.value == "compare" else features
 
     def run(self, _value: Any = None) -> None:
-        """Start the batch in the background (a problem with the parameters is shown, nothing starts)."""
+        """Start the batch in the background (a problem with the parameters is shown, nothing starts); a PACS
+        query is read first, in the background too."""
+        if self.runner.is_running:
+            return
         try:
-            cohort_path, out = file_value(self._cohort.value), file_value(self._out.value)
+            query = self._query.value.strip()
+            cohort_path = query or file_value(self._cohort.value)
+            out = file_value(self._out.value)
             if cohort_path is None or out is None:
-                raise ValueError("choose the cohort and the output folder first")
+                raise ValueError("choose the cohort (or a PACS query) and the output folder first")
             roles = {"a": self._a.value, "b": self._b.value} if self._job.value == "compare" else {}
             if self._job.value == "register":
                 roles = {"fixed": self._a.value, "moving": self._b.value}
             roles = roles or {"image": self._contrast.value}
-            job = job_named(self._job.value, roles, self._settings())
-            cohort = read_cohort(cohort_path)
+            send = bool(self._send.value) and self._job.value == "segment"
+            if send and not query:
+                raise ValueError("sending labels back needs a PACS query as the cohort")
+            job = job_named(self._job.value, roles, self._settings(), send=send)
+            if not query:
+                cohort = read_cohort(cohort_path)
         except (ValueError, OSError, DomaingenError) as err:
             show_problem(self._status, str(err))
             return
         scheduler = self._scheduler.value.strip() or None
         workers = None if scheduler else int(self._workers.value)
         settings = BatchSettings(Path(out), workers, scheduler, None, bool(self._force.value))
-        self.rows = {}
-        self.table.setRowCount(len(cohort.cases))
-        for index, case in enumerate(cohort.cases):
-            self._set_row(index, {"case": case.name, "status": "waiting"})
-        self._order = [case.name for case in cohort.cases]
         self._out_dir = Path(out)
-        self.runner.start(lambda cancel: run_batch(cohort, job, settings, cancel), f"batch {job.name}")
+        if not query:
+            self._set_cases([case.name for case in cohort.cases])
+            self.runner.start(lambda cancel: run_batch(cohort, job, settings, cancel), f"batch {job.name}")
+            return
+
+        def from_pacs(cancel: Any):  # the query is asked in the background; its cases fill the table, then the batch
+            yield {"stage": "search", "fraction": 0.0, "message": f"asking {query.split('?')[0]} for the studies"}
+            found = read_cohort(query)
+            names = [case.name for case in found.cases]
+            yield {"stage": "cases", "fraction": 0.0, "message": f"{len(names)} studies", "cases": names}
+            return (yield from run_batch(found, job, settings, cancel))
+
+        self._set_cases([])  # filled when the query has answered
+        self.runner.start(from_pacs, f"batch {job.name} on a PACS query")
+
+    def _set_cases(self, names: list[str]) -> None:
+        """One waiting row per case, in the cohort's order."""
+        self.rows = {}
+        self.table.setRowCount(len(names))
+        for index, name in enumerate(names):
+            self._set_row(index, {"case": name, "status": "waiting"})
+        self._order = list(names)
 
     def cancel(self, _value: Any = None) -> None:
         """Stop after the cases running now; finished cases keep their outputs and rows."""
@@ -208,6 +244,8 @@ class BatchWidget(QWidget):
                 self._set_row(index, recorded[name])
 
     def _on_update(self, update: Progress) -> None:
+        if "cases" in update:  # a PACS query's cases, once read
+            self._set_cases(list(update["cases"]))  # type: ignore[typeddict-item]
         row = update.get("row")
         if row is not None:
             self.rows[row["case"]] = row
