@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..progress import Cancelled, Progress
 from .atomic import atomic_write_text
-from .dicomweb_server import PacsError, Server, server_from, talking_to
+from .dicomweb_server import PacsError, Server, normalise_address, server_from, talking_to
 
 __all__ = [
     "CACHE_GB",
@@ -132,10 +132,7 @@ def parse_series_uri(uri: str) -> tuple[str, str, str]:
     match = re.match(r"^(?P<root>.+?)/studies/(?P<study>[0-9.]+)/series/(?P<series>[0-9.]+)/?$", uri.strip())
     if not is_dicomweb(uri) or match is None:
         raise ValueError(f"{uri}: not the address of a DICOMweb series (…/studies/<UID>/series/<UID>)")
-    root = match["root"].split("+", 1)[1] if "+" in match["root"].split("://")[0] else match["root"]
-    if root.startswith("dicomweb://"):
-        root = "https://" + root[len("dicomweb://") :]
-    return root, match["study"], match["series"]
+    return normalise_address(match["root"]), match["study"], match["series"]
 
 
 def parse_query_uri(uri: str) -> tuple[str, dict[str, str]]:
@@ -372,6 +369,7 @@ def send(server: Server, files: Sequence[str | os.PathLike], study_uid: str | No
     """Store DICOM ``files`` on ``server`` (STOW-RS, into ``study_uid`` when given); returns the stored
     instances. Raises :class:`PacsError` with the server's reason when it refuses any of them."""
     import pydicom
+    import requests
 
     from .errors import VolumeReadError
 
@@ -381,8 +379,6 @@ def send(server: Server, files: Sequence[str | os.PathLike], study_uid: str | No
             datasets.append(pydicom.dcmread(file))
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
             raise VolumeReadError(file, f"not a DICOM file that can be sent ({exc})") from None
-    import requests
-
     names = ", ".join(Path(f).name for f in files)
     status = ""
     with talking_to(server, f"storing {names}"):

@@ -25,6 +25,7 @@ Nothing here imports napari, Qt or torch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import stat
@@ -46,6 +47,7 @@ __all__ = [
     "RETRIES",
     "PacsError",
     "Server",
+    "normalise_address",
     "server_from",
     "settings_path",
     "talking_to",
@@ -107,7 +109,12 @@ class Server:
         return session
 
     def client(self):
-        """A ``dicomweb_client.DICOMwebClient`` of this server, with its timeouts and bounded retries."""
+        """The ``dicomweb_client.DICOMwebClient`` of this server, with its timeouts and bounded retries; made once
+        per :class:`Server`, so its requests share one session (and its connections)."""
+        return self._client
+
+    @functools.cached_property
+    def _client(self):
         from dicomweb_client import DICOMwebClient
 
         with talking_to(self, "connecting"):
@@ -143,7 +150,7 @@ def settings_path() -> Path:
     return Path(user_config_dir("napari-domaingen", appauthor=False)) / "dicomweb.json"
 
 
-def _normalise(url: str) -> str:
+def normalise_address(url: str) -> str:
     """``dicomweb+http://h/p/`` → ``http://h/p`` (no query, no trailing slash); refuses credentials in it."""
     text = url.strip()
     parts = urlsplit(text)
@@ -184,13 +191,13 @@ def _read_settings(path: Path) -> dict[str, Any]:
     servers = data.get("servers") if isinstance(data, dict) else None
     if not isinstance(servers, dict):
         raise PacsError(str(path), 'expected {"servers": {"<address>": {"user": …, "password": …}}}')
-    return {_normalise(address): entry for address, entry in servers.items() if isinstance(entry, dict)}
+    return {normalise_address(address): entry for address, entry in servers.items() if isinstance(entry, dict)}
 
 
 def server_from(url: str, ca_file: str | os.PathLike | None = None) -> Server:
     """The :class:`Server` at ``url`` with its credentials from the environment or the settings file (module
     docstring); raises :class:`PacsError` for an address that is not one, or a settings file others can read."""
-    address = _normalise(url)
+    address = normalise_address(url)
     entry = _read_settings(settings_path()).get(address, {})
     env = os.environ
     if env.get(ENV_TOKEN):

@@ -36,6 +36,7 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from .dicomweb import is_dicomweb
 from .errors import DomaingenIOError
 
 __all__ = [
@@ -172,9 +173,8 @@ def check_batch_out(out: PathLike, cohort_source: PathLike, case_inputs: Iterabl
     """Refuse a batch folder ``out`` that is the cohort folder or lies inside it (a case folder), that holds any
     case's input (``case_inputs``: every file or series folder of the cohort), or that lies inside an input
     folder (a DICOM series). Nothing is created."""
-    remote = str(cohort_source).lower().startswith("dicomweb")  # a DICOMweb query: its series are fetched to a cache
     out_r = resolved(out)
-    source = resolved(cohort_source) if not remote else None
+    source = None if is_dicomweb(cohort_source) else resolved(cohort_source)  # a query: its series go to a cache
     if source is not None and source.is_dir() and (out_r == source or source in out_r.parents):
         where = "is the cohort folder" if out_r == source else "lies inside the cohort folder"
         raise OutputError(
@@ -183,7 +183,7 @@ def check_batch_out(out: PathLike, cohort_source: PathLike, case_inputs: Iterabl
             "folder outside the cohort",
         )
     for item in case_inputs:
-        if str(item).lower().startswith("dicomweb"):
+        if is_dicomweb(item):  # a series on a server, fetched into the cache
             continue
         path = resolved(item)
         if path == out_r or out_r in path.parents:
